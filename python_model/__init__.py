@@ -1,0 +1,11 @@
+"""limemu golden model: the bit-exact definition of a learning-in-memory synapse array.
+
+NumPy and the standard library only. See PHYSICS.md (shared) for the model it implements.
+"""
+
+from .errors import ConfigError, IdentityError
+from .problem import QuadraticProblem
+from .schedules import Schedule
+from .spec import Spec
+
+__all__ = ["ConfigError", "IdentityError", "QuadraticProblem", "Schedule", "Spec"]

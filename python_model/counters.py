@@ -1,0 +1,61 @@
+"""The hardware counters (PHYSICS.md section 9): names, widths, signedness, overflow flags.
+
+Every counter is wide enough not to wrap in a day of the fastest hardware we plan (2**50
+events, i.e. 10**10 cell evaluations per second for 86400 s); past that it wraps modulo 2**width
+and its sticky overflow flag is set. Energies are in energy LSBs (2**-barrier_frac_bits u).
+"""
+
+DAY_EVENT_BITS = 50
+EVENT_BITS = 56
+
+
+def counter_layout(spec):
+    """(name, width, signed) of every counter, in register-map order."""
+    cell_bits = max(1, (spec.cells - 1).bit_length())
+    heat = spec.tilt_bits + 2 + DAY_EVENT_BITS
+    return (
+        ("steps", 48, False),
+        ("evaluations", EVENT_BITS + 8, False),
+        ("up_moves", EVENT_BITS, False),
+        ("down_moves", EVENT_BITS, False),
+        ("blocked_moves", EVENT_BITS, False),
+        ("inadmissible", EVENT_BITS, False),
+        ("heat_net", heat, True),
+        ("heat_abs", heat, False),
+        ("barrier_work", spec.barrier_bits + cell_bits + DAY_EVENT_BITS, False),
+        ("anneal_work", spec.tilt_bits + spec.weight_bits + cell_bits + 2 + DAY_EVENT_BITS, True),
+        ("field_adds", EVENT_BITS + cell_bits, False),
+    )
+
+
+ENERGY_COUNTERS = ("heat_net", "heat_abs", "barrier_work", "anneal_work")
+
+
+class Counters:
+    """Exact (unbounded) counts plus the hardware view: value modulo 2**width, sticky flags."""
+
+    def __init__(self, spec):
+        self.layout = counter_layout(spec)
+        self.exact = {name: 0 for name, _, _ in self.layout}
+        self.overflow = {name: False for name, _, _ in self.layout}
+
+    def add(self, name, amount):
+        self.exact[name] += int(amount)
+
+    def check_overflow(self):
+        """Set sticky flags for counters now outside their range (called after each batch)."""
+        for name, width, signed in self.layout:
+            v = self.exact[name]
+            if (signed and not -(1 << (width - 1)) <= v < 1 << (width - 1)) or \
+                    (not signed and not 0 <= v < 1 << width):
+                self.overflow[name] = True
+
+    def hardware(self):
+        """The values the hardware registers hold (wrapped, two's complement read as signed)."""
+        out = {}
+        for name, width, signed in self.layout:
+            v = self.exact[name] % (1 << width)
+            if signed and v >= 1 << (width - 1):
+                v -= 1 << width
+            out[name] = v
+        return out

@@ -1,0 +1,179 @@
+"""The `limemu` command: run workloads, cross-check backends, project energies."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from python_model import physics
+from python_model.errors import ConfigError, IdentityError
+
+from .runner import BACKENDS, WORKLOAD_DEFAULTS, build_run, result_dict, run_backend
+
+
+def add_run_options(p):
+    p.add_argument("--workload", choices=sorted(WORKLOAD_DEFAULTS), default="maxcut",
+                   help="problem to solve (default: maxcut on a random graph)")
+    p.add_argument("--graph", help="Max-Cut graph in G-set format (first line 'n m', then "
+                   "'i j w' per edge, 1-based)")
+    p.add_argument("--cells", type=int, help="number of cells (Max-Cut: nodes of the random "
+                   "graph)")
+    p.add_argument("--bits", type=int, help="weight bits (1 = spins)")
+    p.add_argument("--lanes", type=int, help="cells evaluated per cycle")
+    p.add_argument("--steps", type=int, help="steps to run")
+    p.add_argument("--seed", type=int, default=1, help="run seed (default 1)")
+    p.add_argument("--order", choices=("natural", "colour"),
+                   help="update order; colour makes every group an independent set")
+    p.add_argument("--init", choices=("random", "zero", "low", "high"),
+                   help="initial weights")
+    p.add_argument("--barrier", metavar="SCHEDULE", help="barrier E0 in u: constant:V, "
+                   "linear:A,B, log:A,S,TAU, exp:A,B or table:FILE")
+    p.add_argument("--gain", metavar="SCHEDULE", help="gain eta in u per loss unit, same "
+                   "forms as --barrier")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="spec format field (barrier_frac_bits, gain_frac_bits, mantissa_bits, "
+                   "...); repeatable")
+    p.add_argument("--temperature", type=float, default=300.0,
+                   help="temperature of the energy report in K (default 300)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="limemu", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a workload and report weights, counters and energy")
+    add_run_options(run)
+    run.add_argument("--backend", choices=BACKENDS, default="model",
+                     help="model: vectorised golden model; reference: cycle-by-cycle Python")
+    run.add_argument("--json", metavar="OUT", help="write the result as JSON")
+
+    check = sub.add_parser("crosscheck", help="run the golden model and another backend on "
+                           "the same configuration; exit 0 only if weights and counters agree")
+    add_run_options(check)
+    check.add_argument("--backend", choices=[b for b in BACKENDS if b != "model"],
+                       default="reference", help="backend compared with the model")
+
+    bound = sub.add_parser("bound", help="energy projection: LIM bound vs conventional")
+    bound.add_argument("--params", type=float, required=True, help="model parameters")
+    bound.add_argument("--ops", type=float, required=True, help="model-update operations")
+    bound.add_argument("--bits", type=float, required=True, help="bits per update")
+    bound.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    bound.add_argument("--measured", metavar="RUN.json",
+                       help="also project with the heat per cell-evaluation of this run")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "crosscheck":
+            return command_crosscheck(args)
+        return command_bound(args)
+    except ConfigError as error:
+        print(f"limemu: error: {error}", file=sys.stderr)
+        return 2
+    except IdentityError as error:
+        print(f"limemu: IDENTITY VIOLATED (a bug, please report): {error}", file=sys.stderr)
+        return 3
+
+
+def command_run(args):
+    workload, spec, steps = build_run(vars(args))
+    print(f"limemu run: {workload.description}")
+    print(f"  array: {spec.cells} cells x {spec.weight_bits} bit(s), {spec.lanes} lane(s), "
+          f"{spec.order} order, Q {spec.q_storage}; {steps} steps, seed {spec.seed}, "
+          f"backend {args.backend}")
+    print(f"  barrier: {spec.barrier.describe(spec.barrier_frac_bits, 'u')}")
+    print(f"  gain:    {spec.gain.describe(spec.gain_frac_bits, 'u/loss')}")
+    weights, exact, overflow, extra = run_backend(args.backend, workload, spec, steps,
+                                                  progress=not args.quiet)
+    result = result_dict(workload, spec, steps, args.backend, weights, exact, overflow, extra,
+                         args.temperature)
+    print_summary(result)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1))
+        print(f"  wrote {path}")
+    return 1 if any(overflow.values()) else 0
+
+
+def print_summary(result):
+    m, e, c = result["metrics"], result["energy"], result["counters"]
+    print("result:")
+    print(f"  loss L(W) = {result['loss']:g}")
+    for key in ("cut", "best_known", "exhaustive_optimum", "max_abs_error_vs_numpy",
+                "rmse_model", "rmse_numpy", "distance_to_optimum", "loss_gap"):
+        if key in m:
+            print(f"  {key} = {m[key]}")
+    print("counters:")
+    for name, value in c.items():
+        flag = "  OVERFLOW" if result["overflow"].get(name) else ""
+        print(f"  {name:14s} {value}{flag}")
+    if any(result["overflow"].values()):
+        print("  WARNING: a counter overflowed its hardware width; its value has wrapped")
+    print(f"energy (T = {e['temperature_K']:g} K, u = kT ln 2 = "
+          f"{physics.landauer_unit_J(e['temperature_K']):.3e} J):")
+    print(f"  heat released (net)   {e['heat_net_u']:12.6g} u   {e['heat_J']:.3e} J")
+    print(f"  heat (gross, sum |D|) {e['heat_abs_u']:12.6g} u   {e['heat_abs_J']:.3e} J")
+    print(f"  barrier work          {e['barrier_work_u']:12.6g} u")
+    print(f"  annealing work        {e['anneal_work_u']:12.6g} u")
+    if "coupling_error_u" in e:
+        print(f"  coupling error        {e['coupling_error_u']:12.6g} u   "
+              f"({result['update_order']['coupled_pairs_in_groups']} coupled pairs in groups)")
+    print(f"  Landauer bound N*b    {e['landauer_bound_u']:12.6g} u   "
+          f"(ratio heat/bound {e['ratio_to_landauer']})")
+    print(f"  speed bound           {e['speed_bound_u']:12.6g} u   at net rate "
+          f"{e['net_rate']:.3g} per evaluation (ratio {e['ratio_to_speed_bound']})")
+    print(f"  first law: {result['identities']['first_law']}; "
+          f"{result['cell_evaluations_per_s']:.3g} cell-evaluations/s")
+
+
+def command_crosscheck(args):
+    workload, spec, steps = build_run(vars(args))
+    print(f"limemu crosscheck: model vs {args.backend}: {workload.description}; "
+          f"{spec.cells} cells, {spec.lanes} lane(s), {steps} steps, seed {spec.seed}")
+    runs = {}
+    for backend in ("model", args.backend):
+        weights, exact, _, extra = run_backend(backend, workload, spec, steps,
+                                               progress=not args.quiet)
+        runs[backend] = (weights, exact)
+        print(f"  {backend}: {extra['seconds']:.2f} s")
+    mismatch = first_mismatch(runs["model"], runs[args.backend])
+    if mismatch is None:
+        n = len(runs["model"][1])
+        print(f"crosscheck: PASS: {spec.cells} weights and {n} counters identical after "
+              f"{steps} steps")
+        return 0
+    print(f"crosscheck: FAIL: first mismatch {mismatch} [{spec!r}]")
+    return 1
+
+
+def first_mismatch(a, b):
+    (wa, ca), (wb, cb) = a, b
+    for i, (x, y) in enumerate(zip(wa.tolist(), wb.tolist())):
+        if x != y:
+            return f"weights[{i}]: model {x}, other {y}"
+    for name in ca:
+        if ca[name] != cb.get(name):
+            return f"counter {name}: model {ca[name]}, other {cb.get(name)}"
+    return None
+
+
+def command_bound(args):
+    measured = None
+    if args.measured:
+        try:
+            run = json.loads(Path(args.measured).read_text())
+            measured = run["energy"]["heat_abs_u"] / max(run["counters"]["evaluations"], 1)
+        except (OSError, ValueError, KeyError) as error:
+            raise ConfigError(f"--measured = {args.measured!r}: not a limemu run JSON "
+                              f"({error})") from None
+    result = physics.projection(params=args.params, ops=args.ops, bits=args.bits,
+                                temperature_K=args.temperature, measured_u_per_op=measured)
+    print(physics.format_projection(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Runs a workload on a backend and assembles the result (the JSON `limemu run` writes)."""
+
+import sys
+import time
+
+import numpy as np
+
+from python_model import physics
+from python_model.counters import ENERGY_COUNTERS, Counters
+from python_model.engine import LimArray
+from python_model.errors import ConfigError
+from python_model.reference import reference_run
+from python_model.spec import Spec
+
+from .schedule_options import parse_schedule
+from .workloads import build_workload
+
+BACKENDS = ("model", "reference")
+
+# Defaults that make `limemu run` with no options do something meaningful: an annealed
+# Max-Cut whose groups are independent sets (colour order), so the heat is exact.
+WORKLOAD_DEFAULTS = {
+    "maxcut": dict(cells=64, lanes=4, steps=4000, order="colour",
+                   barrier="constant:4", gain="exp:0.1,6"),
+    # Q = X^T X is ill-conditioned (condition number ~470) and needs max|Q| ~ 4096 to keep
+    # NumPy's optimum: the gain then needs 10 fraction bits (hence 12 for the barrier)
+    "lsq": dict(cells=10, lanes=1, steps=20000, order="natural",
+                barrier="constant:2", gain="exp:0.001,0.1",
+                set=["barrier_frac_bits=12", "gain_frac_bits=10"]),
+    "twoparam": dict(cells=2, lanes=1, steps=20000, order="natural",
+                     barrier="linear:1,8", gain="exp:0.02,2"),
+}
+
+
+def build_run(options):
+    """(workload, spec, steps) from a dict of command-line options (None = default)."""
+    name = options.get("workload") or "maxcut"
+    if name not in WORKLOAD_DEFAULTS:
+        raise ConfigError(f"workload = {name!r}: must be one of {sorted(WORKLOAD_DEFAULTS)}")
+    defaults = WORKLOAD_DEFAULTS[name]
+
+    def pick(key):
+        value = options.get(key)
+        return defaults.get(key) if value is None else value
+
+    steps = int(pick("steps"))
+    if steps < 1:
+        raise ConfigError(f"steps = {steps}: must be >= 1")
+    seed = int(options.get("seed") or 1)
+    workload_options = {"seed": seed}
+    if name == "maxcut":
+        if options.get("graph"):
+            workload_options["path"] = options["graph"]
+        else:
+            workload_options["cells"] = int(pick("cells"))
+    elif name == "lsq":
+        workload_options["cells"] = int(pick("cells"))
+    if options.get("bits") is not None and name != "maxcut":
+        workload_options["bits"] = int(options["bits"])
+    if name == "twoparam":
+        workload_options.pop("seed")
+    workload = build_workload(name, **workload_options)
+    bits = workload.weight_bits
+    if options.get("bits") is not None and int(options["bits"]) != bits:
+        raise ConfigError(f"bits = {options['bits']}: the {name} workload needs {bits}")
+    fields = dict(cells=workload.problem.n, weight_bits=bits, lanes=int(pick("lanes")),
+                  seed=seed, order=pick("order"), q_storage=workload.q_storage,
+                  init=options.get("init") or ("random" if bits == 1 else "zero"))
+    fields.update(parse_settings(defaults.get("set", []) + (options.get("set") or [])))
+    probe = Spec(**fields)         # validates the formats before the schedules use them
+    fields["barrier"] = parse_schedule(pick("barrier"), "--barrier", probe.barrier_frac_bits,
+                                       steps)
+    fields["gain"] = parse_schedule(pick("gain"), "--gain", probe.gain_frac_bits, steps)
+    if options.get("cells") is not None and int(options["cells"]) != workload.problem.n:
+        raise ConfigError(f"cells = {options['cells']}: the workload has "
+                          f"{workload.problem.n} variables")
+    return workload, Spec(**fields), steps
+
+
+def parse_settings(items):
+    """--set KEY=VALUE pairs for integer Spec fields (formats, widths)."""
+    allowed = ("barrier_bits", "barrier_frac_bits", "gain_bits", "gain_frac_bits",
+               "field_bits", "mantissa_bits")
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in allowed:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY in {allowed}")
+        try:
+            out[key] = int(value)
+        except ValueError:
+            raise ConfigError(f"--set {item!r}: {key} must be an integer") from None
+    return out
+
+
+class Progress:
+    """Progress on stderr for runs longer than a couple of seconds."""
+
+    def __init__(self, label, cells, enabled=True):
+        self.label, self.cells, self.enabled = label, cells, enabled
+        self.start = self.last = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, done, total):
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < 2.0:
+            return
+        self.last = now
+        rate = done * self.cells / max(now - self.start, 1e-9)
+        sys.stderr.write(f"  {self.label}: step {done}/{total} ({100 * done / total:.0f} %), "
+                         f"{rate:.3g} cell-evaluations/s\n")
+        self.shown = True
+
+
+def run_backend(backend, workload, spec, steps, progress=True):
+    """Run; returns (weights, exact counters dict, overflow flags, extra dict)."""
+    started = time.perf_counter()
+    if backend == "model":
+        array = LimArray(spec, workload.problem)
+        array.run(steps, progress=Progress("model", spec.cells, progress))
+        extra = dict(weights0=array.W0, coupling_error=array.coupling_error,
+                     coupling_pairs=array.order.coupled_pairs, colours=array.order.colours)
+        exact, overflow = dict(array.counters.exact), dict(array.counters.overflow)
+        weights = array.W.copy()
+    elif backend == "reference":
+        probe = LimArray(spec, workload.problem)            # same order and initial weights
+        if progress and steps * spec.cells > 200_000:
+            sys.stderr.write(f"  reference: {steps * spec.cells} cell-evaluations in pure Python"
+                             f" (about {steps * spec.cells / 60_000:.0f} s)\n")
+        weights, exact, _ = reference_run(spec, workload.problem, probe.order, probe.W0, steps)
+        counters = Counters(spec)
+        counters.exact.update(exact)
+        counters.check_overflow()
+        overflow = dict(counters.overflow)
+        extra = dict(weights0=probe.W0, coupling_error=None,
+                     coupling_pairs=probe.order.coupled_pairs, colours=probe.order.colours)
+    else:
+        raise ConfigError(f"backend = {backend!r}: must be one of {BACKENDS}")
+    extra["seconds"] = time.perf_counter() - started
+    return weights, exact, overflow, extra
+
+
+def result_dict(workload, spec, steps, backend, weights, exact, overflow, extra,
+                temperature_K=300.0):
+    counters = Counters(spec)
+    counters.exact.update(exact)
+    hardware = counters.hardware()
+    lsb = spec.energy_lsb_u
+    metrics = workload.evaluate(weights)
+    net_updates = int(np.sum(np.abs(weights - extra["weights0"]))) // spec.delta
+    bits = spec.weight_bits
+    energy = physics.energy_to_solution(
+        heat_u=exact["heat_net"] * lsb, n_params=spec.cells, bits=bits,
+        net_updates=net_updates, evaluations=exact["evaluations"],
+        barrier_work_u=exact["barrier_work"] * lsb, temperature_K=temperature_K)
+    energy.update({f"{name}_u": exact[name] * lsb for name in ENERGY_COUNTERS})
+    energy["heat_abs_J"] = physics.u_to_joules(energy["heat_abs_u"], temperature_K)
+    if extra.get("coupling_error") is not None:
+        energy["coupling_error_u"] = extra["coupling_error"] * lsb
+    result = {
+        "workload": workload.name,
+        "backend": backend,
+        "config": {"spec": spec.to_dict(), "steps": steps, "workload": workload.options},
+        "steps": steps,
+        "counters": hardware,
+        "overflow": overflow,
+        "weights": [int(w) for w in weights],
+        "loss": float(metrics["loss"]),
+        "energy": _jsonable(energy),
+        "metrics": _jsonable(metrics),
+        "reference": _jsonable(workload.reference),
+        "update_order": {"kind": spec.order, "colours": extra["colours"],
+                         "coupled_pairs_in_groups": extra["coupling_pairs"]},
+        "identities": {"first_law": "exact" if backend == "model" else "not checked"},
+        "seconds": extra["seconds"],
+        "cell_evaluations_per_s": exact["evaluations"] / max(extra["seconds"], 1e-9),
+    }
+    if "cut" in metrics:
+        result["cut"] = int(metrics["cut"])
+    return result
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if np.isfinite(v) else str(v)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    return value

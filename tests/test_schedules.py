@@ -1,0 +1,98 @@
+"""Schedules: exact integer definitions, their physical meaning, and validation."""
+
+import math
+
+import numpy as np
+import pytest
+
+from python_model.errors import ConfigError
+from python_model.schedules import Schedule, log2_fixed
+
+K = np.arange(0, 5000, dtype=np.int64)
+
+
+def v(schedule, k=K, bits=16):
+    return schedule.validated("s", bits).values_at(k)
+
+
+def test_constant():
+    assert np.all(v(Schedule.constant(123)) == 123)
+
+
+def test_linear_is_start_plus_rate_times_k_floored_and_clamped():
+    s = Schedule.linear(100, 3 * 2**15)                    # 1.5 per step
+    assert list(v(s, np.arange(5))) == [100, 101, 103, 104, 106]
+    down = Schedule.linear(100, -(2**16))
+    assert v(down, np.array([0, 50, 100, 1000])).tolist() == [100, 50, 0, 0]
+    capped = Schedule.linear(0, 2**20, hi=300)
+    assert v(capped, np.array([10**12])).tolist() == [300]
+
+
+def test_log2_fixed_is_within_table_resolution():
+    n = np.array([1, 2, 3, 5, 100, 12345, 2**40 + 17])
+    got = log2_fixed(n) / 2**16
+    assert np.all(np.abs(got - np.log2(n)) < 2**-8)
+    assert log2_fixed(np.array([1024]))[0] == 10 << 16
+
+
+def test_logarithmic_follows_start_plus_scale_log2():
+    s = Schedule.logarithmic(64, 256, 100)
+    got = v(s)
+    expected = 64 + 256 * np.log2(1 + K / 100)
+    # two table look-ups, each truncating the mantissa to 8 bits (< log2(1 + 2**-8)), and a floor
+    assert np.all(np.abs(got - expected) <= 2 * 256 * math.log2(1 + 2**-8) + 1)
+    assert np.all(np.diff(got) >= 0)
+
+
+def test_exponential_follows_start_times_power_of_two():
+    s = Schedule.exponential(64, round(2**16 / 1000))    # doubles every ~1000 steps
+    got = v(s)
+    expected = 64 * 2 ** (K * round(2**16 / 1000) / 2**16)
+    assert np.all(np.abs(got - expected) <= expected * 2**-7 + 1)
+    decay = Schedule.exponential(4096, -(2**16) // 128)   # halves every 128 steps
+    assert v(decay, np.array([0, 128, 256])).tolist() == [4096, 2048, 1024]
+    huge = v(Schedule.exponential(5, 2**16), np.array([10**9]), bits=12)
+    assert huge.tolist() == [4095]
+
+
+def test_table_is_piecewise_constant_and_holds_the_last_entry():
+    values = list(range(256))
+    s = Schedule.table(values, steps_per_entry=10)
+    got = v(s, np.array([0, 9, 10, 2555, 2560, 10**6]))
+    assert got.tolist() == [0, 0, 1, 255, 255, 255]
+
+
+@pytest.mark.parametrize("schedule,bits,parameter", [
+    (Schedule.constant(70000), 16, "s.start"),
+    (Schedule.constant(-1), 16, "s.start"),
+    (Schedule.linear(0, 1, lo=5, hi=4), 16, "s.hi"),
+    (Schedule.linear(0, 1, lo=-1), 16, "s.lo"),
+    (Schedule.linear(0, 2**40), 16, "s.rate"),
+    (Schedule.logarithmic(0, 1, 0), 16, "s.tau"),
+    (Schedule.exponential(0, 1), 16, "s.start"),
+    (Schedule.table(range(10)), 16, "s.values"),
+    (Schedule.table([0] * 255 + [2**16]), 16, "s.values"),
+    (Schedule.table([0] * 256, steps_per_entry=0), 16, "s.steps_per_entry"),
+    (Schedule("cosine"), 16, "s.kind"),
+])
+def test_invalid_schedules_name_the_parameter(schedule, bits, parameter):
+    with pytest.raises(ConfigError, match=parameter.replace(".", r"\.")):
+        schedule.validated("s", bits)
+
+
+def test_steps_outside_the_hardware_counter_are_rejected():
+    s = Schedule.constant(1).validated("s", 8)
+    with pytest.raises(ConfigError, match="step"):
+        s.values_at(np.array([-1]))
+    with pytest.raises(ConfigError, match="step"):
+        s.values_at(np.array([2**48]))
+
+
+def test_unvalidated_schedule_cannot_be_evaluated():
+    with pytest.raises(ConfigError, match="validated"):
+        Schedule.constant(1).values_at(np.array([0]))
+
+
+def test_describe_uses_physical_units():
+    s = Schedule.linear(256, 2**16 // 2)
+    assert "1 u" in s.describe(8, "u") and math.isclose(0.5 / 256, 0.5 / 256)
