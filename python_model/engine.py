@@ -273,24 +273,21 @@ class LimArray:
         """Account the step boundaries k -> k+1 of a chunk: annealing and barrier work."""
         c, spec = self.counters, self.spec
         two_sc = 2 << spec.tilt_shift
-        d_eta = [int(x) for x in np.diff(eta)]
+        d_eta = np.diff(eta)
         track = self.loss2_track
         true = self.loss2_true
         anneal = anneal_true = coupling = 0
-        nonzero_steps = np.flatnonzero((np.diff(eta) != 0) | (step_dl2 != 0) | (step_cross != 0))
-        # only steps where eta changes or the loss moved contribute; others are skipped exactly
-        last = 0
-        for s in nonzero_steps.tolist():
+        # only steps where eta changes or the loss moved contribute; between them the losses
+        # are constant, so the skipped steps add exactly nothing
+        active = np.flatnonzero((d_eta != 0) | (step_dl2 != 0) | (step_cross != 0))
+        for s in active.tolist():
             track_inc = int(step_dl2[s])
             cross = int(step_cross[s])
-            # losses after step s (the loss is constant over the skipped steps in between)
-            track += track_inc
+            track += track_inc                          # losses after step s
             true += track_inc + cross
             coupling += int(eta[s]) * cross
-            anneal += d_eta[s] * track
-            anneal_true += d_eta[s] * true
-            last = s
-        del last
+            anneal += int(d_eta[s]) * track
+            anneal_true += int(d_eta[s]) * true
         self.loss2_track, self.loss2_true = track, true
         c.add("anneal_work", two_sc * anneal)
         self.anneal_true += two_sc * anneal_true

@@ -21,17 +21,21 @@ from python_model import Schedule, Spec  # noqa: E402
 from python_model.engine import LimArray  # noqa: E402
 
 
-def measure(spec, problem, steps):
-    array = LimArray(spec, problem)
-    array.run(20)                                   # warm-up: first chunks, caches
-    before = dict(array.counters.exact)
-    start = time.perf_counter()
-    array.run(steps)
-    seconds = time.perf_counter() - start
-    c = array.counters.exact
-    moves = c["up_moves"] + c["down_moves"] - before["up_moves"] - before["down_moves"]
-    evaluations = c["evaluations"] - before["evaluations"]
-    return evaluations / seconds, moves / evaluations
+def measure(spec, problem, steps, repeats=3):
+    """(median cell-evaluations/s over `repeats` runs, move rate)."""
+    rates = []
+    for _ in range(repeats):
+        array = LimArray(spec, problem)
+        array.run(20)                               # warm-up: first chunks, caches
+        before = dict(array.counters.exact)
+        start = time.perf_counter()
+        array.run(steps)
+        seconds = time.perf_counter() - start
+        c = array.counters.exact
+        moves = c["up_moves"] + c["down_moves"] - before["up_moves"] - before["down_moves"]
+        evaluations = c["evaluations"] - before["evaluations"]
+        rates.append(evaluations / seconds)
+    return sorted(rates)[len(rates) // 2], moves / evaluations
 
 
 def main():
@@ -42,7 +46,7 @@ def main():
     args = parser.parse_args()
     workload = maxcut_workload(cells=args.cells, seed=1)
     print(f"golden model, {args.cells}-spin Max-Cut (random graph, mean degree 6), "
-          f"{args.lanes} lanes, gain 1 u/loss, {args.steps} steps per figure")
+          f"{args.lanes} lanes, gain 1 u/loss, {args.steps} steps per figure (median of 3)")
     print(f"{'order':8s} {'barrier':>8s} {'move rate':>10s} {'cell-evaluations/s':>20s}")
     for order in ("colour", "natural"):
         for barrier_u in (24, 16, 12, 10, 8):

@@ -122,11 +122,16 @@ def print_summary(result):
         print(f"  coupling error        {e['coupling_error_u']:12.6g} u   "
               f"({result['update_order']['coupled_pairs_in_groups']} coupled pairs in groups)")
     print(f"  Landauer bound N*b    {e['landauer_bound_u']:12.6g} u   "
-          f"(ratio heat/bound {e['ratio_to_landauer']})")
+          f"(net heat / bound = {_ratio(e['ratio_to_landauer'])})")
     print(f"  speed bound           {e['speed_bound_u']:12.6g} u   at net rate "
-          f"{e['net_rate']:.3g} per evaluation (ratio {e['ratio_to_speed_bound']})")
+          f"{e['net_rate']:.3g} per evaluation (net heat / bound = "
+          f"{_ratio(e['ratio_to_speed_bound'])})")
     print(f"  first law: {result['identities']['first_law']}; "
           f"{result['cell_evaluations_per_s']:.3g} cell-evaluations/s")
+
+
+def _ratio(value):
+    return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
 
 
 def command_crosscheck(args):

@@ -46,7 +46,7 @@ def build_run(options):
     steps = int(pick("steps"))
     if steps < 1:
         raise ConfigError(f"steps = {steps}: must be >= 1")
-    seed = int(options.get("seed") or 1)
+    seed = 1 if options.get("seed") is None else int(options["seed"])
     workload_options = {"seed": seed}
     if name == "maxcut":
         if options.get("graph"):
