@@ -21,7 +21,6 @@ Outcomes, with T+ = T(B+), T- = T(B-), B+- = E0 -+ D+-/2:
 """
 
 import functools
-import math
 
 import numpy as np
 
@@ -61,13 +60,7 @@ def mantissa_rom(frac_bits, mantissa_bits):
 
 
 def _check_precision(table, frac_bits, mantissa_bits):
-    b = np.arange(len(table))
-    exact = np.exp2(DRAW_BITS - b / 2**frac_bits)                 # 2**-B in counts
-    error = np.abs(table - exact)
-    low = b <= 20 << frac_bits
-    worst_rel = float(np.max(error[low] / exact[low]))
-    high = (b > 20 << frac_bits) & (b <= 32 << frac_bits)
-    worst_abs = float(np.max(error[high]))
+    worst_rel, worst_abs = _errors(table, frac_bits)
     if worst_rel >= 2**-10 or worst_abs > 1:
         raise ConfigError(
             f"mantissa_bits = {mantissa_bits}: probabilities miss PHYSICS.md section 4 (relative "
@@ -75,15 +68,20 @@ def _check_precision(table, frac_bits, mantissa_bits):
             "counts of 2^-32 must be <= 1 up to 32 u)")
 
 
-def precision_report(frac_bits, mantissa_bits):
-    """Worst relative error (B <= 20 u) and absolute error in units of 2**-32 (20 < B <= 32)."""
-    table = threshold_table(frac_bits, mantissa_bits)[1:]
+def _errors(table, frac_bits):
+    """Worst relative error (B <= 20 u) and absolute error in counts of 2**-32 (20 < B <= 32)
+    of thresholds indexed by B in LSBs."""
     b = np.arange(len(table))
-    exact = np.exp2(DRAW_BITS - b / 2**frac_bits)
+    exact = np.exp2(DRAW_BITS - b / 2**frac_bits)                 # 2**-B in counts
+    error = np.abs(table - exact)
     low = b <= 20 << frac_bits
     high = (b > 20 << frac_bits) & (b <= 32 << frac_bits)
-    return (float(np.max(np.abs(table - exact)[low] / exact[low])),
-            float(np.max(np.abs(table - exact)[high])))
+    return float(np.max(error[low] / exact[low])), float(np.max(error[high]))
+
+
+def precision_report(frac_bits, mantissa_bits):
+    """(worst relative error up to 20 u, worst absolute error in 2**-32 from 20 to 32 u)."""
+    return _errors(threshold_table(frac_bits, mantissa_bits)[1:], frac_bits)
 
 
 def decide(u, b_up, b_down, table):
@@ -132,8 +130,3 @@ def decide_one(u, b_up, b_down, frac_bits, mantissa_bits):
     shift = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS
     up = (u >> 16) * ((t_up + t_down) >> shift) < (t_up >> shift) << 16
     return ("up" if up else "down"), True
-
-
-def probability(b, frac_bits, mantissa_bits):
-    """The exact probability the hardware realises for a barrier of b LSBs (b >= 0)."""
-    return threshold(b, frac_bits, mantissa_bits) / ONE if b >= 0 else math.inf

@@ -393,10 +393,6 @@ class LimArray:
     def loss(self):
         return self.problem.loss2(self.W) / 2 if self.problem is not None else None
 
-    def counter_values(self):
-        """The hardware view of every counter (wrapped to its width)."""
-        return self.counters.hardware()
-
 
 def bound_field(problem, spec):
     """Largest |g_n| = |(QW - b)_n| over all weights of the ladder."""

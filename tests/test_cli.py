@@ -58,8 +58,8 @@ def test_run_is_reproducible_for_a_seed(tmp_path):
     (["--barrier", "table:/nonexistent"], "cannot read"),
 ])
 def test_bad_run_options_give_a_clear_error(argv, fragment, capsys):
-    assert main(["run", "--quiet", "--steps", "10"] + argv) == 2 if "--steps" not in argv \
-        else main(["run", "--quiet"] + argv) == 2
+    steps = [] if "--steps" in argv else ["--steps", "10"]
+    assert main(["run", "--quiet"] + steps + argv) == 2
     assert fragment in capsys.readouterr().err
 
 
