@@ -112,30 +112,113 @@ class Progress:
         self.shown = True
 
 
+class ModelSession:
+    """A run in progress on the golden model. Every backend offers the same methods, so that
+    callers (runs, traces, cross-checks) can run in segments and read the state in between:
+    run(steps), weights(), counters() (exact ints), overflow(), field() (g, or None),
+    step, and extra() (facts for the result JSON)."""
+
+    name = "model"
+    segmented = True
+
+    def __init__(self, workload, spec, progress=True):
+        self.array = LimArray(spec, workload.problem)
+        self.progress = Progress("model", spec.cells, progress)
+
+    @property
+    def step(self):
+        return self.array.step
+
+    def run(self, steps):
+        self.array.run(steps, progress=self.progress)
+
+    def weights(self):
+        return self.array.W.copy()
+
+    def counters(self):
+        return dict(self.array.counters.exact)
+
+    def overflow(self):
+        return dict(self.array.counters.overflow)
+
+    def field(self):
+        return self.array.g.copy()
+
+    def extra(self):
+        a = self.array
+        return dict(weights0=a.W0.copy(), coupling_error=a.coupling_error,
+                    coupling_pairs=a.order.coupled_pairs, colours=a.order.colours)
+
+    def close(self):
+        pass
+
+
+class ReferenceSession:
+    """The cycle-by-cycle Python reference. It always runs from step 0, so it runs once."""
+
+    name = "reference"
+    segmented = False
+
+    def __init__(self, workload, spec, progress=True):
+        self.workload, self.spec, self.progress = workload, spec, progress
+        self.probe = LimArray(spec, workload.problem)       # same order and initial weights
+        self.W, self.g, self.exact, self.step = self.probe.W0.copy(), self.probe.g, None, 0
+
+    def run(self, steps):
+        if self.step:
+            raise ConfigError("backend = 'reference': runs only once from step 0 (no segments)")
+        spec = self.spec
+        if self.progress and steps * spec.cells > 200_000:
+            sys.stderr.write(f"  reference: {steps * spec.cells} cell-evaluations in pure Python"
+                             f" (about {steps * spec.cells / 60_000:.0f} s)\n")
+        self.W, self.exact, self.g = reference_run(spec, self.workload.problem, self.probe.order,
+                                                   self.probe.W0, steps)
+        self.step = steps
+
+    def weights(self):
+        return self.W.copy()
+
+    def counters(self):
+        return dict(self.exact) if self.exact else dict(Counters(self.spec).exact)
+
+    def overflow(self):
+        counters = Counters(self.spec)
+        counters.exact.update(self.counters())
+        counters.check_overflow()
+        return dict(counters.overflow)
+
+    def field(self):
+        return np.array(self.g)
+
+    def extra(self):
+        order = self.probe.order
+        return dict(weights0=self.probe.W0.copy(), coupling_error=None,
+                    coupling_pairs=order.coupled_pairs, colours=order.colours)
+
+    def close(self):
+        pass
+
+
+SESSIONS = {"model": ModelSession, "reference": ReferenceSession}
+
+
+def open_session(backend, workload, spec, progress=True):
+    """A session of `backend` loaded with the workload (see ModelSession for the methods)."""
+    if backend not in SESSIONS:
+        raise ConfigError(f"backend = {backend!r}: must be one of {tuple(SESSIONS)}")
+    return SESSIONS[backend](workload, spec, progress)
+
+
 def run_backend(backend, workload, spec, steps, progress=True):
     """Run; returns (weights, exact counters dict, overflow flags, extra dict)."""
     started = time.perf_counter()
-    if backend == "model":
-        array = LimArray(spec, workload.problem)
-        array.run(steps, progress=Progress("model", spec.cells, progress))
-        extra = dict(weights0=array.W0, coupling_error=array.coupling_error,
-                     coupling_pairs=array.order.coupled_pairs, colours=array.order.colours)
-        exact, overflow = dict(array.counters.exact), dict(array.counters.overflow)
-        weights = array.W.copy()
-    elif backend == "reference":
-        probe = LimArray(spec, workload.problem)            # same order and initial weights
-        if progress and steps * spec.cells > 200_000:
-            sys.stderr.write(f"  reference: {steps * spec.cells} cell-evaluations in pure Python"
-                             f" (about {steps * spec.cells / 60_000:.0f} s)\n")
-        weights, exact, _ = reference_run(spec, workload.problem, probe.order, probe.W0, steps)
-        counters = Counters(spec)
-        counters.exact.update(exact)
-        counters.check_overflow()
-        overflow = dict(counters.overflow)
-        extra = dict(weights0=probe.W0, coupling_error=None,
-                     coupling_pairs=probe.order.coupled_pairs, colours=probe.order.colours)
-    else:
-        raise ConfigError(f"backend = {backend!r}: must be one of {BACKENDS}")
+    session = open_session(backend, workload, spec, progress)
+    try:
+        session.run(steps)
+        weights, exact, overflow = session.weights(), session.counters(), session.overflow()
+        extra = session.extra()
+    finally:
+        session.close()
     extra["seconds"] = time.perf_counter() - started
     return weights, exact, overflow, extra
 
