@@ -27,6 +27,16 @@ from .rng import LaneStreams
 
 CHUNK_POSITIONS = 1 << 16        # cell evaluations prepared at once
 MAX_DENSE_CELLS = 4096           # a dense Q of N**2 int64
+FIXED_WINDOW = None
+REPAIR_ROUNDS = 4                # repair rounds of a window before it is cut
+
+
+class _Chunk:
+    """Per-position inputs of the decisions of a chunk of steps."""
+
+
+class _Repair:
+    """Tables and work arrays of the repaired windows."""
 
 
 class LimArray:
@@ -43,6 +53,9 @@ class LimArray:
             require(bound < 1 << (spec.field_bits - 1), "field_bits", spec.field_bits,
                     f"the field |QW - b| can reach {bound}, which needs "
                     f"{bound.bit_length() + 1} bits")
+            q_max = int(np.max(np.abs(problem.data), initial=0))
+            require(q_max < 1 << (spec.q_bits - 1), "q_bits", spec.q_bits,
+                    f"max |Q_ij| = {q_max} needs {q_max.bit_length() + 1} bits")
             if spec.q_storage == "dense":
                 require(n <= MAX_DENSE_CELLS, "q_storage", "dense",
                         f"is limited to {MAX_DENSE_CELLS} cells (got {n}); use 'sparse'")
@@ -55,6 +68,7 @@ class LimArray:
         self.W = self._initial_weights(weights)
         self.W0 = self.W.copy()
         self._window = n
+        self._repair = None
         if self.problem is not None:
             self._setup_field()
 
@@ -116,6 +130,55 @@ class LimArray:
         dl_max = 2 * spec.delta * bound_field(problem, spec) + spec.delta**2 * int(
             np.max(np.abs(problem.diag), initial=0))
         self.h_bound = eta_max * dl_max
+        self._repair = self._setup_repair() if spec.q_storage == "sparse" else None
+
+    def _setup_repair(self):
+        """Tables of the repaired windows: for a move at each position of a step, the first
+        position of every cell whose g or W it alters (a neighbour later in the same step, or
+        in the next step; the cell itself in the next step), and the same-group neighbours."""
+        spec, problem, order = self.spec, self.problem, self.order
+        n = spec.cells
+        seq, group = order.sequence, order.group
+        position_of = np.empty(n, dtype=np.int64)
+        position_of[seq] = np.arange(n)
+        lengths = self.col_nnz[seq]
+        ends = np.cumsum(lengths)
+        entry = np.repeat(problem.indptr[seq] - ends + lengths, lengths) + np.arange(ends[-1])
+        src = np.repeat(np.arange(n), lengths)
+        rows, vals = problem.indices[entry], problem.data[entry]
+        off = rows != seq[src]
+        src, dst, vals = src[off], position_of[rows[off]], vals[off]
+        later = group[dst] > group[src]
+        rp = _Repair()
+        src_all = np.concatenate((src, np.arange(n)))
+        by = np.argsort(src_all, kind="stable")
+        rp.length = np.bincount(src_all, minlength=n)
+        rp.ptr = np.cumsum(rp.length) - rp.length
+        rp.first = np.concatenate((dst + np.where(later, 0, n), np.arange(n) + n))[by]
+        rp.val = np.concatenate((vals, problem.diag[seq]))[by]
+        rp.own = np.concatenate((np.zeros(len(src), np.int64), np.ones(n, np.int64)))[by]
+        same = group[dst] == group[src]                   # src is sorted
+        rp.same_length = np.bincount(src[same], minlength=n)
+        rp.same_ptr = np.cumsum(rp.same_length) - rp.same_length
+        rp.same_pos = dst[same]
+        rp.same_val = vals[same]
+        size = max(1, CHUNK_POSITIONS // n) * n
+        rp.dg = np.zeros(size, dtype=np.int64)
+        rp.dW = np.zeros(size, dtype=np.int64)
+        rp.dec = np.zeros(size, dtype=np.int64)
+        rp.code = np.zeros(size, dtype=np.int8)
+        rp.dl2 = np.zeros(size, dtype=np.int64)
+        rp.h = np.zeros(size, dtype=np.int64)
+        rp.rounds = REPAIR_ROUNDS
+        # Decisions under repair may see weights a few steps off the ladder, and so fields
+        # beyond the bound; clip such fields where their tilts could overflow int64 (the
+        # decisions that are kept never see one, so clipping changes nothing they decide).
+        reach = max(-spec.w_lo, spec.w_hi) + spec.delta * (size // n + 1)
+        eta_max = (1 << spec.gain_bits) << spec.tilt_shift
+        dl_max = 2 * spec.delta * problem.max_abs_field(reach) + spec.delta**2 * int(
+            np.max(np.abs(problem.diag), initial=0))
+        rp.g_clip = None if eta_max * dl_max < 1 << 60 else bound_field(problem, spec)
+        return rp
 
     # -- running --------------------------------------------------------------------------------
     def run(self, steps, snapshot_every=0, progress=None):
@@ -150,20 +213,37 @@ class LimArray:
         draws = self.streams.take(count * groups)
         draws = draws.reshape(lanes, count, groups).transpose(1, 2, 0).reshape(count, -1)
         draws = draws[:, order.slot].ravel()
-        cells = np.tile(order.sequence, count)
-        qd = np.tile(self.qd_seq, count)
-        e0_pos = np.repeat(e0[:count], n)
-        eta_pos = np.repeat(eta[:count] << spec.tilt_shift, n)
+        chunk = _Chunk()
+        chunk.cells = np.tile(order.sequence, count)
+        chunk.qd = np.tile(self.qd_seq, count)
+        chunk.e0 = np.repeat(e0[:count], n)
+        chunk.eta = np.repeat(eta[:count] << spec.tilt_shift, n)
+        chunk.e0_1 = chunk.e0 + 1                     # table index of barrier b is b + 1
+        chunk.draws = draws.astype(np.int64)
+        chunk.half_draws = chunk.draws >> 1
+        chunk.end = count * n
         step_dl2 = np.zeros(count, dtype=np.int64)
         step_cross = np.zeros(count, dtype=np.int64)
         moves = [] if snapshots is not None else None
+        if self._repair is not None:
+            self._windows_repair(chunk, step_dl2, step_cross, moves)
+        else:
+            self._windows_cut(chunk, step_dl2, step_cross, moves)
+        self._close_steps(count, e0, eta, step_dl2, step_cross)
+        if snapshots is not None:
+            snapshots.append(self._replay(count, moves))
+        self.step += count
+        self.counters.add("steps", count)
+        self.counters.check_overflow()
+
+    def _windows_cut(self, ch, step_dl2, step_cross, moves):
+        """Windows cut at the first decision a move invalidates (dense couplings)."""
+        spec, n, lanes = self.spec, self.spec.cells, self.spec.lanes
+        cells, qd, e0_pos, eta_pos = ch.cells, ch.qd, ch.e0, ch.eta
+        e0_pos_1, draws, half_draws, end = ch.e0_1, ch.draws, ch.half_draws, ch.end
         W, g, table, c = self.W, self.g, self.table, self.counters
         last = len(table) - 1
-        draws = draws.astype(np.int64)
-        half_draws = draws >> 1
-        e0_pos_1 = e0_pos + 1                     # table index of barrier b is b + 1
         two_delta = 2 * spec.delta
-        end = count * n
         p = 0
         while p < end:
             # windows end at group boundaries: a group sees one g, so it is never split
@@ -208,12 +288,191 @@ class LimArray:
             else:
                 self._window = min(2 * self._window, max(end, n))
             p = q
-        self._close_steps(count, e0, eta, step_dl2, step_cross)
-        if snapshots is not None:
-            snapshots.append(self._replay(count, moves))
-        self.step += count
-        c.add("steps", count)
-        c.check_overflow()
+
+    # -- windows repaired in place (sparse couplings) -------------------------------------------
+    def _windows_repair(self, ch, step_dl2, step_cross, moves):
+        """Windows whose decisions are repaired where moves invalidate them.
+
+        A window is decided against the g at its start; then, round after round, only the
+        positions whose g or W a changed decision alters are decided again (with the g and W
+        that the window's current moves give them), until no decision changes: the decisions
+        are then a fixed point, which is unique (a decision only depends on earlier groups)
+        and so the hardware's. After `rounds` rounds without a fixed point the window is cut
+        at the first group that still changes, and only what precedes it is kept.
+        """
+        spec, n, lanes = self.spec, self.spec.cells, self.spec.lanes
+        rp, c = self._repair, self.counters
+        cells, end, table = ch.cells, ch.end, self.table
+        W, g = self.W, self.g
+        dg, dW, dec, code = rp.dg, rp.dW, rp.dec, rp.code
+        last = len(table) - 1
+        two_delta = 2 * spec.delta
+        group_start, group_end = self.group_start, self.group_end
+        p = 0
+        while p < end:
+            b = min(end, p + self._window) - 1
+            b = b - b % n + int(group_end[b % n])
+            cell = cells[p:b]
+            g_cell = g[cell]
+            lowest = ch.e0_1[p:b] + ch.eta[p:b] * (ch.qd[p:b] - two_delta * np.abs(g_cell))
+            t_max = table[np.minimum(np.maximum(lowest, 0), last)]
+            cand = np.flatnonzero(ch.half_draws[p:b] < t_max)
+            x = cand + p
+            changed, ddw = self._redecide(ch, x, g_cell[cand], W[cells[x]], False)
+            decided = [x]
+            q = b
+            rounds = 0
+            while changed.size:
+                at, vg, vw = self._affected(changed, ddw, b)
+                if not at.size:
+                    break
+                if rounds == rp.rounds:
+                    first = int(at.min())
+                    q = first - first % n + int(group_start[first % n])
+                    break
+                rounds += 1
+                np.add.at(dg, at, vg)
+                np.add.at(dW, at, vw)
+                at.sort()
+                at = at[np.concatenate(([True], at[1:] != at[:-1]))]
+                decided.append(at)
+                cell = cells[at]
+                changed, ddw = self._redecide(ch, at, g[cell] + dg[at], W[cell] + dW[at], True)
+            if len(decided) > 1:
+                touched = np.concatenate(decided)
+                final = np.sort(touched)
+                final = final[np.concatenate(([True], final[1:] != final[:-1]))]
+            else:
+                touched = final = x
+            if q < b:
+                final = final[:np.searchsorted(final, q)]
+            outcome = np.bincount(code[final], minlength=8)
+            c.add("up_moves", outcome[1] + outcome[5])
+            c.add("down_moves", outcome[2] + outcome[6])
+            c.add("blocked_moves", outcome[3] + outcome[7])
+            c.add("inadmissible", outcome[4:].sum())
+            movers = final[dec[final] != 0]
+            if movers.size:
+                self._commit(ch, movers, step_dl2, step_cross, moves)
+            dg[touched] = 0
+            dW[touched] = 0
+            dec[touched] = 0
+            code[touched] = 0
+            kept = q - p
+            c.add("evaluations", kept)
+            if q < b:
+                self._window = max(lanes, 2 * kept)
+            else:
+                self._window = min(2 * self._window, max(end, n))
+            if FIXED_WINDOW:
+                self._window = FIXED_WINDOW
+            p = q
+
+    def _redecide(self, ch, at, g_at, w_at, filtered):
+        """(Re)decides positions `at` (sorted) with fields g_at and weights w_at; returns the
+        positions whose move changed and the change of their dw."""
+        spec, rp, table = self.spec, self._repair, self.table
+        if rp.g_clip is not None:
+            g_at = np.clip(g_at, -rp.g_clip, rp.g_clip)
+        if filtered:
+            # the filter of _windows_cut, for positions whose g changed
+            lowest = ch.e0_1[at] + ch.eta[at] * (ch.qd[at] - 2 * spec.delta * np.abs(g_at))
+            t_max = table[np.minimum(np.maximum(lowest, 0), len(table) - 1)]
+            keep = np.flatnonzero(ch.half_draws[at] < t_max)
+            old = rp.dec[at]
+            rp.code[at] = 0
+            rp.dec[at] = 0
+            full = at
+            at, g_at, w_at = at[keep], g_at[keep], w_at[keep]
+        if at.size:
+            eta, qd, e0 = ch.eta[at], ch.qd[at], ch.e0[at]
+            tdg = g_at * (2 * spec.delta)
+            dl_up = qd + tdg
+            dl_down = qd - tdg
+            h_up = eta * dl_up
+            h_down = eta * dl_down
+            up, down, inadmissible = decide(ch.draws[at], e0 + h_up, e0 + h_down, table)
+            blocked_up = up & (w_at == spec.w_hi)
+            blocked_down = down & (w_at == spec.w_lo)
+            move_up = up ^ blocked_up
+            move_down = down ^ blocked_down
+            dw = (move_up.astype(np.int64) - move_down) * spec.delta
+            rp.dec[at] = dw
+            rp.code[at] = (move_up + 2 * move_down + 3 * (blocked_up | blocked_down)
+                           + 4 * inadmissible)
+            moved = np.flatnonzero(dw)
+            if moved.size:
+                m = at[moved]
+                is_up = move_up[moved]
+                rp.dl2[m] = np.where(is_up, dl_up[moved], dl_down[moved])
+                rp.h[m] = np.where(is_up, h_up[moved], h_down[moved])
+        else:
+            dw = np.zeros(0, dtype=np.int64)
+        if not filtered:
+            moved = np.flatnonzero(dw)
+            return at[moved], dw[moved]
+        new = np.zeros(len(full), dtype=np.int64)
+        new[keep] = dw
+        diff = new - old
+        changed = np.flatnonzero(diff)
+        return full[changed], diff[changed]
+
+    def _affected(self, changed, ddw, b):
+        """Positions (< b, repeated) whose g or W a change ddw of the moves at `changed`
+        alters, with the change of g and of W at each."""
+        rp, n = self._repair, self.spec.cells
+        i = changed % n
+        lengths = rp.length[i]
+        ends = np.cumsum(lengths)
+        entry = np.repeat(rp.ptr[i] - ends + lengths, lengths) + np.arange(int(ends[-1]))
+        first = np.repeat(changed - i, lengths) + rp.first[entry]
+        steps = (b - 1 - first) // n + 1
+        np.maximum(steps, 0, out=steps)
+        ends = np.cumsum(steps)
+        total = int(ends[-1])
+        if total == 0:
+            return np.zeros(0, dtype=np.int64), None, None
+        at = np.repeat(first - n * (ends - steps), steps) + n * np.arange(total)
+        d = np.repeat(ddw, lengths)
+        vg = np.repeat(rp.val[entry] * d, steps)
+        vw = np.repeat(rp.own[entry] * d, steps)
+        return at, vg, vw
+
+    def _commit(self, ch, movers, step_dl2, step_cross, moves):
+        """Applies the final moves of a repaired window (a cell may move in several steps)."""
+        spec, c, rp, n = self.spec, self.counters, self._repair, self.spec.cells
+        cells = ch.cells[movers]
+        dw = rp.dec[movers]
+        h = rp.h[movers]
+        step = movers // n
+        if self.h_bound * len(h) < 1 << 62:
+            c.add("heat_net", -2 * int(h.sum()))
+            c.add("heat_abs", 2 * int(np.abs(h).sum()))
+        else:
+            c.add("heat_net", -2 * _exact_sum(h))
+            c.add("heat_abs", 2 * _exact_sum(np.abs(h)))
+        np.add.at(self.W, cells, dw)
+        np.add.at(step_dl2, step, rp.dl2[movers])
+        problem = self.problem
+        lengths = self.col_nnz[cells]
+        ends = np.cumsum(lengths)
+        entry = np.repeat(problem.indptr[cells] - ends + lengths, lengths) + np.arange(
+            int(ends[-1]) if len(ends) else 0)
+        np.add.at(self.g, problem.indices[entry], problem.data[entry] * np.repeat(dw, lengths))
+        c.add("field_adds", n * len(cells) if self.dense_Q is not None else len(entry))
+        if self.needs_cross:
+            # loss terms of coupled cells that moved in the same group
+            i = movers % n
+            lengths = rp.same_length[i]
+            if lengths.any():
+                ends = np.cumsum(lengths)
+                entry = np.repeat(rp.same_ptr[i] - ends + lengths, lengths) + np.arange(
+                    int(ends[-1]))
+                other = np.repeat(movers - i, lengths) + rp.same_pos[entry]
+                np.add.at(step_cross, np.repeat(step, lengths),
+                          np.repeat(dw, lengths) * rp.same_val[entry] * rp.dec[other])
+        if moves is not None:
+            moves.append((step, cells, dw))
 
     def _decide(self, cell, g_cell, eta, qd, e0, u):
         """Full decisions for the cells that passed the filter."""

@@ -52,6 +52,7 @@ class Spec:
     gain_bits: int = 16
     gain_frac_bits: int = 6
     field_bits: int = 32
+    q_bits: int = 16                     # signed width of an entry of Q (the field engine's RAM)
     mantissa_bits: int = 14              # precision of the probability table
     barrier: Schedule = field(default_factory=lambda: Schedule.constant(4 << 8))
     gain: Schedule = field(default_factory=lambda: Schedule.constant(1 << 6))
@@ -63,7 +64,7 @@ class Spec:
 
     def __post_init__(self):
         ints = ("cells", "weight_bits", "lanes", "barrier_bits", "barrier_frac_bits", "gain_bits",
-                "gain_frac_bits", "field_bits", "mantissa_bits", "seed")
+                "gain_frac_bits", "field_bits", "q_bits", "mantissa_bits", "seed")
         for name in ints:
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool), name, value,
@@ -84,6 +85,7 @@ class Spec:
         require(self.gain_frac_bits + 1 <= self.gain_bits <= 24, "gain_bits", self.gain_bits,
                 f"must be in [gain_frac_bits + 1 = {self.gain_frac_bits + 1}, 24]")
         require(8 <= self.field_bits <= 40, "field_bits", self.field_bits, "must be in [8, 40]")
+        require(2 <= self.q_bits <= 32, "q_bits", self.q_bits, "must be in [2, 32]")
         require(self.tilt_bits <= 62, "field_bits + gain_bits", self.field_bits + self.gain_bits,
                 f"the tilt needs {self.tilt_bits} bits, more than the 62 the model computes in")
         require(8 <= self.mantissa_bits <= 20, "mantissa_bits", self.mantissa_bits,
@@ -126,8 +128,21 @@ class Spec:
 
     @property
     def tilt_bits(self):
-        """Signed width of a half tilt: eta (gain_bits) times dL2 (field_bits + 3)."""
-        return self.gain_bits + self.field_bits + 3 + self.tilt_shift
+        """Signed width of a half tilt: eta (gain_bits) times dL2 = delta**2 Q_nn +- 2 delta g_n
+        (dl2_bits)."""
+        return self.gain_bits + self.dl2_bits + self.tilt_shift
+
+    @property
+    def dl2_bits(self):
+        """Signed width of dL2 = delta**2 Q_nn +- 2 delta g_n (|delta| <= 2)."""
+        return max(self.field_bits, self.q_bits) + 3
+
+    @property
+    def loss_bits(self):
+        """Signed width of the loss register L2 = W^T Q W - 2 b^T W = sum_n W_n (g_n - b_n):
+        |g_n|, |b_n| < 2**(field_bits - 1), |W_n| <= 2**(weight_bits - 1), `cells` terms."""
+        cell_bits = max(1, (self.cells - 1).bit_length())
+        return self.field_bits + max(self.weight_bits, 2) + cell_bits + 1
 
     @property
     def energy_lsb_u(self):

@@ -1,0 +1,90 @@
+"""The cocotb side of a Verilator session: drives the array core's bus on behalf of the host.
+
+Runs inside the simulator. It connects to the host process (address and key in the
+environment variables LIMEMU_CHANNEL and LIMEMU_KEY) and serves its requests until told to
+quit: write words, read words, run K steps. Between requests, and while the core runs its
+steps on its own, Python does nothing: the clock is cocotb's C-level GPI clock.
+
+Bus timing: inputs are driven and outputs sampled on the falling edge, so every value is
+settled; a write takes one cycle, reads are issued one per cycle and answered two cycles later.
+"""
+
+import os
+from multiprocessing.connection import Client
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, RisingEdge
+
+CLOCK_PERIOD_NS = 10
+READ_LATENCY = 2
+
+
+async def write_words(dut, pairs):
+    for address, word in pairs:
+        await FallingEdge(dut.clk)
+        dut.addr.value = address
+        dut.wdata.value = word
+        dut.we.value = 1
+    await FallingEdge(dut.clk)
+    dut.we.value = 0
+
+
+async def read_words(dut, addresses):
+    answers = []
+    issued = list(addresses)
+    in_flight = 0
+    while len(answers) < len(addresses):
+        await FallingEdge(dut.clk)
+        if int(dut.rack.value):
+            answers.append(int(dut.rdata.value))
+            in_flight -= 1
+        if issued and in_flight < READ_LATENCY:
+            dut.addr.value = issued.pop(0)
+            dut.re.value = 1
+            in_flight += 1
+        else:
+            dut.re.value = 0
+    dut.re.value = 0
+    return answers
+
+
+async def run_steps(dut, pairs):
+    """Write the run's registers and start; wait for the core to finish. Returns cycles."""
+    start = cocotb.utils.get_sim_time("ns")
+    await write_words(dut, pairs)
+    if int(dut.busy.value):
+        await RisingEdge(dut.done)
+    await FallingEdge(dut.clk)
+    return int((cocotb.utils.get_sim_time("ns") - start) // CLOCK_PERIOD_NS)
+
+
+@cocotb.test()
+async def serve(dut):
+    """Serve the host's requests until it says quit."""
+    Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
+    dut.we.value = 0
+    dut.re.value = 0
+    dut.rst.value = 1
+    await FallingEdge(dut.clk)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+    channel = Client(os.environ["LIMEMU_CHANNEL"], authkey=bytes.fromhex(os.environ["LIMEMU_KEY"]))
+    try:
+        while True:
+            request = channel.recv()
+            kind = request[0]
+            if kind == "quit":
+                channel.send(("ok",))
+                break
+            if kind == "write":
+                await write_words(dut, request[1])
+                channel.send(("ok",))
+            elif kind == "read":
+                channel.send(("ok", await read_words(dut, request[1])))
+            elif kind == "run":
+                channel.send(("ok", await run_steps(dut, request[1])))
+            else:
+                channel.send(("error", f"unknown request {kind!r}"))
+    finally:
+        channel.close()

@@ -1,0 +1,57 @@
+"""The lane's random generator in RTL: python_model/rng.py's LaneGenerator, register for register.
+
+Two shift registers of 89 and 127 bits (216 flip-flops) obeying b_t = b_{t-89} xor b_{t-38} and
+c_t = c_{t-127} xor c_{t-63}; a draw is the XOR of their 32 oldest bits. Both lags exceed 32, so
+the 32 bits shifted in per draw are each one XOR of two held bits. Logic per lane: 32 output
+XORs, 64 next-state XORs and a load/next select per flip-flop -- on an iCE40 one LUT4 per
+register bit (load, seed bit, one or two state bits) plus 32 for the draw; no carry chains.
+"""
+
+import functools
+import operator
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from python_model.rng import COMPONENTS, DRAW_BITS, STATE_BITS, register_seeds
+
+
+def seed_word(seed, lane):
+    """The value the host drives on LaneRng.seed: register_seeds(seed, lane), the 89-bit register
+    in bits 0..88 and the 127-bit register above it."""
+    word, offset = 0, 0
+    for bits, (r, _) in zip(register_seeds(seed, lane), COMPONENTS):
+        word |= bits << offset
+        offset += r
+    return word
+
+
+class LaneRng(wiring.Component):
+    """One lane's generator.
+
+    Ports: ``seed`` (216 bits, see :func:`seed_word`) is copied into the registers when ``load``
+    is high at a clock edge; otherwise ``next`` high at a clock edge advances one draw. ``draw``
+    (32 bits, combinational) is the value LaneGenerator.next_draw() would return now. The
+    registers reset to zero, whose draws are all zero: load a seed before use.
+    """
+
+    seed: In(STATE_BITS)
+    load: In(1)
+    next: In(1)
+    draw: Out(DRAW_BITS)
+
+    def elaborate(self, platform):
+        m = Module()
+        offset, outputs = 0, []
+        for r, s in COMPONENTS:
+            register = Signal(r, name=f"register{r}")
+            shifted_in = register[:DRAW_BITS] ^ register[r - s:r - s + DRAW_BITS]
+            with m.If(self.load):
+                m.d.sync += register.eq(self.seed[offset:offset + r])
+            with m.Elif(self.next):
+                m.d.sync += register.eq(Cat(register[DRAW_BITS:], shifted_in))
+            offset += r
+            outputs.append(register[:DRAW_BITS])
+        m.d.comb += self.draw.eq(functools.reduce(operator.xor, outputs))
+        return m

@@ -1,0 +1,208 @@
+"""The register map of the array core: one description, read by the HDL and by the host.
+
+Pure Python (no Amaranth), so host code imports it without the HDL toolchain. The core's bus
+(hdl/array_core.py) decodes exactly these addresses; the host driver (scripts/limemu/host.py)
+encodes and decodes through them. Nothing about addresses is written anywhere else.
+
+Bus: 32-bit words, word addresses. A register of w bits takes ceil(w/32) consecutive words,
+least significant word first. A memory of `depth` entries of w bits takes
+``depth * stride`` words, ``stride`` = ceil(w/32) rounded up to a power of two; entry i, word j
+is at ``base + i * stride + j``. Writing the last word of a wide entry commits the entry (the
+lower words are staged), so an entry is never half-written.
+
+Memories of the lane banks are indexed by (group, lane) as ``group * lanes_p2 + lane``
+(lanes_p2 = lanes rounded up to a power of two): the hardware never divides by `lanes`.
+The slot of position p of the update order is ``slot[p] = group * lanes + lane``.
+"""
+
+from dataclasses import dataclass
+
+from python_model.counters import counter_layout
+from python_model.errors import require
+from python_model.schedules import MAX_TABLE_ENTRIES, schedule_registers
+
+MAGIC = 0x4C494D45            # "LIME"
+VERSION = 1
+WORD_BITS = 32
+
+# bits of the control register (write: strobes) and the status register (read)
+CONTROL = {"start": 0, "stop": 1, "clear": 2, "clear_errors": 3}
+STATUS = {"busy": 0, "done": 1, "error_busy_write": 2, "error_address": 3,
+          "error_config": 4}
+
+
+def words(width):
+    return -(-width // WORD_BITS)
+
+
+def pow2_at_least(n):
+    return 1 << max(0, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class Region:
+    """One register or memory of the map."""
+
+    name: str
+    base: int                 # word address
+    width: int                # bits of one entry
+    signed: bool = False
+    access: str = "rw"        # rw | ro | wo (strobes)
+    depth: int = 0            # 0: a register; else a memory of `depth` entries
+
+    @property
+    def is_memory(self):
+        return self.depth > 0
+
+    @property
+    def stride(self):
+        return pow2_at_least(words(self.width)) if self.is_memory else words(self.width)
+
+    @property
+    def size(self):
+        return self.depth * self.stride if self.is_memory else words(self.width)
+
+    def address(self, index=0, word=0):
+        return self.base + index * self.stride + word
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The sizes the hardware is built for (the Spec's widths plus capacities)."""
+
+    lanes: int
+    groups: int               # group capacity (>= the update order's groups)
+    q_storage: str            # dense | sparse
+    q_capacity: int           # sparse: entries of Q (nonzeros); dense: unused
+    table_depth: int = MAX_TABLE_ENTRIES
+
+    @property
+    def lanes_p2(self):
+        return pow2_at_least(self.lanes)
+
+    @property
+    def groups_p2(self):
+        return max(2, pow2_at_least(self.groups))      # >= 2: every bank address has a bit
+
+    @property
+    def slots(self):
+        """Bank index space: group * lanes_p2 + lane."""
+        return self.groups_p2 * self.lanes_p2
+
+    @property
+    def lane_bits(self):
+        """Bits of the lane in a bank index (0 for one lane)."""
+        return (self.lanes_p2 - 1).bit_length()
+
+    @property
+    def group_bits(self):
+        return (self.groups_p2 - 1).bit_length()
+
+    @property
+    def dense_q_depth(self):
+        """Per-bank entries of a dense Q: column index (slots) x row group (groups_p2)."""
+        return self.slots * self.groups_p2
+
+
+class RegisterMap:
+    """Addresses of everything the host reads or writes, generated from (spec, geometry)."""
+
+    def __init__(self, spec, geometry):
+        g = geometry
+        require(g.lanes == spec.lanes, "geometry.lanes", g.lanes, f"must equal spec.lanes = "
+                f"{spec.lanes}")
+        require(g.groups * g.lanes >= spec.cells, "geometry.groups", g.groups,
+                f"must be >= cells / lanes = {-(-spec.cells // spec.lanes)}")
+        require(1 <= g.table_depth <= MAX_TABLE_ENTRIES, "geometry.table_depth", g.table_depth,
+                f"must be in [1, {MAX_TABLE_ENTRIES}]")
+        self.spec, self.geometry = spec, g
+        self.regions = {}
+        self._next = 0
+        reg = self._register
+        reg("magic", WORD_BITS, access="ro")
+        reg("version", WORD_BITS, access="ro")
+        reg("control", len(CONTROL), access="wo")
+        reg("status", len(STATUS), access="ro")
+        reg("run_steps", 48)
+        reg("cells", max(1, spec.cells.bit_length()))
+        reg("groups", g.group_bits + 1)
+        reg("external_tilt", 1)
+        reg("step", 48, access="ro")
+        reg("barrier_now", spec.barrier_bits, access="ro")
+        reg("gain_now", spec.gain_bits, access="ro")
+        reg("loss2", spec.loss_bits, signed=True)
+        for name, width, signed in counter_layout(spec):
+            reg(f"counter_{name}", width, signed=signed, access="ro")
+        reg("overflow", len(counter_layout(spec)), access="ro")
+        for unit, bits in (("barrier", spec.barrier_bits), ("gain", spec.gain_bits)):
+            for name, width, signed in schedule_registers(bits, g.table_depth):
+                reg(f"{unit}_{name}", width, signed=signed)
+        mem = self._memory
+        mem("seed", 216, g.lanes_p2, access="wo")
+        mem("weight", max(spec.weight_bits, 2), g.slots, signed=True)
+        mem("valid", 1, g.slots)
+        mem("field", spec.field_bits, g.slots, signed=True)
+        mem("diag", spec.q_bits, g.slots, signed=True)
+        mem("tilt", spec.tilt_bits, g.slots, signed=True)
+        if g.q_storage == "dense":
+            mem("q", spec.q_bits, g.dense_q_depth * g.lanes_p2, signed=True)
+        else:
+            require(g.q_capacity >= 1, "geometry.q_capacity", g.q_capacity, "must be >= 1")
+            ptr_bits = max(1, g.q_capacity.bit_length())
+            mem("column", 2 * ptr_bits, g.slots)               # start | length << ptr_bits
+            mem("entry", spec.q_bits + g.lane_bits + g.group_bits, g.q_capacity)
+        mem("barrier_table", spec.barrier_bits, g.table_depth, access="wo")
+        mem("gain_table", spec.gain_bits, g.table_depth, access="wo")
+        self.address_bits = max(1, (self._next - 1).bit_length())
+
+    def _register(self, name, width, signed=False, access="rw"):
+        self._add(Region(name, self._next, width, signed, access))
+
+    def _memory(self, name, width, depth, signed=False, access="rw"):
+        size = pow2_at_least(Region(name, 0, width, signed, access, depth).size)
+        base = -(-self._next // size) * size         # aligned: decoding is a bit compare
+        self._add(Region(name, base, width, signed, access, depth))
+
+    def _add(self, region):
+        self.regions[region.name] = region
+        self._next = region.base + region.size
+
+    def __getitem__(self, name):
+        return self.regions[name]
+
+    def __iter__(self):
+        return iter(self.regions.values())
+
+    def ptr_bits(self):
+        return max(1, self.geometry.q_capacity.bit_length())
+
+    def bank_index(self, group, lane):
+        return group * self.geometry.lanes_p2 + lane
+
+    def __repr__(self):
+        return f"RegisterMap(spec={self.spec!r}, geometry={self.geometry!r})"
+
+    def describe(self):
+        """A printable table of the map."""
+        lines = [f"{'name':22s} {'address':>10s} {'words':>8s} {'bits':>5s} access"]
+        for r in self:
+            kind = f"{r.depth} x" if r.is_memory else ""
+            lines.append(f"{r.name:22s} {r.base:#10x} {r.size:8d} {kind:>8s}{r.width:5d} "
+                         f"{r.access}{' signed' if r.signed else ''}")
+        return "\n".join(lines)
+
+
+def to_words(value, width):
+    """Two's complement words (least significant first) of `value` in `width` bits."""
+    v = value & ((1 << width) - 1)
+    return [(v >> (WORD_BITS * i)) & 0xFFFFFFFF for i in range(words(width))]
+
+
+def from_words(ws, width, signed):
+    v = 0
+    for i, w in enumerate(ws):
+        v |= int(w) << (WORD_BITS * i)
+    v &= (1 << width) - 1
+    if signed and v >> (width - 1):
+        v -= 1 << width
+    return v

@@ -1,0 +1,91 @@
+"""A run on the array core (RTL): the same session interface as the golden model's.
+
+The device is anything that moves words over the core's bus: the Verilator simulator now,
+the virtual board and a real board over the host link later. The host loads the run, lets
+the core run K steps on its own, and reads weights, field and counters at checkpoints.
+"""
+
+import time
+
+from python_model.engine import LimArray
+
+from .host import decode_state, geometry_for, load_plan, run_plan, state_addresses
+from .runner import Progress
+from .verilator import VerilatorArray
+
+SEGMENT_EVALUATIONS = 2_000_000        # cell evaluations per run request (progress output)
+
+
+class HardwareSession:
+    """Session on the RTL. `device_factory(spec, geometry)` opens the device."""
+
+    segmented = True
+
+    def __init__(self, workload, spec, progress=True, *, name="verilator", waves=None,
+                 log=None):
+        self.name = name
+        self.spec = spec
+        self.problem = workload.problem
+        # the model's own set-up gives the update order and the initial weights: both
+        # backends start from the same state by construction
+        self.probe = LimArray(spec, workload.problem)
+        order = self.probe.order
+        nnz = workload.problem.nnz if workload.problem is not None else 0
+        self.geometry = geometry_for(spec, order, nnz)
+        self.device = VerilatorArray(spec, self.geometry, waves=waves, log=log)
+        from hdl.regmap import RegisterMap                 # noqa: PLC0415
+        self.rmap = RegisterMap(spec, self.geometry)
+        self.device.write(load_plan(self.rmap, workload.problem, order, self.probe.W0))
+        self.progress = Progress(name, spec.cells, progress)
+        self.step = 0
+        self.cycles = 0
+        self._state = None
+
+    def run(self, steps):
+        target = self.step + int(steps)
+        segment = max(1, SEGMENT_EVALUATIONS // self.spec.cells)
+        while self.step < target:
+            count = min(segment, target - self.step)
+            self.cycles += self.device.run(run_plan(self.rmap, count))
+            self.step += count
+            self._state = None
+            self.progress(self.step, target)
+        state = self.state()
+        if state["step"] != self.step or state["status"]["busy"]:
+            raise RuntimeError(f"{self.name}: the core reports step {state['step']} "
+                               f"(busy={state['status']['busy']}), expected {self.step}")
+
+    def state(self):
+        if self._state is None:
+            order = self.probe.order
+            words = self.device.read(state_addresses(self.rmap, order))
+            self._state = decode_state(self.rmap, order, words)
+        return self._state
+
+    def weights(self):
+        return self.state()["weights"].copy()
+
+    def counters(self):
+        return dict(self.state()["counters"])
+
+    def overflow(self):
+        return dict(self.state()["overflow"])
+
+    def field(self):
+        return self.state()["field"].copy()
+
+    def extra(self):
+        order = self.probe.order
+        return dict(weights0=self.probe.W0.copy(), coupling_error=None,
+                    coupling_pairs=order.coupled_pairs, colours=order.colours,
+                    cycles=self.cycles)
+
+    def close(self):
+        self.device.close()
+
+
+def open_verilator(workload, spec, progress=True, **options):
+    started = time.perf_counter()
+    session = HardwareSession(workload, spec, progress, **options)
+    session.setup_seconds = time.perf_counter() - started
+    return session

@@ -1,0 +1,197 @@
+"""Host side of the array core: what to write to load a run, what to read back, how to decode.
+
+Pure functions over hdl/regmap.py (no simulator, no serial port): the Verilator testbench,
+the virtual board and a real board all move the same words. A "plan" is a list of
+(word address, 32-bit word) writes; reads are lists of addresses whose words are decoded here.
+"""
+
+import numpy as np
+
+from hdl.lane_rng import seed_word
+from hdl.regmap import CONTROL, STATUS, Geometry, RegisterMap, from_words, to_words
+from python_model.counters import counter_layout
+from python_model.errors import require
+from python_model.schedules import schedule_register_values
+
+
+def geometry_for(spec, order, q_nnz=0, table_depth=None):
+    """The smallest geometry that holds `spec` with this update order (and sparse Q)."""
+    kwargs = {} if table_depth is None else {"table_depth": table_depth}
+    return Geometry(lanes=spec.lanes, groups=order.groups, q_storage=spec.q_storage,
+                    q_capacity=max(1, q_nnz), **kwargs)
+
+
+def bank_indices(rmap, order):
+    """Bank index (group * lanes_p2 + lane) of every cell."""
+    lanes = rmap.spec.lanes
+    index = np.empty(len(order.sequence), dtype=np.int64)
+    index[order.sequence] = (order.slot // lanes) * rmap.geometry.lanes_p2 + order.slot % lanes
+    return index
+
+
+def register_writes(rmap, name, value):
+    region = rmap[name]
+    return [(region.address(0, j), w) for j, w in enumerate(to_words(int(value), region.width))]
+
+
+def entry_writes(rmap, name, index, value):
+    region = rmap[name]
+    return [(region.address(int(index), j), w)
+            for j, w in enumerate(to_words(int(value), region.width))]
+
+
+def control_write(rmap, *names):
+    return [(rmap["control"].base, sum(1 << CONTROL[n] for n in names))]
+
+
+def load_plan(rmap, problem, order, weights, *, external=False):
+    """Writes that load a complete run: sizes, schedules, seeds, weights, field, Q, loss
+    register; then `clear` (counters to 0, schedules to step 0). `problem` may be None in
+    external-tilt mode."""
+    spec, geo = rmap.spec, rmap.geometry
+    require(order.groups <= geo.groups, "groups", order.groups,
+            f"the hardware holds at most {geo.groups} groups")
+    index = bank_indices(rmap, order)
+    w = np.asarray(weights, dtype=np.int64)
+    plan = []
+    plan += register_writes(rmap, "cells", spec.cells)
+    plan += register_writes(rmap, "groups", order.groups)
+    plan += register_writes(rmap, "external_tilt", int(external))
+    for unit, bits in (("barrier", spec.barrier_bits), ("gain", spec.gain_bits)):
+        schedule = getattr(spec, unit)
+        values = schedule_register_values(schedule, bits, geo.table_depth, name=unit)
+        for name, value in values.items():
+            plan += register_writes(rmap, f"{unit}_{name}", value)
+        for i, value in enumerate(schedule.values if schedule.kind == "table" else ()):
+            plan += entry_writes(rmap, f"{unit}_table", i, value)
+    for lane in range(spec.lanes):
+        plan += entry_writes(rmap, "seed", lane, seed_word(spec.seed, lane))
+    # every bank entry is written, so nothing of an earlier run survives
+    valid = np.zeros(geo.slots, dtype=np.int64)
+    valid[index] = 1
+    for name, values in (("weight", _scatter(geo, index, w)), ("valid", valid)):
+        for i in range(geo.slots):
+            plan += entry_writes(rmap, name, i, values[i])
+    if problem is not None:
+        field = problem.field(w)
+        loss2 = problem.loss2(w)
+        for name, values in (("field", _scatter(geo, index, field)),
+                             ("diag", _scatter(geo, index, problem.diag))):
+            for i in range(geo.slots):
+                plan += entry_writes(rmap, name, i, values[i])
+        plan += register_writes(rmap, "loss2", loss2)
+        plan += q_plan(rmap, problem, index)
+    plan += control_write(rmap, "clear")
+    return plan
+
+
+def _scatter(geo, index, values):
+    out = np.zeros(geo.slots, dtype=np.int64)
+    out[index] = values
+    return out
+
+
+def q_plan(rmap, problem, index):
+    """Writes of Q: every entry of a dense bank; the column table and entries when sparse."""
+    geo = rmap.geometry
+    plan = []
+    if geo.q_storage == "dense":
+        dense = np.zeros(geo.dense_q_depth * geo.lanes_p2, dtype=np.int64)
+        Q = problem.to_dense()
+        rows, cols = np.nonzero(Q)
+        row_group, row_lane = index[rows] >> geo.lane_bits, index[rows] & (geo.lanes_p2 - 1)
+        dense[((index[cols] * geo.groups_p2 + row_group) << geo.lane_bits) + row_lane] = \
+            Q[rows, cols]
+        for i, value in enumerate(dense.tolist()):
+            plan += entry_writes(rmap, "q", i, value)
+        return plan
+    require(problem.nnz <= geo.q_capacity, "q_capacity", geo.q_capacity,
+            f"the problem has {problem.nnz} nonzeros")
+    ptr_bits = rmap.ptr_bits()
+    spec = rmap.spec
+    start = 0
+    columns = np.zeros(geo.slots, dtype=np.int64)
+    for cell in range(problem.n):                   # Q is symmetric: column m = row m
+        lo, hi = problem.indptr[cell], problem.indptr[cell + 1]
+        columns[index[cell]] = start | ((hi - lo) << ptr_bits)
+        for row, value in zip(problem.indices[lo:hi].tolist(), problem.data[lo:hi].tolist()):
+            target = index[row]
+            packed = (value & ((1 << spec.q_bits) - 1)) \
+                | ((target & (geo.lanes_p2 - 1)) << spec.q_bits) \
+                | ((target >> geo.lane_bits) << (spec.q_bits + geo.lane_bits))
+            plan += entry_writes(rmap, "entry", start, packed)
+            start += 1
+    for i, value in enumerate(columns.tolist()):
+        plan += entry_writes(rmap, "column", i, value)
+    return plan
+
+
+def tilt_plan(rmap, order, half_tilts):
+    """Writes of the external half tilts of every cell (energy LSBs)."""
+    index = bank_indices(rmap, order)
+    plan = []
+    for cell, h in enumerate(np.asarray(half_tilts, dtype=np.int64).tolist()):
+        plan += entry_writes(rmap, "tilt", index[cell], h)
+    return plan
+
+
+def run_plan(rmap, steps):
+    return register_writes(rmap, "run_steps", steps) + control_write(rmap, "start")
+
+
+# -- reading back ------------------------------------------------------------------------------
+def state_addresses(rmap, order, *, field=True):
+    """Addresses whose words decode_state turns into the array's state."""
+    addresses = []
+    for region in _state_regions(rmap, field):
+        if region.is_memory:
+            for i in bank_indices(rmap, order).tolist():
+                addresses += [region.address(i, j) for j in range(_words(region))]
+        else:
+            addresses += [region.address(0, j) for j in range(_words(region))]
+    return addresses
+
+
+def decode_state(rmap, order, words_read, *, field=True):
+    """dict: weights and field (per cell), counters (hardware values), overflow flags, step,
+    loss2, barrier_now, gain_now, status flags."""
+    it = iter(words_read)
+    out = {}
+    n = len(order.sequence)
+    for region in _state_regions(rmap, field):
+        k = _words(region)
+        if region.is_memory:
+            out[region.name] = np.array([from_words([next(it) for _ in range(k)], region.width,
+                                                    region.signed) for _ in range(n)],
+                                        dtype=np.int64)
+        else:
+            out[region.name] = from_words([next(it) for _ in range(k)], region.width,
+                                          region.signed)
+    layout = counter_layout(rmap.spec)
+    state = {
+        "weights": out["weight"],
+        "field": out.get("field"),
+        "counters": {name: out[f"counter_{name}"] for name, _, _ in layout},
+        "overflow": {name: bool(out["overflow"] >> i & 1) for i, (name, _, _) in
+                     enumerate(layout)},
+        "status": {name: bool(out["status"] >> bit & 1) for name, bit in STATUS.items()},
+    }
+    for name in ("step", "loss2", "barrier_now", "gain_now"):
+        state[name] = out[name]
+    return state
+
+
+def _state_regions(rmap, field):
+    names = ["status", "step", "loss2", "barrier_now", "gain_now"]
+    names += [f"counter_{name}" for name, _, _ in counter_layout(rmap.spec)]
+    names += ["overflow", "weight"] + (["field"] if field else [])
+    return [rmap[name] for name in names]
+
+
+def _words(region):
+    return -(-region.width // 32)
+
+
+__all__ = ["RegisterMap", "geometry_for", "load_plan", "q_plan", "tilt_plan", "run_plan",
+           "state_addresses", "decode_state", "control_write", "register_writes",
+           "entry_writes", "bank_indices"]

