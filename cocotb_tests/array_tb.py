@@ -13,7 +13,6 @@ import os
 from multiprocessing.connection import Client
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
 CLOCK_PERIOD_NS = 10
@@ -62,7 +61,6 @@ async def run_steps(dut, pairs):
 @cocotb.test()
 async def serve(dut):
     """Serve the host's requests until it says quit."""
-    Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
     dut.we.value = 0
     dut.re.value = 0
     dut.rst.value = 1

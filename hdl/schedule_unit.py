@@ -16,6 +16,10 @@ small sequential datapath rather than one wide combinational path:
 
 The table contents come from python_model.schedules, and so do the register widths
 (:func:`~python_model.schedules.schedule_registers`).
+
+Size and speed seen for bits=24, table_depth=4096 (Yosys 0.70, nextpnr 0.11, all ports driven
+from flip-flops): iCE40 UP5K about 1440 LUT4 and 26 EBR at 28 MHz; ECP5 about 1280 LUT4 at
+99 MHz. The longest path is the exponential's barrel shifter into the value register.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -165,18 +169,21 @@ class ScheduleUnit(wiring.Component):
 
         # exponential: value = start * EXP2_TABLE[f] * 2**(e - 16), e and f from the ramp. A product
         # >= 2**16 shifted left by `headroom` or more exceeds every hi < 2**bits; below that the
-        # shifter computes (product << headroom) >> (headroom + 16 - e).
+        # shifter computes (product << headroom) >> (headroom + 16 - e), all shifted out from
+        # `shifter_bits` on. READ_EXP2 registers the shift, comparing e with constants only
+        # (short carry chains).
         exponent = self.ramp >> RATE_FRAC_BITS
         headroom = max(bits - EXP2_FRAC_BITS, 0)
         exp_product_bits = bits + EXP2_BITS
         shifter_bits = exp_product_bits + headroom
+        no_shift_exponent = EXP2_FRAC_BITS + headroom            # the e of a zero right shift
         exp_overflow = Signal()
         exp_right_shift = Signal(range(shifter_bits + 1))
-        right_shift = (headroom + EXP2_FRAC_BITS) - exponent
+        right_shift = (no_shift_exponent - exponent)[:len(exp_right_shift)]
         shifted = (product[:exp_product_bits] << headroom) >> exp_right_shift
         exp_value = Mux(exp_overflow | shifted[bits:].any(), 2**bits, shifted[:bits])
 
-        # the value before the clamp: start + (product >> 16) is the widest
+        # the value before the clamp: start + (product >> 16) or the shifted exponential
         x = Signal(signed(len(product) - LOG_FRAC_BITS + 1))
 
         m.d.comb += [
@@ -236,9 +243,9 @@ class ScheduleUnit(wiring.Component):
                     load_multiplier(self.cfg_scale, log2.result - self.cfg_log2_tau)
 
             with m.State("READ_EXP2"):
-                m.d.sync += [exp_overflow.eq(right_shift <= 0),
-                             exp_right_shift.eq(Mux(right_shift >= shifter_bits, shifter_bits,
-                                                    right_shift))]
+                m.d.sync += [exp_overflow.eq(exponent >= no_shift_exponent),
+                             exp_right_shift.eq(Mux(exponent <= no_shift_exponent - shifter_bits,
+                                                    shifter_bits, right_shift))]
                 load_multiplier(self.cfg_start, exp2_read.data)
 
             with m.State("MULTIPLY"):

@@ -20,7 +20,7 @@ released -2h: nothing is rounded, so detailed balance and the first law hold exa
 import numpy as np
 
 from .counters import Counters
-from .crossing import decide, threshold_table
+from .crossing import ONE, _scaled, decide, threshold_table
 from .errors import ConfigError, IdentityError, require
 from .order import update_order
 from .rng import LaneStreams
@@ -69,6 +69,7 @@ class LimArray:
         self.W0 = self.W.copy()
         self._window = n
         self._repair = None
+        self._work = None
         if self.problem is not None:
             self._setup_field()
 
@@ -167,8 +168,7 @@ class LimArray:
         rp.dW = np.zeros(size, dtype=np.int64)
         rp.dec = np.zeros(size, dtype=np.int64)
         rp.code = np.zeros(size, dtype=np.int8)
-        rp.dl2 = np.zeros(size, dtype=np.int64)
-        rp.h = np.zeros(size, dtype=np.int64)
+        rp.gm = np.zeros(size, dtype=np.int64)
         rp.rounds = REPAIR_ROUNDS
         # Decisions under repair may see weights a few steps off the ladder, and so fields
         # beyond the bound; clip such fields where their tilts could overflow int64 (the
@@ -204,63 +204,100 @@ class LimArray:
         return all_steps[every - 1::every]
 
     def _run_chunk(self, count, snapshots):
-        spec, order, n = self.spec, self.order, self.spec.cells
-        lanes, groups = spec.lanes, order.groups
-        s0 = self.step
-        ks = np.arange(s0, s0 + count + 1, dtype=np.int64)
-        e0 = spec.barrier.values_at(ks)
-        eta = spec.gain.values_at(ks)
-        draws = self.streams.take(count * groups)
-        draws = draws.reshape(lanes, count, groups).transpose(1, 2, 0).reshape(count, -1)
-        draws = draws[:, order.slot].ravel()
-        chunk = _Chunk()
-        chunk.cells = np.tile(order.sequence, count)
-        chunk.qd = np.tile(self.qd_seq, count)
-        chunk.e0 = np.repeat(e0[:count], n)
-        chunk.eta = np.repeat(eta[:count] << spec.tilt_shift, n)
-        chunk.e0_1 = chunk.e0 + 1                     # table index of barrier b is b + 1
-        chunk.draws = draws.astype(np.int64)
-        chunk.half_draws = chunk.draws >> 1
-        chunk.end = count * n
+        ch = self._prepare(count)
         step_dl2 = np.zeros(count, dtype=np.int64)
         step_cross = np.zeros(count, dtype=np.int64)
         moves = [] if snapshots is not None else None
         if self._repair is not None:
-            self._windows_repair(chunk, step_dl2, step_cross, moves)
+            self._windows_repair(ch, step_dl2, step_cross, moves)
         else:
-            self._windows_cut(chunk, step_dl2, step_cross, moves)
-        self._close_steps(count, e0, eta, step_dl2, step_cross)
+            self._windows_cut(ch, step_dl2, step_cross, moves)
+        self._close_steps(count, ch.e0_all, ch.eta_all, step_dl2, step_cross)
         if snapshots is not None:
             snapshots.append(self._replay(count, moves))
         self.step += count
         self.counters.add("steps", count)
         self.counters.check_overflow()
 
+    def _prepare(self, count):
+        """Per-position inputs of the decisions of a chunk of `count` steps, in work arrays that
+        every chunk reuses (fresh arrays of this size cost more in page faults than the
+        arithmetic on them)."""
+        spec, order, n = self.spec, self.order, self.spec.cells
+        lanes, groups = spec.lanes, order.groups
+        ch = self._work
+        if ch is None:
+            size = max(1, CHUNK_POSITIONS // n) * n
+            ch = self._work = _Chunk()
+            ch.count = 0
+            ch.raw = np.empty(size, dtype=np.uint32)
+            ch.draws_all = np.empty(size, dtype=np.int64)
+            ch.half_all = np.empty(size, dtype=np.int64)
+            ch.base1_all = np.empty(size, dtype=np.int64)
+            ch.slope_all = np.empty(size, dtype=np.int64)
+            ch.a = np.empty(size, dtype=np.int64)
+            ch.t = np.empty(size, dtype=np.int64)
+            ch.mask = np.empty(size, dtype=bool)
+        end = count * n
+        if ch.count != count:
+            ch.count = count
+            ch.end = end
+            ch.cells = np.tile(order.sequence, count)
+            lane, group = order.slot % lanes, order.slot // lanes
+            # draw of position i of step k: lane(i)'s draw number k * groups + group(i)
+            ch.draw_index = ((lane * (count * groups) + group)[None, :]
+                             + groups * np.arange(count, dtype=np.int64)[:, None]).ravel()
+            ch.draws = ch.draws_all[:end]
+            ch.half_draws = ch.half_all[:end]
+            ch.base1 = ch.base1_all[:end]
+            ch.slope = ch.slope_all[:end]
+        ks = np.arange(self.step, self.step + count + 1, dtype=np.int64)
+        ch.e0_all = spec.barrier.values_at(ks)
+        ch.eta_all = spec.gain.values_at(ks)
+        ch.e0_k = ch.e0_all[:count]
+        ch.eta_k = ch.eta_all[:count] << spec.tilt_shift
+        raw = np.take(self.streams.take(count * groups).reshape(-1), ch.draw_index, mode="wrap",
+                      out=ch.raw[:end])
+        ch.draws[...] = raw
+        np.right_shift(raw, 1, out=ch.half_draws)
+        # table index of the lowest barrier: base1 - slope * |g|, base1 = E0 + eta qd + 1
+        base1 = ch.base1.reshape(count, n)
+        np.multiply(ch.eta_k[:, None], self.qd_seq[None, :], out=base1)
+        base1 += (ch.e0_k + 1)[:, None]
+        ch.slope.reshape(count, n)[...] = (ch.eta_k * (2 * spec.delta))[:, None]
+        return ch
+
+    def _candidates(self, ch, p, b):
+        """Positions in [p, b) (relative to p) that pass the filter against the current g.
+
+        A move needs u < T+ + T- <= 2 T(lowest barrier); only the few positions that pass are
+        decided in full (inadmissible steps always pass: T+ + T- > 2**32 > u)."""
+        m = b - p
+        a = np.take(self.g, ch.cells[p:b], mode="wrap", out=ch.a[:m])
+        np.abs(a, out=a)
+        np.multiply(a, ch.slope[p:b], out=a)
+        np.subtract(ch.base1[p:b], a, out=a)
+        t = np.take(self.table, a, mode="clip", out=ch.t[:m])
+        return np.flatnonzero(np.less(ch.half_draws[p:b], t, out=ch.mask[:m]))
+
     def _windows_cut(self, ch, step_dl2, step_cross, moves):
         """Windows cut at the first decision a move invalidates (dense couplings)."""
         spec, n, lanes = self.spec, self.spec.cells, self.spec.lanes
-        cells, qd, e0_pos, eta_pos = ch.cells, ch.qd, ch.e0, ch.eta
-        e0_pos_1, draws, half_draws, end = ch.e0_1, ch.draws, ch.half_draws, ch.end
-        W, g, table, c = self.W, self.g, self.table, self.counters
-        last = len(table) - 1
-        two_delta = 2 * spec.delta
+        cells, end, c = ch.cells, ch.end, self.counters
         p = 0
         while p < end:
             # windows end at group boundaries: a group sees one g, so it is never split
             b = min(end, p + self._window) - 1
             b = b - b % n + int(self.group_end[b % n])
-            # Filter: a move needs u < T+ + T- <= 2 T(lowest barrier). Only the few cells that
-            # pass are decided in full (inadmissible steps always pass: T+ + T- > 2**32 > u).
-            cell = cells[p:b]
-            g_cell = g[cell]
-            lowest = e0_pos_1[p:b] + eta_pos[p:b] * (qd[p:b] - two_delta * np.abs(g_cell))
-            t_max = table[np.minimum(np.maximum(lowest, 0), last)]
-            cand = np.flatnonzero(half_draws[p:b] < t_max)
+            cand = self._candidates(ch, p, b)
             q = b
             if cand.size:
                 x = p + cand
+                step = x // n
+                cell = cells[x]
                 up, down, inadmissible, blocked, movers, is_up, dl2, h = self._decide(
-                    cells[x], g_cell[cand], eta_pos[x], qd[x], e0_pos[x], draws[x])
+                    cell, self.g[cell], ch.eta_k[step], self.qd_seq[x - step * n],
+                    ch.e0_k[step], ch.draws[x])
                 if movers.size:
                     xm = x[movers]
                     i = xm % n
@@ -302,64 +339,59 @@ class LimArray:
         """
         spec, n, lanes = self.spec, self.spec.cells, self.spec.lanes
         rp, c = self._repair, self.counters
-        cells, end, table = ch.cells, ch.end, self.table
+        cells, end = ch.cells, ch.end
         W, g = self.W, self.g
         dg, dW, dec, code = rp.dg, rp.dW, rp.dec, rp.code
-        last = len(table) - 1
-        two_delta = 2 * spec.delta
         group_start, group_end = self.group_start, self.group_end
+        decided, moved = [], []                       # final decisions of the chunk
         p = 0
         while p < end:
             b = min(end, p + self._window) - 1
             b = b - b % n + int(group_end[b % n])
-            cell = cells[p:b]
-            g_cell = g[cell]
-            lowest = ch.e0_1[p:b] + ch.eta[p:b] * (ch.qd[p:b] - two_delta * np.abs(g_cell))
-            t_max = table[np.minimum(np.maximum(lowest, 0), last)]
-            cand = np.flatnonzero(ch.half_draws[p:b] < t_max)
-            x = cand + p
-            changed, ddw = self._redecide(ch, x, g_cell[cand], W[cells[x]], False)
-            decided = [x]
+            x = self._candidates(ch, p, b)
             q = b
-            rounds = 0
-            while changed.size:
-                at, vg, vw = self._affected(changed, ddw, b)
-                if not at.size:
-                    break
-                if rounds == rp.rounds:
-                    first = int(at.min())
-                    q = first - first % n + int(group_start[first % n])
-                    break
-                rounds += 1
-                np.add.at(dg, at, vg)
-                np.add.at(dW, at, vw)
-                at.sort()
-                at = at[np.concatenate(([True], at[1:] != at[:-1]))]
-                decided.append(at)
-                cell = cells[at]
-                changed, ddw = self._redecide(ch, at, g[cell] + dg[at], W[cell] + dW[at], True)
-            if len(decided) > 1:
-                touched = np.concatenate(decided)
-                final = np.sort(touched)
-                final = final[np.concatenate(([True], final[1:] != final[:-1]))]
-            else:
-                touched = final = x
-            if q < b:
-                final = final[:np.searchsorted(final, q)]
-            outcome = np.bincount(code[final], minlength=8)
-            c.add("up_moves", outcome[1] + outcome[5])
-            c.add("down_moves", outcome[2] + outcome[6])
-            c.add("blocked_moves", outcome[3] + outcome[7])
-            c.add("inadmissible", outcome[4:].sum())
-            movers = final[dec[final] != 0]
-            if movers.size:
-                self._commit(ch, movers, step_dl2, step_cross, moves)
-            dg[touched] = 0
-            dW[touched] = 0
-            dec[touched] = 0
-            code[touched] = 0
+            if x.size:
+                x += p
+                cell = cells[x]
+                changed, ddw = self._redecide(ch, x, g[cell], W[cell], None)
+                touched = [x]
+                rounds = 0
+                while changed.size:
+                    at, vg, vw = self._affected(changed, ddw, b)
+                    if not at.size:
+                        break
+                    if rounds == rp.rounds:
+                        first = int(at.min())
+                        q = first - first % n + int(group_start[first % n])
+                        break
+                    rounds += 1
+                    np.add.at(dg, at, vg)
+                    np.add.at(dW, at, vw)
+                    at.sort()
+                    at = at[np.concatenate(([True], at[1:] != at[:-1]))]
+                    touched.append(at)
+                    cell = cells[at]
+                    changed, ddw = self._redecide(ch, at, g[cell] + dg[at], W[cell] + dW[at],
+                                                  dec[at])
+                if len(touched) > 1:
+                    every = np.concatenate(touched)
+                    dg[every] = 0
+                    dW[every] = 0
+                    every.sort()
+                    touched = every[np.concatenate(([True], every[1:] != every[:-1]))]
+                else:
+                    touched = x
+                if q < b:
+                    cut = np.searchsorted(touched, q)
+                    dec[touched[cut:]] = 0
+                    code[touched[cut:]] = 0
+                    touched = touched[:cut]
+                movers = touched[dec[touched] != 0]
+                decided.append(touched)
+                if movers.size:
+                    moved.append(movers)
+                    self._move(cells[movers], dec[movers])
             kept = q - p
-            c.add("evaluations", kept)
             if q < b:
                 self._window = max(lanes, 2 * kept)
             else:
@@ -367,49 +399,54 @@ class LimArray:
             if FIXED_WINDOW:
                 self._window = FIXED_WINDOW
             p = q
+        c.add("evaluations", end)
+        if decided:
+            self._account(ch, decided, moved, step_dl2, step_cross, moves)
 
-    def _redecide(self, ch, at, g_at, w_at, filtered):
-        """(Re)decides positions `at` (sorted) with fields g_at and weights w_at; returns the
-        positions whose move changed and the change of their dw."""
+    def _redecide(self, ch, at, g_at, w_at, old):
+        """(Re)decides positions `at` (sorted) with fields g_at and weights w_at; old: their
+        moves so far (None: none, and `at` passed the filter). Returns the positions whose
+        move changed and the change of their dw."""
         spec, rp, table = self.spec, self._repair, self.table
         if rp.g_clip is not None:
             g_at = np.clip(g_at, -rp.g_clip, rp.g_clip)
-        if filtered:
+        full = at
+        base1, slope = ch.base1[at], ch.slope[at]
+        if old is not None:
             # the filter of _windows_cut, for positions whose g changed
-            lowest = ch.e0_1[at] + ch.eta[at] * (ch.qd[at] - 2 * spec.delta * np.abs(g_at))
-            t_max = table[np.minimum(np.maximum(lowest, 0), len(table) - 1)]
-            keep = np.flatnonzero(ch.half_draws[at] < t_max)
-            old = rp.dec[at]
+            lowest = base1 - slope * np.abs(g_at)
+            keep = np.flatnonzero(ch.half_draws[at] < np.take(table, lowest, mode="clip"))
             rp.code[at] = 0
             rp.dec[at] = 0
-            full = at
-            at, g_at, w_at = at[keep], g_at[keep], w_at[keep]
-        if at.size:
-            eta, qd, e0 = ch.eta[at], ch.qd[at], ch.e0[at]
-            tdg = g_at * (2 * spec.delta)
-            dl_up = qd + tdg
-            dl_down = qd - tdg
-            h_up = eta * dl_up
-            h_down = eta * dl_down
-            up, down, inadmissible = decide(ch.draws[at], e0 + h_up, e0 + h_down, table)
-            blocked_up = up & (w_at == spec.w_hi)
-            blocked_down = down & (w_at == spec.w_lo)
-            move_up = up ^ blocked_up
-            move_down = down ^ blocked_down
-            dw = (move_up.astype(np.int64) - move_down) * spec.delta
-            rp.dec[at] = dw
-            rp.code[at] = (move_up + 2 * move_down + 3 * (blocked_up | blocked_down)
-                           + 4 * inadmissible)
-            moved = np.flatnonzero(dw)
-            if moved.size:
-                m = at[moved]
-                is_up = move_up[moved]
-                rp.dl2[m] = np.where(is_up, dl_up[moved], dl_down[moved])
-                rp.h[m] = np.where(is_up, h_up[moved], h_down[moved])
-        else:
-            dw = np.zeros(0, dtype=np.int64)
-        if not filtered:
-            moved = np.flatnonzero(dw)
+            at, g_at, w_at, base1, slope = at[keep], g_at[keep], w_at[keep], base1[keep], slope[
+                keep]
+        sg = slope * g_at
+        up1 = base1 + sg                              # table indices of B+ and B-
+        down1 = base1 - sg
+        t_up = np.take(table, up1, mode="clip")
+        t_down = np.take(table, down1, mode="clip")
+        u = ch.draws[at]
+        total = t_up + t_down
+        up = u < t_up
+        down = (u < total) ^ up
+        inadmissible = total > ONE
+        if inadmissible.any():
+            k = np.flatnonzero(inadmissible)
+            up[k], down[k] = _scaled(u[k], up1[k] - 1, down1[k] - 1, table)
+        blocked_up = up & (w_at == spec.w_hi)
+        blocked_down = down & (w_at == spec.w_lo)
+        move_up = up ^ blocked_up
+        move_down = down ^ blocked_down
+        dw = (move_up.view(np.int8) - move_down.view(np.int8)).astype(np.int64)
+        if spec.delta != 1:
+            dw *= spec.delta
+        rp.dec[at] = dw
+        rp.code[at] = (move_up.view(np.int8) + 2 * move_down.view(np.int8) + 3 * (
+            blocked_up | blocked_down).view(np.int8) + 4 * inadmissible.view(np.int8))
+        moved = np.flatnonzero(dw)
+        if moved.size:
+            rp.gm[at[moved]] = g_at[moved]
+        if old is None:
             return at[moved], dw[moved]
         new = np.zeros(len(full), dtype=np.int64)
         new[keep] = dw
@@ -424,7 +461,7 @@ class LimArray:
         i = changed % n
         lengths = rp.length[i]
         ends = np.cumsum(lengths)
-        entry = np.repeat(rp.ptr[i] - ends + lengths, lengths) + np.arange(int(ends[-1]))
+        entry = np.repeat(rp.ptr[i] - ends + lengths, lengths) + np.arange(ends[-1])
         first = np.repeat(changed - i, lengths) + rp.first[entry]
         steps = (b - 1 - first) // n + 1
         np.maximum(steps, 0, out=steps)
@@ -438,39 +475,55 @@ class LimArray:
         vw = np.repeat(rp.own[entry] * d, steps)
         return at, vg, vw
 
-    def _commit(self, ch, movers, step_dl2, step_cross, moves):
-        """Applies the final moves of a repaired window (a cell may move in several steps)."""
+    def _move(self, cells, dw):
+        """Moves of a window, applied to W and g (a cell may move in several steps)."""
+        problem = self.problem
+        np.add.at(self.W, cells, dw)
+        lengths = self.col_nnz[cells]
+        ends = np.cumsum(lengths)
+        entry = np.repeat(problem.indptr[cells] - ends + lengths, lengths) + np.arange(ends[-1])
+        np.add.at(self.g, problem.indices[entry], problem.data[entry] * np.repeat(dw, lengths))
+
+    def _account(self, ch, decided, moved, step_dl2, step_cross, moves):
+        """Counters, loss and heat of the final decisions of a chunk (at the positions
+        `decided`, moves at `moved`); clears the work arrays."""
         spec, c, rp, n = self.spec, self.counters, self._repair, self.spec.cells
+        decided = np.concatenate(decided)
+        outcome = np.bincount(rp.code[decided], minlength=8)
+        rp.code[decided] = 0
+        c.add("up_moves", outcome[1] + outcome[5])
+        c.add("down_moves", outcome[2] + outcome[6])
+        c.add("blocked_moves", outcome[3] + outcome[7])
+        c.add("inadmissible", outcome[4:].sum())
+        if not moved:
+            return
+        movers = np.concatenate(moved)
         cells = ch.cells[movers]
         dw = rp.dec[movers]
-        h = rp.h[movers]
         step = movers // n
+        s = rp.dec[movers] // spec.delta
+        dl2 = self.qd_seq[movers - step * n] + 2 * spec.delta * rp.gm[movers] * s
+        h = ch.eta_k[step] * dl2
         if self.h_bound * len(h) < 1 << 62:
             c.add("heat_net", -2 * int(h.sum()))
             c.add("heat_abs", 2 * int(np.abs(h).sum()))
         else:
             c.add("heat_net", -2 * _exact_sum(h))
             c.add("heat_abs", 2 * _exact_sum(np.abs(h)))
-        np.add.at(self.W, cells, dw)
-        np.add.at(step_dl2, step, rp.dl2[movers])
-        problem = self.problem
-        lengths = self.col_nnz[cells]
-        ends = np.cumsum(lengths)
-        entry = np.repeat(problem.indptr[cells] - ends + lengths, lengths) + np.arange(
-            int(ends[-1]) if len(ends) else 0)
-        np.add.at(self.g, problem.indices[entry], problem.data[entry] * np.repeat(dw, lengths))
-        c.add("field_adds", n * len(cells) if self.dense_Q is not None else len(entry))
+        np.add.at(step_dl2, step, dl2)
+        c.add("field_adds", n * len(movers) if self.dense_Q is not None else
+              int(self.col_nnz[cells].sum()))
         if self.needs_cross:
             # loss terms of coupled cells that moved in the same group
-            i = movers % n
+            i = movers - step * n
             lengths = rp.same_length[i]
             if lengths.any():
                 ends = np.cumsum(lengths)
-                entry = np.repeat(rp.same_ptr[i] - ends + lengths, lengths) + np.arange(
-                    int(ends[-1]))
+                entry = np.repeat(rp.same_ptr[i] - ends + lengths, lengths) + np.arange(ends[-1])
                 other = np.repeat(movers - i, lengths) + rp.same_pos[entry]
                 np.add.at(step_cross, np.repeat(step, lengths),
                           np.repeat(dw, lengths) * rp.same_val[entry] * rp.dec[other])
+        rp.dec[movers] = 0
         if moves is not None:
             moves.append((step, cells, dw))
 

@@ -30,6 +30,9 @@ TABLE_INDEX_BITS = 8         # log2 and exp2 use the 8 bits after the binary poi
 MIN_TABLE_ENTRIES = 256      # PHYSICS.md section 6
 MAX_TABLE_ENTRIES = 4096     # the schedule RAM of the hardware
 MAX_STEPS = 2**48 - 1        # the hardware step counter
+MAX_TAU = 2**32              # logarithmic: the largest tau (steps)
+MAX_STEPS_PER_ENTRY = 2**32  # table: the longest entry (steps)
+EXP_RANGE_OCTAVES = 64       # exponential: beyond 64 octaves every value is clamped
 
 KINDS = ("constant", "linear", "logarithmic", "exponential", "table")
 
@@ -101,7 +104,8 @@ class Schedule:
         limit = 2**(bits + RATE_FRAC_BITS)
         require(abs(self.rate) < limit, f"{name}.rate", self.rate, f"|rate| must be < {limit}")
         if self.kind == "logarithmic":
-            require(1 <= self.tau <= 2**32, f"{name}.tau", self.tau, "must be in [1, 2**32] steps")
+            require(1 <= self.tau <= MAX_TAU, f"{name}.tau", self.tau,
+                    "must be in [1, 2**32] steps")
             require(abs(self.scale) < 2**(bits + 8), f"{name}.scale", self.scale,
                     f"|scale| must be < {2**(bits + 8)}")
         if self.kind == "exponential":
@@ -113,7 +117,7 @@ class Schedule:
                     f"a table needs {MIN_TABLE_ENTRIES} to {MAX_TABLE_ENTRIES} entries")
             bad = [v for v in self.values if not 0 <= v <= top]
             require(not bad, f"{name}.values", bad[:1], f"entries must be in [0, {top}]")
-            require(1 <= self.steps_per_entry <= 2**32, f"{name}.steps_per_entry",
+            require(1 <= self.steps_per_entry <= MAX_STEPS_PER_ENTRY, f"{name}.steps_per_entry",
                     self.steps_per_entry, "must be in [1, 2**32]")
         return Schedule(**{**self.__dict__, "lo": lo, "hi": hi})
 
@@ -129,15 +133,12 @@ class Schedule:
         if self.kind == "constant":
             x = np.full(k.shape, self.start, dtype=np.int64)
         elif self.kind == "linear":
-            # beyond k_sat the value is clamped anyway: bounding k keeps k*rate inside int64
-            k_sat = ((hi - lo + 1) << RATE_FRAC_BITS) // max(abs(self.rate), 1) + 1
-            x = self.start + ((np.minimum(k, k_sat) * self.rate) >> RATE_FRAC_BITS)
+            x = self.start + ((np.minimum(k, self.saturation_step()) * self.rate) >> RATE_FRAC_BITS)
         elif self.kind == "logarithmic":
             octaves = log2_fixed(self.tau + k) - log2_fixed(np.int64(self.tau))
             x = self.start + ((self.scale * octaves) >> LOG_FRAC_BITS)
         elif self.kind == "exponential":
-            k_sat = (64 << RATE_FRAC_BITS) // max(abs(self.rate), 1) + 1
-            z = np.minimum(k, k_sat) * self.rate
+            z = np.minimum(k, self.saturation_step()) * self.rate
             e = z >> RATE_FRAC_BITS
             f = (z >> (RATE_FRAC_BITS - TABLE_INDEX_BITS)) & 255
             product = self.start * EXP2_TABLE[f]                      # < 2**(bits + 17)
@@ -150,6 +151,13 @@ class Schedule:
             table = np.asarray(self.values, dtype=np.int64)
             x = table[np.minimum(k // self.steps_per_entry, len(table) - 1)]
         return np.clip(x, lo, hi)
+
+    def saturation_step(self):
+        """k_sat of a validated linear or exponential schedule: the ramp k*rate stops there.
+        Beyond it the value is clamped anyway (it has moved by more than hi - lo + 1, or by more
+        than EXP_RANGE_OCTAVES octaves), and bounding k keeps k*rate inside int64."""
+        span = self.hi - self.lo + 1 if self.kind == "linear" else EXP_RANGE_OCTAVES
+        return (span << RATE_FRAC_BITS) // max(abs(self.rate), 1) + 1
 
     def describe(self, fmt_frac_bits, unit):
         """A short human description in physical units."""
@@ -178,3 +186,63 @@ class Schedule:
         d = dict(d)
         d["values"] = tuple(d.get("values", ()))
         return cls(**d)
+
+
+# -- the configuration registers of the hardware schedule unit (hdl/schedule_unit.py) ------------
+# The host computes them from a Schedule here and the HDL takes their widths from here, so the two
+# cannot disagree. k_sat and log2(tau) are precomputed (a division and a table look-up once per
+# run); everything that depends on the step is computed by the hardware.
+
+MAX_BITS = 24                                          # widest barrier or gain format (Spec)
+STEP_BITS = MAX_STEPS.bit_length()                     # the step counter: 48
+LOG2_INPUT_BITS = (MAX_TAU + MAX_STEPS).bit_length()   # tau + k of a logarithmic schedule: 49
+LOG2_BITS = int(log2_fixed(2**LOG2_INPUT_BITS - 1)).bit_length()   # log2_fixed(tau + k): 22
+KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
+
+
+def _check_unit(bits, table_depth):
+    require(1 <= bits <= MAX_BITS, "bits", bits, f"must be in [1, {MAX_BITS}]")
+    require(MIN_TABLE_ENTRIES <= table_depth <= MAX_TABLE_ENTRIES, "table_depth", table_depth,
+            f"must be in [{MIN_TABLE_ENTRIES}, {MAX_TABLE_ENTRIES}] (the table sizes a Schedule "
+            f"accepts)")
+
+
+def schedule_registers(bits, table_depth):
+    """(name, width, signed) of every configuration register of a schedule unit for an unsigned
+    `bits`-bit format and a table RAM of `table_depth` entries. Each width holds every value
+    that Schedule.validated accepts."""
+    _check_unit(bits, table_depth)
+    longest_ramp = max(2**bits, EXP_RANGE_OCTAVES) << RATE_FRAC_BITS    # span << 16 in k_sat
+    return (
+        ("kind", max(KIND_CODES.values()).bit_length(), False),
+        ("start", bits, False),
+        ("lo", bits, False),
+        ("hi", bits, False),
+        ("rate", bits + RATE_FRAC_BITS + 1, True),          # |rate| < 2**(bits + 16)
+        ("k_sat", (longest_ramp + 1).bit_length(), False),  # Schedule.saturation_step
+        ("scale", bits + 8 + 1, True),                      # |scale| < 2**(bits + 8)
+        ("tau", MAX_TAU.bit_length(), False),
+        ("log2_tau", LOG2_BITS, False),                     # log2_fixed(tau)
+        ("steps_per_entry", MAX_STEPS_PER_ENTRY.bit_length(), False),
+        ("table_length", table_depth.bit_length(), False),
+    )
+
+
+def schedule_register_values(schedule, bits, table_depth, *, name="schedule"):
+    """Register name -> value of a schedule unit running `schedule` (validated against `bits`
+    here). Registers a kind does not use are 0; a table's entries go into the unit's RAM."""
+    registers = schedule_registers(bits, table_depth)
+    s = schedule.validated(name, bits)
+    values = dict.fromkeys((register for register, _, _ in registers), 0)
+    values.update(kind=KIND_CODES[s.kind], lo=s.lo, hi=s.hi)
+    if s.kind != "table":
+        values["start"] = s.start
+    if s.kind in ("linear", "exponential"):
+        values.update(rate=s.rate, k_sat=s.saturation_step())
+    elif s.kind == "logarithmic":
+        values.update(scale=s.scale, tau=s.tau, log2_tau=int(log2_fixed(s.tau)))
+    elif s.kind == "table":
+        require(len(s.values) <= table_depth, f"{name}.values", f"{len(s.values)} entries",
+                f"the schedule unit's RAM holds at most table_depth = {table_depth} entries")
+        values.update(steps_per_entry=s.steps_per_entry, table_length=len(s.values))
+    return values

@@ -8,7 +8,9 @@ from pathlib import Path
 from python_model import physics
 from python_model.errors import ConfigError, IdentityError
 
+from . import studies
 from .runner import BACKENDS, WORKLOAD_DEFAULTS, build_run, result_dict, run_backend
+from .train import add_train_options, command_train
 
 
 def add_run_options(p):
@@ -47,6 +49,7 @@ def main(argv=None):
     run.add_argument("--backend", choices=BACKENDS, default="model",
                      help="model: vectorised golden model; reference: cycle-by-cycle Python")
     run.add_argument("--json", metavar="OUT", help="write the result as JSON")
+    studies.add_run_options(run)
 
     check = sub.add_parser("crosscheck", help="run the golden model and another backend on "
                            "the same configuration; exit 0 only if weights and counters agree")
@@ -62,12 +65,23 @@ def main(argv=None):
     bound.add_argument("--measured", metavar="RUN.json",
                        help="also project with the heat per cell-evaluation of this run")
 
+    studies.add_commands(sub)
+
+    train = sub.add_parser("train", help="chip-in-the-loop training on the breast-cancer data: "
+                           "Metropolis-Hastings on the array or backprop, on a non-ideal chip")
+    add_train_options(train)
+
     args = parser.parse_args(argv)
     try:
+        args = studies.prepare_args(parser, run, args, argv)
         if args.command == "run":
             return command_run(args)
+        if args.command in studies.COMMANDS:
+            return studies.COMMANDS[args.command](args)
         if args.command == "crosscheck":
             return command_crosscheck(args)
+        if args.command == "train":
+            return command_train(args)
         return command_bound(args)
     except ConfigError as error:
         print(f"limemu: error: {error}", file=sys.stderr)
@@ -85,14 +99,14 @@ def command_run(args):
           f"backend {args.backend}")
     print(f"  barrier: {spec.barrier.describe(spec.barrier_frac_bits, 'u')}")
     print(f"  gain:    {spec.gain.describe(spec.gain_frac_bits, 'u/loss')}")
-    weights, exact, overflow, extra = run_backend(args.backend, workload, spec, steps,
-                                                  progress=not args.quiet)
+    weights, exact, overflow, extra, trace = studies.execute(args, workload, spec, steps)
     result = result_dict(workload, spec, steps, args.backend, weights, exact, overflow, extra,
                          args.temperature)
     print_summary(result)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
+        studies.complete(result, args, workload, spec, steps, trace)
         path.write_text(json.dumps(result, indent=1))
         print(f"  wrote {path}")
     return 1 if any(overflow.values()) else 0

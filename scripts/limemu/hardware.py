@@ -5,11 +5,14 @@ the virtual board and a real board over the host link later. The host loads the 
 the core run K steps on its own, and reads weights, field and counters at checkpoints.
 """
 
-import time
+import numpy as np
 
+from hdl.regmap import from_words
 from python_model.engine import LimArray
+from python_model.errors import require
 
-from .host import decode_state, geometry_for, load_plan, run_plan, state_addresses
+from .host import (bank_indices, decode_state, geometry_for, load_plan, run_plan,
+                   state_addresses, tilt_plan)
 from .runner import Progress
 from .verilator import VerilatorArray
 
@@ -25,17 +28,18 @@ class HardwareSession:
                  log=None):
         self.name = name
         self.spec = spec
-        self.problem = workload.problem
         # the model's own set-up gives the update order and the initial weights: both
         # backends start from the same state by construction
-        self.probe = LimArray(spec, workload.problem)
+        self.probe = LimArray(spec, workload.problem if spec.tilt == "field" else None)
         order = self.probe.order
-        nnz = workload.problem.nnz if workload.problem is not None else 0
+        problem = workload.problem if spec.tilt == "field" else None
+        nnz = problem.nnz if problem is not None else 0
         self.geometry = geometry_for(spec, order, nnz)
         self.device = VerilatorArray(spec, self.geometry, waves=waves, log=log)
         from hdl.regmap import RegisterMap                 # noqa: PLC0415
         self.rmap = RegisterMap(spec, self.geometry)
-        self.device.write(load_plan(self.rmap, workload.problem, order, self.probe.W0))
+        self.device.write(load_plan(self.rmap, problem, order, self.probe.W0,
+                                    external=spec.tilt == "external"))
         self.progress = Progress(name, spec.cells, progress)
         self.step = 0
         self.cycles = 0
@@ -54,6 +58,21 @@ class HardwareSession:
         if state["step"] != self.step or state["status"]["busy"]:
             raise RuntimeError(f"{self.name}: the core reports step {state['step']} "
                                f"(busy={state['status']['busy']}), expected {self.step}")
+
+    def run_external(self, steps, half_tilt):
+        """Steps with tilts from the caller (tilt = 'external'): the host writes every cell's
+        half tilt, runs one step, and reads the weights back for the next tilts."""
+        order = self.probe.order
+        weight = self.rmap["weight"]
+        addresses = [weight.address(i) for i in bank_indices(self.rmap, order).tolist()]
+        for _ in range(int(steps)):
+            words = self.device.read(addresses)
+            w = np.array([from_words([x], weight.width, True) for x in words], dtype=np.int64)
+            h = checked_half_tilts(self.spec, half_tilt(self.step, w))
+            self.device.write(tilt_plan(self.rmap, order, h))
+            self.cycles += self.device.run(run_plan(self.rmap, 1))
+            self.step += 1
+            self._state = None
 
     def state(self):
         if self._state is None:
@@ -84,8 +103,15 @@ class HardwareSession:
         self.device.close()
 
 
-def open_verilator(workload, spec, progress=True, **options):
-    started = time.perf_counter()
-    session = HardwareSession(workload, spec, progress, **options)
-    session.setup_seconds = time.perf_counter() - started
-    return session
+def checked_half_tilts(spec, h):
+    """The caller's half tilts as int64, checked as the model checks them."""
+    h = np.asarray(h)
+    require(h.shape == (spec.cells,), "half_tilt", f"shape {h.shape}",
+            f"must return {spec.cells} values")
+    require(h.dtype.kind in "iu", "half_tilt", f"dtype {h.dtype}", "must be integers")
+    h = h.astype(np.int64)
+    limit = 1 << (spec.tilt_bits - 1)
+    require(bool(np.all(np.abs(h) < limit)), "half_tilt", int(np.max(np.abs(h))),
+            f"must be < {limit} in magnitude (tilt_bits = {spec.tilt_bits})")
+    return h
+

@@ -15,7 +15,7 @@ from python_model.spec import Spec
 from .schedule_options import parse_schedule
 from .workloads import build_workload
 
-BACKENDS = ("model", "reference")
+BACKENDS = ("model", "reference", "verilator")
 
 # Defaults that make `limemu run` with no options do something meaningful: an annealed
 # Max-Cut whose groups are independent sets (colour order), so the heat is exact.
@@ -122,7 +122,7 @@ class ModelSession:
     segmented = True
 
     def __init__(self, workload, spec, progress=True):
-        self.array = LimArray(spec, workload.problem)
+        self.array = LimArray(spec, workload.problem if spec.tilt == "field" else None)
         self.progress = Progress("model", spec.cells, progress)
 
     @property
@@ -131,6 +131,9 @@ class ModelSession:
 
     def run(self, steps):
         self.array.run(steps, progress=self.progress)
+
+    def run_external(self, steps, half_tilt):
+        self.array.run_external(steps, half_tilt)
 
     def weights(self):
         return self.array.W.copy()
@@ -142,7 +145,7 @@ class ModelSession:
         return dict(self.array.counters.overflow)
 
     def field(self):
-        return self.array.g.copy()
+        return self.array.g.copy() if self.array.problem is not None else None
 
     def extra(self):
         a = self.array
@@ -202,17 +205,26 @@ class ReferenceSession:
 SESSIONS = {"model": ModelSession, "reference": ReferenceSession}
 
 
-def open_session(backend, workload, spec, progress=True):
-    """A session of `backend` loaded with the workload (see ModelSession for the methods)."""
+def open_session(backend, workload, spec, progress=True, **options):
+    """A session of `backend` loaded with the workload (see ModelSession for the methods).
+    Options of the RTL backends: waves (a VCD file to write)."""
+    if backend == "verilator":
+        from .hardware import HardwareSession             # noqa: PLC0415 (needs the HDL tools)
+        return HardwareSession(workload, spec, progress, log=_log if progress else None,
+                               **options)
     if backend not in SESSIONS:
         raise ConfigError(f"backend = {backend!r}: must be one of {tuple(SESSIONS)}")
     return SESSIONS[backend](workload, spec, progress)
 
 
-def run_backend(backend, workload, spec, steps, progress=True):
+def _log(message):
+    sys.stderr.write(message + "\n")
+
+
+def run_backend(backend, workload, spec, steps, progress=True, **options):
     """Run; returns (weights, exact counters dict, overflow flags, extra dict)."""
     started = time.perf_counter()
-    session = open_session(backend, workload, spec, progress)
+    session = open_session(backend, workload, spec, progress, **options)
     try:
         session.run(steps)
         weights, exact, overflow = session.weights(), session.counters(), session.overflow()

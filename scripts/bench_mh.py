@@ -1,0 +1,134 @@
+"""Evidence table: Metropolis-Hastings on the array versus backprop, on non-ideal chips.
+
+    python scripts/bench_mh.py [--seeds 10] [--steps 20000] [--json OUT]
+
+For every non-ideality level (none, mild, strong) and training-set size (the full training
+split, 10 % of it), both methods train the same network for the same chip on the same
+stratified split, seed by seed (the seed fixes the split, the chip's mismatch and read noise,
+the array's generators and the initial weights); every other setting is the default of
+`limemu train`. Prints test accuracy on the chip, mean +- sample standard deviation over the
+seeds, with the energy counters of the MH runs (heat in u, cell evaluations, forward
+multiply-accumulates) and the multiply-accumulates of backprop beside it. Progress goes to
+stderr, the table to stdout.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path[:0] = [os.path.join(os.path.dirname(__file__), ".."), os.path.dirname(__file__)]
+
+import numpy as np  # noqa: E402
+
+from limemu.train import load_data, run_training  # noqa: E402
+from python_model.mh import LEVELS  # noqa: E402
+
+FRACTIONS = (("full", 1.0), ("10 %", 0.1))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=10, help="seeds per cell (default 10)")
+    p.add_argument("--first-seed", type=int, default=1, help="first seed (default 1)")
+    p.add_argument("--steps", type=int, help="MH steps (default: limemu train's)")
+    p.add_argument("--levels", default=",".join(LEVELS), help="comma-separated levels")
+    p.add_argument("--json", metavar="OUT", help="also write every run's summary as JSON")
+    args = p.parse_args(argv)
+    if args.seeds < 2:
+        p.error("--seeds must be >= 2 (a standard deviation needs two runs)")
+    levels = [x.strip() for x in args.levels.split(",") if x.strip()]
+    data = load_data()
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    runs = []
+    started = time.perf_counter()
+    total = len(levels) * len(FRACTIONS) * len(seeds) * 2
+    for level in levels:
+        for label, fraction in FRACTIONS:
+            for seed in seeds:
+                for method in ("backprop", "mh"):
+                    options = dict(method=method, nonideality=level, train_fraction=fraction,
+                                   seed=seed)
+                    if args.steps and method == "mh":
+                        options["steps"] = args.steps
+                    r = run_training(options, data=data)
+                    runs.append(summary(r, level, label))
+                    sys.stderr.write(
+                        f"  [{len(runs)}/{total}] {level:6s} {label:4s} seed {seed:2d} "
+                        f"{method:8s} test accuracy {r['metrics']['test_accuracy']:.3f} "
+                        f"({r['seconds']:.1f} s, {time.perf_counter() - started:.0f} s so "
+                        "far)\n")
+    print(table(runs, levels, len(seeds), args))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(runs, f, indent=1)
+    return 0
+
+
+def summary(r, level, label):
+    s = {"level": level, "data": label, "method": r["method"], "seed": r["config"]["seed"],
+         "n_train": r["config"]["n_train"], "test_accuracy": r["metrics"]["test_accuracy"],
+         "train_accuracy": r["metrics"]["train_accuracy"], "macs": r["energy"]["macs"],
+         "seconds": r["seconds"]}
+    if r["method"] == "mh":
+        e, c = r["energy"], r["counters"]
+        s.update(heat_net_u=e["heat_net_u"], heat_abs_u=e["heat_abs_u"],
+                 anneal_work_u=e["anneal_work_u"], evaluations=c["evaluations"],
+                 moves=c["up_moves"] + c["down_moves"],
+                 acceptance=r["mh"]["acceptance_rate"])
+    else:
+        s["ideal_float_test_accuracy"] = r["ideal_float"]["test_accuracy"]
+    return s
+
+
+def table(runs, levels, n_seeds, args):
+    def pick(level, label, method, key):
+        return np.array([r[key] for r in runs if r["level"] == level and r["data"] == label
+                         and r["method"] == method], dtype=np.float64)
+
+    def ms(a, scale=100.0, digits=1):
+        return f"{scale * a.mean():.{digits}f} ± {scale * a.std(ddof=1):.{digits}f}"
+
+    steps = args.steps or "default"
+    lines = [f"test accuracy on the chip (%), mean ± std over {n_seeds} seeds; MH steps: "
+             f"{steps}; energy columns: means per MH run",
+             f"{'level':7s} {'train data':12s} {'backprop':>13s} {'MH':>13s} {'MH - BP':>13s} "
+             f"{'worst BP/MH':>11s} {'MH heat |D|':>12s} {'MH net heat':>12s} {'MH moves':>9s} "
+             f"{'MH fwd MACs':>12s} {'BP MACs':>9s}"]
+    for level in levels:
+        for label, _ in FRACTIONS:
+            bp = pick(level, label, "backprop", "test_accuracy")
+            mh = pick(level, label, "mh", "test_accuracy")
+            n_train = int(pick(level, label, "mh", "n_train")[0])
+            lines.append(
+                f"{level:7s} {label + f' ({n_train})':12s} {ms(bp):>13s} {ms(mh):>13s} "
+                f"{ms(mh - bp):>13s} "
+                f"{f'{100 * bp.min():.0f} / {100 * mh.min():.0f}':>11s} "
+                f"{pick(level, label, 'mh', 'heat_abs_u').mean():10.0f} u "
+                f"{pick(level, label, 'mh', 'heat_net_u').mean():10.0f} u "
+                f"{pick(level, label, 'mh', 'moves').mean():9.0f} "
+                f"{pick(level, label, 'mh', 'macs').mean():12.3g} "
+                f"{pick(level, label, 'backprop', 'macs').mean():9.3g}")
+    lines.append("")
+    lines.append("the seed's claims, checked per level:")
+    for level in levels:
+        gap = [pick(level, label, "mh", "test_accuracy").mean()
+               - pick(level, label, "backprop", "test_accuracy").mean() for label, _ in FRACTIONS]
+        mh_small = pick(level, "10 %", "mh", "test_accuracy")
+        bp_full = pick(level, "full", "backprop", "test_accuracy")
+        best = max(float(np.max(pick(level, label, "mh", "test_accuracy")
+                                - pick(level, label, "backprop", "test_accuracy")))
+                   for label, _ in FRACTIONS)
+        lines.append(f"  {level:7s} MH - backprop: {100 * gap[0]:+.1f} points (full), "
+                     f"{100 * gap[1]:+.1f} points (10 %), largest on one seed {100 * best:+.1f};"
+                     f" MH on 10 % {100 * mh_small.mean():.1f} % vs backprop on full "
+                     f"{100 * bp_full.mean():.1f} %")
+    evaluations = pick(levels[0], FRACTIONS[0][0], "mh", "evaluations").mean()
+    lines.append(f"  (an MH run: {evaluations:.3g} cell evaluations of the proposal steps; "
+                 "heat in u = kT ln 2)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

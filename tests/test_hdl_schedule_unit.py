@@ -1,0 +1,300 @@
+# amaranth: UnusedElaboratable=no
+"""The schedule unit (hdl/schedule_unit.py) against Schedule.values_at, bit for bit, in Amaranth's
+simulator; and the register description it shares with the host (python_model/schedules.py).
+
+(The first line lets tests build units only to read their ports or constructor checks.)"""
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from hdl.schedule_unit import Log2Fixed, ScheduleUnit
+from python_model.errors import ConfigError
+from python_model.schedules import (KINDS, LOG2_INPUT_BITS, MAX_STEPS, MAX_TAU, MIN_TABLE_ENTRIES,
+                                    RATE_FRAC_BITS, Schedule, log2_fixed,
+                                    schedule_register_values, schedule_registers)
+
+BITS = (14, 16, 24)
+TABLE_DEPTH = 512            # a small RAM simulates faster; the default depth is converted below
+
+
+def simulate(dut, testbench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+async def strobe(ctx, port, dut):
+    """One-cycle strobe, then wait until the unit is idle again."""
+    ctx.set(port, 1)
+    await ctx.tick()
+    ctx.set(port, 0)
+    await ctx.tick().until(~dut.busy)
+
+
+async def configure(ctx, dut, schedule):
+    """Drive the cfg ports as the core would and write a table into the RAM."""
+    registers = schedule_register_values(schedule, dut.bits, dut.table_depth)
+    for name, value in registers.items():
+        ctx.set(getattr(dut, f"cfg_{name}"), value)
+    for address, entry in enumerate(schedule.values):
+        ctx.set(dut.table_we, 1)
+        ctx.set(dut.table_addr, address)
+        ctx.set(dut.table_data, entry)
+        await ctx.tick()
+    ctx.set(dut.table_we, 0)
+    return registers
+
+
+def start_at(ctx, dut, registers, k):
+    """Test-only: put the unit in the state it has after k steps (the invariants its docstring
+    states, which the runs from k = 0 check), so that large k can be reached."""
+    ctx.set(dut.step, k)
+    ctx.set(dut.ramp, min(k, registers["k_sat"]) * registers["rate"])
+    if registers["steps_per_entry"]:
+        ctx.set(dut.entry, min(k // registers["steps_per_entry"], registers["table_length"] - 1))
+        ctx.set(dut.entry_step, k % registers["steps_per_entry"])
+
+
+def check(schedule, k, actual):
+    expected = int(schedule.values_at(k))
+    assert actual == expected, (f"{schedule.kind}: k = {k}: expected {expected}, got {actual}; "
+                                f"{schedule!r}")
+
+
+def run_unit(bits, runs):
+    """Run (schedule, segments) pairs on one unit; a segment (k0, count) checks the values at
+    k0 .. k0 + count - 1: from a restart if k0 = 0, else from the state of step k0 - 1."""
+    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH)
+
+    async def testbench(ctx):
+        for schedule, segments in runs:
+            registers = await configure(ctx, dut, schedule)
+            for k0, count in segments:
+                if k0 == 0:
+                    await strobe(ctx, dut.restart, dut)
+                else:
+                    start_at(ctx, dut, registers, k0 - 1)
+                    await strobe(ctx, dut.advance, dut)
+                check(schedule, k0, ctx.get(dut.value))
+                for k in range(k0 + 1, k0 + count):
+                    await strobe(ctx, dut.advance, dut)
+                    assert ctx.get(dut.step) == k
+                    check(schedule, k, ctx.get(dut.value))
+
+    simulate(dut, testbench)
+
+
+def random_clamp(rng, top):
+    lo, hi = sorted(int(v) for v in rng.integers(0, top + 1, 2))
+    return lo, hi
+
+
+def schedules(kind, bits, rng):
+    """(validated schedule, steps to simulate) covering the kind's corners for a format."""
+    top = 2**bits - 1
+    max_rate = 2**(bits + RATE_FRAC_BITS) - 1
+    lo, hi = random_clamp(rng, top)
+
+    def r(low, high):
+        return int(rng.integers(low, high + 1))
+
+    cases = []
+    if kind == "constant":
+        cases = [(Schedule.constant(v), 3) for v in (0, top, r(0, top))]
+        cases += [(Schedule("constant", start=v, lo=lo, hi=hi), 3) for v in (0, top, r(0, top))]
+    elif kind == "linear":
+        to_hi = ((top + 1) << RATE_FRAC_BITS) // 40 + 1               # k_sat = 41
+        cases = [(Schedule.linear(0, to_hi), 60),
+                 (Schedule.linear(top, -to_hi), 60),
+                 (Schedule.linear(r(0, top), to_hi // 3, lo=lo, hi=hi), 150),
+                 (Schedule.linear(0, 3 * 2**15, lo=5, hi=80), 60),      # start below lo
+                 (Schedule.linear(top, -(2**RATE_FRAC_BITS) - 1, lo=0, hi=top - 40), 60),
+                 (Schedule.linear(r(0, top), max_rate), 5),
+                 (Schedule.linear(r(0, top), -max_rate), 5),
+                 (Schedule.linear(r(0, top), 0, lo=lo, hi=hi), 5),
+                 (Schedule.linear(r(0, top), r(-max_rate, max_rate), lo=lo, hi=hi), 40)]
+    elif kind == "logarithmic":
+        max_scale = 2**(bits + 8) - 1
+        cases = [(Schedule.logarithmic(r(0, top // 2), r(1, top // 8), 1), 40),
+                 (Schedule.logarithmic(top, -r(1, top // 4), 1, lo=lo), 40),
+                 (Schedule.logarithmic(r(0, top), max_scale, 1), 20),
+                 (Schedule.logarithmic(r(0, top), -max_scale, 1), 20),
+                 (Schedule.logarithmic(r(0, top), r(1, max_scale), 7, lo=lo, hi=hi), 40),
+                 (Schedule.logarithmic(r(0, top), r(-max_scale, max_scale), MAX_TAU), 10),
+                 (Schedule.logarithmic(0, max_scale, r(2, 1000)), 40)]
+    elif kind == "exponential":
+        fast = 3 * 2**RATE_FRAC_BITS // 2                               # k_sat = 43
+        cases = [(Schedule.exponential(1, 2**RATE_FRAC_BITS // 4), 4 * bits + 10),
+                 (Schedule.exponential(top, -(2**RATE_FRAC_BITS) // 4), 4 * bits + 10),
+                 (Schedule.exponential(r(1, top), fast, lo=lo, hi=hi), 50),
+                 (Schedule.exponential(r(1, top), -fast), 50),
+                 (Schedule.exponential(r(1, top), max_rate), 4),
+                 (Schedule.exponential(r(1, top), -max_rate), 4),
+                 (Schedule.exponential(r(1, top), 0, lo=lo, hi=hi), 3),
+                 (Schedule.exponential(r(1, 15), r(1, 2**RATE_FRAC_BITS), lo=lo, hi=hi), 40),
+                 (Schedule.exponential(r(1, top), r(-max_rate, max_rate)), 10)]
+    elif kind == "table":
+        def values(n):
+            return rng.integers(0, top + 1, n).tolist()
+        cases = [(Schedule.table(values(MIN_TABLE_ENTRIES)), MIN_TABLE_ENTRIES + 20),
+                 (Schedule.table(values(MIN_TABLE_ENTRIES), steps_per_entry=3),
+                  3 * MIN_TABLE_ENTRIES + 10),
+                 (Schedule.table(values(TABLE_DEPTH)), TABLE_DEPTH + 5),
+                 (Schedule("table", values=tuple(values(300)), steps_per_entry=2, lo=lo, hi=hi),
+                  40)]
+    return [(schedule.validated("schedule", bits), steps) for schedule, steps in cases]
+
+
+@pytest.mark.parametrize("bits", BITS, ids=lambda b: f"bits={b}")
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: f"kind={k}")
+def test_unit_matches_model_from_restart(kind, bits, rng):
+    """Every value from k = 0, then a restart in the middle of the run and a second run."""
+    runs = [(schedule, [(0, steps // 2), (0, steps)]) for schedule, steps in
+            schedules(kind, bits, rng)]
+    run_unit(bits, runs)
+
+
+def log_uniform(rng, lo, hi, n):
+    """n integers in [lo, hi], spread evenly over their bit lengths."""
+    return [min(max(int(2 ** rng.uniform(np.log2(lo), np.log2(hi + 1))), lo), hi)
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("bits", BITS, ids=lambda b: f"bits={b}")
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: f"kind={k}")
+def test_unit_matches_model_at_any_step(kind, bits, rng):
+    """Steps up to 2**48 - 1, entered through start_at: random schedules at random k (and k next
+    to k_sat, entry boundaries and the last step), a few steps each."""
+    top = 2**bits - 1
+    max_rate = 2**(bits + RATE_FRAC_BITS) - 1
+    last = [(MAX_STEPS - 2, 3)]
+    runs = []
+    for _ in range(60):
+        lo, hi = random_clamp(rng, top)
+        start = int(rng.integers(1, top + 1))
+        if kind in ("constant", "linear", "exponential"):
+            rate = int(rng.choice([-1, 1])) * log_uniform(rng, 1, max_rate, 1)[0]
+            schedule = Schedule(kind, start=start, rate=rate, lo=lo, hi=hi)
+            k_sat = schedule.validated("schedule", bits).saturation_step()
+            segments = [(k, 2) for k in log_uniform(rng, 1, k_sat + 2, 3)]
+            segments += [(max(k_sat - 1, 1), 3), (log_uniform(rng, 1, MAX_STEPS - 2, 1)[0], 2)]
+        elif kind == "logarithmic":
+            scale = int(rng.integers(-(2**(bits + 8)) + 1, 2**(bits + 8)))
+            tau = log_uniform(rng, 1, MAX_TAU, 1)[0]
+            schedule = Schedule.logarithmic(start, scale, tau, lo=lo, hi=hi)
+            segments = [(k, 2) for k in log_uniform(rng, 1, MAX_STEPS - 2, 3)]
+        else:
+            steps_per_entry = log_uniform(rng, 1, 2**32, 1)[0]
+            n = int(rng.integers(MIN_TABLE_ENTRIES, TABLE_DEPTH + 1))
+            schedule = Schedule("table", values=tuple(rng.integers(0, top + 1, n).tolist()),
+                                steps_per_entry=steps_per_entry, lo=lo, hi=hi)
+            boundaries = [int(i) * steps_per_entry - 1 for i in rng.integers(1, n + 1, 2)]
+            segments = [(max(k, 1), 3) for k in boundaries]
+            segments += [(k, 2) for k in log_uniform(rng, 1, MAX_STEPS - 2, 2)]
+        runs.append((schedule.validated("schedule", bits), segments + last))
+    run_unit(bits, runs)
+
+
+def test_log2_block_matches_log2_fixed(rng):
+    """Log2Fixed on random numbers of every bit length up to 49 (tau + k reaches 2**49 - 2**32),
+    and on powers of two and their neighbours."""
+    top = LOG2_INPUT_BITS
+    edges = [v for j in range(top) for v in (2**j - 1, 2**j, 2**j + 1) if 1 <= v < 2**top]
+    numbers = edges + log_uniform(rng, 1, 2**top - 1, 3000)
+    dut = Log2Fixed()
+
+    async def testbench(ctx):
+        for n in numbers:
+            ctx.set(dut.n, n)
+            await strobe(ctx, dut.start, dut)
+            expected = int(log2_fixed(n))
+            actual = ctx.get(dut.result)
+            assert actual == expected, f"log2: n = {n}: expected {expected}, got {actual}"
+
+    simulate(dut, testbench)
+
+
+def test_busy_lasts_the_documented_latency():
+    """busy rises the cycle after a strobe and stays high exactly LATENCY[kind] cycles."""
+    bits = 16
+    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH)
+    examples = {"constant": Schedule.constant(7), "linear": Schedule.linear(3, 2**16),
+                "logarithmic": Schedule.logarithmic(3, 100, 5),
+                "exponential": Schedule.exponential(3, 2**15),
+                "table": Schedule.table(range(MIN_TABLE_ENTRIES))}
+    measured = {}
+
+    async def testbench(ctx):
+        assert not ctx.get(dut.busy)
+        for kind, schedule in examples.items():
+            await configure(ctx, dut, schedule.validated("schedule", bits))
+            for port in (dut.restart, dut.advance):
+                ctx.set(port, 1)
+                await ctx.tick()
+                ctx.set(port, 0)
+                cycles = 0
+                while ctx.get(dut.busy):
+                    cycles += 1
+                    await ctx.tick()
+                measured[kind, port.name] = cycles
+
+    simulate(dut, testbench)
+    expected = {(kind, port): ScheduleUnit.LATENCY[kind] for kind in examples
+                for port in ("restart", "advance")}
+    assert measured == expected
+
+
+@pytest.mark.parametrize("bits", (1, 14, 24), ids=lambda b: f"bits={b}")
+def test_register_values_fit_the_registers_and_ports(bits, rng):
+    """Extreme and random schedules of every kind fit the widths the unit's ports have."""
+    top = 2**bits - 1
+    max_rate = 2**(bits + RATE_FRAC_BITS) - 1
+    max_scale = 2**(bits + 8) - 1
+    extremes = [Schedule.constant(top), Schedule.linear(0, 0), Schedule.linear(top, -max_rate),
+                Schedule.exponential(1, 0), Schedule.exponential(top, max_rate),
+                Schedule.logarithmic(top, -max_scale, MAX_TAU),
+                Schedule.table([top] * TABLE_DEPTH, steps_per_entry=2**32)]
+    randoms = [s for kind in KINDS for s, _ in schedules(kind, bits, rng)] if bits >= 8 else []
+    registers = schedule_registers(bits, TABLE_DEPTH)
+    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH)
+    for name, width, is_signed in registers:
+        shape = getattr(dut, f"cfg_{name}").shape()
+        assert (shape.width, shape.signed) == (width, is_signed), name
+    for schedule in extremes + randoms:
+        values = schedule_register_values(schedule, bits, TABLE_DEPTH)
+        assert set(values) == {name for name, _, _ in registers}
+        for name, width, is_signed in registers:
+            low, high = (-(2**(width - 1)), 2**(width - 1)) if is_signed else (0, 2**width)
+            assert low <= values[name] < high, f"{name} = {values[name]}: {schedule!r}"
+
+
+def test_register_values_reject_what_the_unit_cannot_hold():
+    table = Schedule.table([1] * 300)
+    with pytest.raises(ConfigError, match=r"gain\.values = '300 entries'.*table_depth = 256"):
+        schedule_register_values(table, 16, 256, name="gain")
+    with pytest.raises(ConfigError, match=r"bits = 25: must be in \[1, 24\]"):
+        schedule_register_values(Schedule.constant(1), 25, 4096)
+    with pytest.raises(ConfigError, match=r"table_depth = 8192: must be in \[256, 4096\]"):
+        schedule_registers(16, 8192)
+    with pytest.raises(ConfigError, match=r"schedule\.start = 70000"):
+        schedule_register_values(Schedule.constant(70000), 16, 4096)
+    with pytest.raises(ConfigError, match=r"schedule\.start = 0: an exponential"):
+        schedule_register_values(Schedule("exponential", start=0), 16, 4096)
+
+
+def test_constructor_checks_its_arguments():
+    assert repr(ScheduleUnit(bits=14, table_depth=256)) == "ScheduleUnit(bits=14, table_depth=256)"
+    with pytest.raises(TypeError, match=r"bits = '16': must be an integer"):
+        ScheduleUnit(bits="16")
+    with pytest.raises(ValueError, match=r"bits = 0: must be in \[1, 24\]"):
+        ScheduleUnit(bits=0)
+    with pytest.raises(ValueError, match=r"table_depth = 100: must be in \[256, 4096\]"):
+        ScheduleUnit(bits=16, table_depth=100)
+
+
+def test_converts_to_verilog():
+    text = verilog.convert(ScheduleUnit(bits=16), name="schedule_unit", emit_src=False)
+    assert "module schedule_unit" in text
