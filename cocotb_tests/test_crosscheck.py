@@ -98,3 +98,77 @@ def test_rtl_matches_model(name):
     assert message is None, f"{name}: {message}"
     assert evaluations >= 100_000, f"{name}: only {evaluations} cell evaluations"
     assert moves > 0, f"{name}: no cell ever moved: the comparison proves little"
+
+
+def pull_to_target(step, weights):
+    """External half tilts (energy LSBs): a pull of each weight towards a moving target, as a
+    chip-in-the-loop gradient would be, plus a deterministic ripple."""
+    n = len(weights)
+    target = ((np.arange(n) * 37 + step // 200) % 200) - 100
+    ripple = (np.arange(n) * 31 + step * 7919) % 97 - 48
+    return (target - weights) * 24 + ripple
+
+
+def test_rtl_matches_model_with_external_tilts():
+    spec = Spec(cells=32, weight_bits=8, lanes=4, tilt="external", init="zero", seed=12,
+                barrier=Schedule.exponential(U, 2**16 // 2000))
+    workload = Workload(None)
+    model = ModelSession(workload, spec, progress=False)
+    rtl = HardwareSession(workload, spec, progress=False)
+    try:
+        message, _ = crosscheck(spec, model, rtl, 3125, segments=4, half_tilt=pull_to_target)
+        counters = rtl.counters()
+    finally:
+        rtl.close()
+    assert message is None, message
+    assert counters["evaluations"] >= 100_000
+    assert counters["up_moves"] > 0 and counters["down_moves"] > 0
+
+
+@pytest.mark.slow
+def test_rtl_matches_model_over_ten_million_evaluations():
+    problem = build_workload("maxcut", cells=512, seed=7).problem
+    spec = Spec(cells=512, weight_bits=1, lanes=8, q_storage="sparse", order="colour", seed=13,
+                barrier=Schedule.constant(4 * U),
+                gain=Schedule.exponential(ETA_ONE // 16, 2**16 // 2500))
+    workload = Workload(problem)
+    model = ModelSession(workload, spec, progress=False)
+    rtl = HardwareSession(workload, spec, progress=False)
+    try:
+        message, _ = crosscheck(spec, model, rtl, 19532, segments=4)
+        counters = rtl.counters()
+    finally:
+        rtl.close()
+    assert message is None, message
+    assert counters["evaluations"] >= 10_000_000
+
+
+def test_crosscheck_catches_a_probability_table_off_by_one(monkeypatch):
+    """Mutation check: one mantissa ROM entry one LSB high must make the cross-check fail."""
+    import hdl.crossing_unit
+
+    def mutated_rom(frac_bits, mantissa_bits):
+        rom = mantissa_rom(frac_bits, mantissa_bits)
+        rom[MUTATED_ENTRY] += 1
+        return rom
+
+    mantissa_rom = hdl.crossing_unit.mantissa_rom
+    monkeypatch.setattr(hdl.crossing_unit, "mantissa_rom", mutated_rom)
+    # No tilt and E0 = 1.5 u: every lookup is the entry of fraction 1/2 at shift 1, where
+    # one mantissa LSB (M = 11) moves a threshold by 2**-12: about 16 differing decisions
+    # are expected in 2000 steps x 16 cells, the first one in the first few hundred steps.
+    spec = Spec(cells=16, weight_bits=4, lanes=2, mantissa_bits=11, seed=14, tilt="external",
+                init="zero", barrier=Schedule.constant(U + U // 2))
+    workload = Workload(None)
+    model = ModelSession(workload, spec, progress=False)
+    rtl = HardwareSession(workload, spec, progress=False)
+    try:
+        message, step = crosscheck(spec, model, rtl, 2000, segments=20,
+                                   half_tilt=lambda step, w: np.zeros(16, dtype=np.int64))
+    finally:
+        rtl.close()
+    assert message is not None, "an RTL with a wrong probability entry passed the cross-check"
+    assert "first mismatch" in message and "seed 14" in message and "Spec(" in message
+
+
+MUTATED_ENTRY = 128

@@ -24,11 +24,17 @@ from .crossing import ONE, _scaled, decide, threshold_table
 from .errors import ConfigError, IdentityError, require
 from .order import update_order
 from .rng import LaneStreams
+from .schedules import MAX_STEPS
 
 CHUNK_POSITIONS = 1 << 16        # cell evaluations prepared at once
 MAX_DENSE_CELLS = 4096           # a dense Q of N**2 int64
-FIXED_WINDOW = None
-REPAIR_ROUNDS = 4                # repair rounds of a window before it is cut
+STATS = None
+SCHEDULE_STEPS = 1024           # schedule values computed at once
+REPAIR_ROUNDS = 6                # repair rounds of a window before it is cut
+# Estimated cost (microseconds) of the parts of a repaired window, to size the windows: a
+# window, a position filtered, a decision, a repair round, a position repaired, a move.
+COST_WINDOW, COST_POSITION, COST_DECISION = 22.0, 0.010, 0.030
+COST_ROUND, COST_PAIR, COST_MOVE = 51.0, 0.030, 0.46
 
 
 class _Chunk:
@@ -37,6 +43,42 @@ class _Chunk:
 
 class _Repair:
     """Tables and work arrays of the repaired windows."""
+
+
+class _Sizer:
+    """Chooses the size of the next repaired window among powers of two: the one with the
+    best estimated cost per kept evaluation so far, trying a neighbour every few windows
+    (the best size shifts with the move rate)."""
+
+    PROBE_EVERY = 3
+    SMOOTHING = 0.3
+
+    def __init__(self, smallest, largest, start):
+        self.sizes = [smallest]
+        while self.sizes[-1] < largest:
+            self.sizes.append(min(2 * self.sizes[-1], largest))
+        self.value = [None] * len(self.sizes)       # kept evaluations per unit of cost
+        self.best = min(range(len(self.sizes)), key=lambda i: abs(self.sizes[i] - start))
+        self.current = self.best
+        self.size = self.sizes[self.current]
+        self.windows = 0
+        self.up = True
+
+    def record(self, kept, cost):
+        i, v = self.current, kept / cost
+        self.value[i] = v if self.value[i] is None else self.value[i] + self.SMOOTHING * (
+            v - self.value[i])
+        near = [j for j in (self.best - 1, self.best, self.best + 1)
+                if 0 <= j < len(self.sizes) and self.value[j] is not None]
+        self.best = max(near, key=lambda j: self.value[j])
+        self.windows += 1
+        self.current = self.best
+        if self.windows % self.PROBE_EVERY == 0:
+            self.up = not self.up
+            probe = self.best + (1 if self.up else -1)
+            if 0 <= probe < len(self.sizes):
+                self.current = probe
+        self.size = self.sizes[self.current]
 
 
 class LimArray:
@@ -170,6 +212,7 @@ class LimArray:
         rp.code = np.zeros(size, dtype=np.int8)
         rp.gm = np.zeros(size, dtype=np.int64)
         rp.rounds = REPAIR_ROUNDS
+        rp.sizer = _Sizer(min(max(spec.lanes, 256), size), size, n)
         # Decisions under repair may see weights a few steps off the ladder, and so fields
         # beyond the bound; clip such fields where their tilts could overflow int64 (the
         # decisions that are kept never see one, so clipping changes nothing they decide).
@@ -230,14 +273,17 @@ class LimArray:
             size = max(1, CHUNK_POSITIONS // n) * n
             ch = self._work = _Chunk()
             ch.count = 0
-            ch.raw = np.empty(size, dtype=np.uint32)
-            ch.draws_all = np.empty(size, dtype=np.int64)
-            ch.half_all = np.empty(size, dtype=np.int64)
+            ch.draws_all = np.empty(size, dtype=np.uint32)
+            ch.half_all = np.empty(size, dtype=np.uint32)
             ch.base1_all = np.empty(size, dtype=np.int64)
             ch.slope_all = np.empty(size, dtype=np.int64)
             ch.a = np.empty(size, dtype=np.int64)
-            ch.t = np.empty(size, dtype=np.int64)
+            ch.t = np.empty(size, dtype=np.uint32)
             ch.mask = np.empty(size, dtype=bool)
+            # thresholds for the filter, saturated to 32 bits (u/2 < 2**31 passes them alike)
+            ch.table32 = np.minimum(self.table, (1 << 32) - 1).astype(np.uint32)
+            ch.sched = np.zeros((2, 0), dtype=np.int64)
+            ch.sched_start = 0
         end = count * n
         if ch.count != count:
             ch.count = count
@@ -251,20 +297,31 @@ class LimArray:
             ch.half_draws = ch.half_all[:end]
             ch.base1 = ch.base1_all[:end]
             ch.slope = ch.slope_all[:end]
-        ks = np.arange(self.step, self.step + count + 1, dtype=np.int64)
-        ch.e0_all = spec.barrier.values_at(ks)
-        ch.eta_all = spec.gain.values_at(ks)
+            ch.key = None
+        # schedules, evaluated for many steps at once
+        k0 = self.step - ch.sched_start
+        if k0 < 0 or k0 + count + 1 > ch.sched.shape[1]:
+            ch.sched_start = self.step
+            k0 = 0
+            ks = np.arange(self.step, self.step + max(count + 1, SCHEDULE_STEPS), dtype=np.int64)
+            if ks[-1] > MAX_STEPS:                    # near the end: as far as needed (or raise)
+                ks = ks[:count + 1]
+            ch.sched = np.stack((spec.barrier.values_at(ks), spec.gain.values_at(ks)))
+        ch.e0_all = ch.sched[0, k0:k0 + count + 1]
+        ch.eta_all = ch.sched[1, k0:k0 + count + 1]
         ch.e0_k = ch.e0_all[:count]
         ch.eta_k = ch.eta_all[:count] << spec.tilt_shift
-        raw = np.take(self.streams.take(count * groups).reshape(-1), ch.draw_index, mode="wrap",
-                      out=ch.raw[:end])
-        ch.draws[...] = raw
-        np.right_shift(raw, 1, out=ch.half_draws)
+        np.take(self.streams.take(count * groups).reshape(-1), ch.draw_index, mode="wrap",
+                out=ch.draws)
+        np.right_shift(ch.draws, 1, out=ch.half_draws)
         # table index of the lowest barrier: base1 - slope * |g|, base1 = E0 + eta qd + 1
-        base1 = ch.base1.reshape(count, n)
-        np.multiply(ch.eta_k[:, None], self.qd_seq[None, :], out=base1)
-        base1 += (ch.e0_k + 1)[:, None]
-        ch.slope.reshape(count, n)[...] = (ch.eta_k * (2 * spec.delta))[:, None]
+        key = (ch.e0_k.tobytes(), ch.eta_k.tobytes())
+        if key != ch.key:
+            ch.key = key
+            base1 = ch.base1.reshape(count, n)
+            np.multiply(ch.eta_k[:, None], self.qd_seq[None, :], out=base1)
+            base1 += (ch.e0_k + 1)[:, None]
+            ch.slope.reshape(count, n)[...] = (ch.eta_k * (2 * spec.delta))[:, None]
         return ch
 
     def _candidates(self, ch, p, b):
@@ -277,7 +334,7 @@ class LimArray:
         np.abs(a, out=a)
         np.multiply(a, ch.slope[p:b], out=a)
         np.subtract(ch.base1[p:b], a, out=a)
-        t = np.take(self.table, a, mode="clip", out=ch.t[:m])
+        t = np.take(ch.table32, a, mode="clip", out=ch.t[:m])
         return np.flatnonzero(np.less(ch.half_draws[p:b], t, out=ch.mask[:m]))
 
     def _windows_cut(self, ch, step_dl2, step_cross, moves):
@@ -297,7 +354,7 @@ class LimArray:
                 cell = cells[x]
                 up, down, inadmissible, blocked, movers, is_up, dl2, h = self._decide(
                     cell, self.g[cell], ch.eta_k[step], self.qd_seq[x - step * n],
-                    ch.e0_k[step], ch.draws[x])
+                    ch.e0_k[step], ch.draws[x].astype(np.int64))
                 if movers.size:
                     xm = x[movers]
                     i = xm % n
@@ -344,12 +401,14 @@ class LimArray:
         dg, dW, dec, code = rp.dg, rp.dW, rp.dec, rp.code
         group_start, group_end = self.group_start, self.group_end
         decided, moved = [], []                       # final decisions of the chunk
+        sizer = rp.sizer
         p = 0
         while p < end:
-            b = min(end, p + self._window) - 1
+            b = min(end, p + sizer.size) - 1
             b = b - b % n + int(group_end[b % n])
             x = self._candidates(ch, p, b)
             q = b
+            cost = COST_WINDOW + COST_POSITION * (b - p) + COST_DECISION * x.size
             if x.size:
                 x += p
                 cell = cells[x]
@@ -368,6 +427,7 @@ class LimArray:
                     np.add.at(dg, at, vg)
                     np.add.at(dW, at, vw)
                     at.sort()
+                    cost += COST_ROUND + COST_PAIR * at.size
                     at = at[np.concatenate(([True], at[1:] != at[:-1]))]
                     touched.append(at)
                     cell = cells[at]
@@ -389,15 +449,12 @@ class LimArray:
                 movers = touched[dec[touched] != 0]
                 decided.append(touched)
                 if movers.size:
+                    cost += COST_MOVE * movers.size
                     moved.append(movers)
                     self._move(cells[movers], dec[movers])
-            kept = q - p
-            if q < b:
-                self._window = max(lanes, 2 * kept)
-            else:
-                self._window = min(2 * self._window, max(end, n))
-            if FIXED_WINDOW:
-                self._window = FIXED_WINDOW
+            if STATS is not None:
+                STATS.append((b - p, q - p, cost))
+            sizer.record(q - p, cost)
             p = q
         c.add("evaluations", end)
         if decided:
@@ -415,7 +472,7 @@ class LimArray:
         if old is not None:
             # the filter of _windows_cut, for positions whose g changed
             lowest = base1 - slope * np.abs(g_at)
-            keep = np.flatnonzero(ch.half_draws[at] < np.take(table, lowest, mode="clip"))
+            keep = np.flatnonzero(ch.half_draws[at] < np.take(ch.table32, lowest, mode="clip"))
             rp.code[at] = 0
             rp.dec[at] = 0
             at, g_at, w_at, base1, slope = at[keep], g_at[keep], w_at[keep], base1[keep], slope[
@@ -425,7 +482,7 @@ class LimArray:
         down1 = base1 - sg
         t_up = np.take(table, up1, mode="clip")
         t_down = np.take(table, down1, mode="clip")
-        u = ch.draws[at]
+        u = ch.draws[at].astype(np.int64)
         total = t_up + t_down
         up = u < t_up
         down = (u < total) ^ up

@@ -167,22 +167,25 @@ def log_uniform(rng, lo, hi, n):
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: f"kind={k}")
 def test_unit_matches_model_at_any_step(kind, bits, rng):
     """Steps up to 2**48 - 1, entered through start_at: random schedules at random k (and k next
-    to k_sat, entry boundaries and the last step), a few steps each."""
+    to k_sat, entry boundaries and the last step), a few steps each. Rates and scales are spread
+    over their bit lengths, and half the schedules have no clamp, so that values at large k are
+    not all clamped."""
     top = 2**bits - 1
     max_rate = 2**(bits + RATE_FRAC_BITS) - 1
     last = [(MAX_STEPS - 2, 3)]
     runs = []
-    for _ in range(60):
-        lo, hi = random_clamp(rng, top)
+    for i in range(60):
+        lo, hi = random_clamp(rng, top) if i % 2 else (0, top)
         start = int(rng.integers(1, top + 1))
+        sign = int(rng.choice([-1, 1]))
         if kind in ("constant", "linear", "exponential"):
-            rate = int(rng.choice([-1, 1])) * log_uniform(rng, 1, max_rate, 1)[0]
+            rate = sign * log_uniform(rng, 1, max_rate, 1)[0]
             schedule = Schedule(kind, start=start, rate=rate, lo=lo, hi=hi)
             k_sat = schedule.validated("schedule", bits).saturation_step()
             segments = [(k, 2) for k in log_uniform(rng, 1, k_sat + 2, 3)]
             segments += [(max(k_sat - 1, 1), 3), (log_uniform(rng, 1, MAX_STEPS - 2, 1)[0], 2)]
         elif kind == "logarithmic":
-            scale = int(rng.integers(-(2**(bits + 8)) + 1, 2**(bits + 8)))
+            scale = sign * log_uniform(rng, 1, 2**(bits + 8) - 1, 1)[0]
             tau = log_uniform(rng, 1, MAX_TAU, 1)[0]
             schedule = Schedule.logarithmic(start, scale, tau, lo=lo, hi=hi)
             segments = [(k, 2) for k in log_uniform(rng, 1, MAX_STEPS - 2, 3)]

@@ -3,13 +3,19 @@
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from python_model import physics
-from python_model.errors import ConfigError, IdentityError
+from python_model.counters import counter_layout
+from python_model.errors import ConfigError, IdentityError, require
 
 from . import studies
-from .runner import BACKENDS, WORKLOAD_DEFAULTS, build_run, result_dict, run_backend
+from .compare import crosscheck
+from .runner import (BACKENDS, SESSIONS, WORKLOAD_DEFAULTS, build_run, open_session,
+                     result_dict)
+
+SESSIONS_SEGMENTED = {name: cls.segmented for name, cls in SESSIONS.items()}
 from .train import add_train_options, command_train
 
 
@@ -47,8 +53,10 @@ def main(argv=None):
     run = sub.add_parser("run", help="run a workload and report weights, counters and energy")
     add_run_options(run)
     run.add_argument("--backend", choices=BACKENDS, default="model",
-                     help="model: vectorised golden model; reference: cycle-by-cycle Python")
+                     help="model: vectorised golden model; reference: cycle-by-cycle Python; "
+                     "verilator: the RTL in Verilator")
     run.add_argument("--json", metavar="OUT", help="write the result as JSON")
+    run.add_argument("--waves", metavar="FILE", help="verilator: write a VCD trace")
     studies.add_run_options(run)
 
     check = sub.add_parser("crosscheck", help="run the golden model and another backend on "
@@ -56,6 +64,10 @@ def main(argv=None):
     add_run_options(check)
     check.add_argument("--backend", choices=[b for b in BACKENDS if b != "model"],
                        default="reference", help="backend compared with the model")
+    check.add_argument("--checkpoints", type=int, default=4,
+                       help="compare at this many checkpoints (default 4; the reference "
+                       "backend compares once, at the end)")
+    check.add_argument("--waves", metavar="FILE", help="verilator: write a VCD trace")
 
     bound = sub.add_parser("bound", help="energy projection: LIM bound vs conventional")
     bound.add_argument("--params", type=float, required=True, help="model parameters")
@@ -99,7 +111,8 @@ def command_run(args):
           f"backend {args.backend}")
     print(f"  barrier: {spec.barrier.describe(spec.barrier_frac_bits, 'u')}")
     print(f"  gain:    {spec.gain.describe(spec.gain_frac_bits, 'u/loss')}")
-    weights, exact, overflow, extra, trace = studies.execute(args, workload, spec, steps)
+    weights, exact, overflow, extra, trace = studies.execute(args, workload, spec, steps,
+                                                             **backend_options(args))
     result = result_dict(workload, spec, steps, args.backend, weights, exact, overflow, extra,
                          args.temperature)
     print_summary(result)
@@ -150,33 +163,40 @@ def _ratio(value):
 
 def command_crosscheck(args):
     workload, spec, steps = build_run(vars(args))
+    options = backend_options(args)
+    segments = args.checkpoints if SESSIONS_SEGMENTED.get(args.backend, True) else 1
+    require(segments >= 1, "checkpoints", args.checkpoints, "must be >= 1")
     print(f"limemu crosscheck: model vs {args.backend}: {workload.description}; "
-          f"{spec.cells} cells, {spec.lanes} lane(s), {steps} steps, seed {spec.seed}")
-    runs = {}
-    for backend in ("model", args.backend):
-        weights, exact, _, extra = run_backend(backend, workload, spec, steps,
-                                               progress=not args.quiet)
-        runs[backend] = (weights, exact)
-        print(f"  {backend}: {extra['seconds']:.2f} s")
-    mismatch = first_mismatch(runs["model"], runs[args.backend])
+          f"{spec.cells} cells, {spec.lanes} lane(s), {steps} steps, seed {spec.seed}, "
+          f"{segments} checkpoint(s)")
+    started = time.perf_counter()
+    model = open_session("model", workload, spec, progress=False)
+    other = open_session(args.backend, workload, spec, progress=not args.quiet, **options)
+    try:
+        mismatch, _ = crosscheck(spec, model, other, steps, segments=segments,
+                                 log=None if args.quiet else print)
+    finally:
+        other.close()
+        model.close()
+    if args.waves:
+        print(f"  wrote {args.waves}")
+    seconds = time.perf_counter() - started
     if mismatch is None:
-        n = len(runs["model"][1])
-        print(f"crosscheck: PASS: {spec.cells} weights and {n} counters identical after "
-              f"{steps} steps")
+        n = len(counter_layout(spec))
+        print(f"crosscheck: PASS: {spec.cells} weights, {n} counters, their overflow flags and "
+              f"the field identical at every checkpoint up to step {steps} ({seconds:.1f} s)")
         return 0
-    print(f"crosscheck: FAIL: first mismatch {mismatch} [{spec!r}]")
+    print(f"crosscheck: FAIL: {mismatch}")
     return 1
 
 
-def first_mismatch(a, b):
-    (wa, ca), (wb, cb) = a, b
-    for i, (x, y) in enumerate(zip(wa.tolist(), wb.tolist())):
-        if x != y:
-            return f"weights[{i}]: model {x}, other {y}"
-    for name in ca:
-        if ca[name] != cb.get(name):
-            return f"counter {name}: model {ca[name]}, other {cb.get(name)}"
-    return None
+def backend_options(args):
+    """Options only the RTL backends take (--waves)."""
+    if getattr(args, "waves", None):
+        require(args.backend == "verilator", "waves", args.waves,
+                "needs --backend verilator")
+        return {"waves": args.waves}
+    return {}
 
 
 def command_bound(args):

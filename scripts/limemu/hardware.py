@@ -5,11 +5,13 @@ the virtual board and a real board over the host link later. The host loads the 
 the core run K steps on its own, and reads weights, field and counters at checkpoints.
 """
 
+import time
+
 import numpy as np
 
 from hdl.regmap import from_words
 from python_model.engine import LimArray
-from python_model.errors import require
+from python_model.errors import IdentityError, require
 
 from .host import (bank_indices, decode_state, geometry_for, load_plan, run_plan,
                    state_addresses, tilt_plan)
@@ -43,6 +45,7 @@ class HardwareSession:
         self.progress = Progress(name, spec.cells, progress)
         self.step = 0
         self.cycles = 0
+        self.run_seconds = 0.0
         self._state = None
 
     def run(self, steps):
@@ -50,7 +53,9 @@ class HardwareSession:
         segment = max(1, SEGMENT_EVALUATIONS // self.spec.cells)
         while self.step < target:
             count = min(segment, target - self.step)
+            started = time.perf_counter()
             self.cycles += self.device.run(run_plan(self.rmap, count))
+            self.run_seconds += time.perf_counter() - started
             self.step += count
             self._state = None
             self.progress(self.step, target)
@@ -97,7 +102,36 @@ class HardwareSession:
         order = self.probe.order
         return dict(weights0=self.probe.W0.copy(), coupling_error=None,
                     coupling_pairs=order.coupled_pairs, colours=order.colours,
-                    cycles=self.cycles)
+                    cycles=self.cycles, run_seconds=self.run_seconds,
+                    first_law=self.check_first_law())
+
+    def check_first_law(self):
+        """PHYSICS.md section 5 on the RTL's own registers: heat_net = eta0 L0 - etaK LK +
+        anneal_work with the core's loss register, exactly; and the loss register equals
+        L(W) of the weights read back when no group holds coupled cells. Raises
+        IdentityError on a violation; returns how it was checked."""
+        if self.probe.problem is None:
+            return "not applicable (external tilts)"
+        state, spec = self.state(), self.spec
+        if any(state["overflow"].values()):
+            return "not checked (a counter overflowed)"
+        shift = spec.tilt_shift + 1
+        eta0 = int(spec.gain.values_at([0])[0])
+        c = state["counters"]
+        expected = ((eta0 * self.probe.loss2_initial) << shift) - (
+            (state["gain_now"] * state["loss2"]) << shift) + c["anneal_work"]
+        failures = []
+        if c["heat_net"] != expected:
+            failures.append(f"heat_net {c['heat_net']} != eta0 L0 - etaK LK + anneal_work = "
+                            f"{expected}")
+        if self.probe.order.coupled_pairs == 0:
+            loss2 = self.probe.problem.loss2(state["weights"])
+            if loss2 != state["loss2"]:
+                failures.append(f"loss register {state['loss2']} != L2(W) = {loss2}")
+        if failures:
+            raise IdentityError(f"{self.name} after step {self.step}: " + "; ".join(failures)
+                                + f" [{spec!r}]")
+        return "exact (RTL counters and loss register)"
 
     def close(self):
         self.device.close()

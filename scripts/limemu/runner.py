@@ -266,9 +266,12 @@ def result_dict(workload, spec, steps, backend, weights, exact, overflow, extra,
         "reference": _jsonable(workload.reference),
         "update_order": {"kind": spec.order, "colours": extra["colours"],
                          "coupled_pairs_in_groups": extra["coupling_pairs"]},
-        "identities": {"first_law": "exact" if backend == "model" else "not checked"},
+        "identities": {"first_law": "exact" if backend == "model" else
+                       extra.get("first_law", "not checked")},
         "seconds": extra["seconds"],
-        "cell_evaluations_per_s": exact["evaluations"] / max(extra["seconds"], 1e-9),
+        # the RTL backends: time spent running steps (set-up and builds excluded)
+        "cell_evaluations_per_s": exact["evaluations"] / max(extra.get("run_seconds",
+                                                                       extra["seconds"]), 1e-9),
     }
     if "cut" in metrics:
         result["cut"] = int(metrics["cut"])

@@ -79,7 +79,7 @@ def prepare_args(parser, run_parser, args, argv):
     return args
 
 
-def execute(args, workload, spec, steps):
+def execute(args, workload, spec, steps, **options):
     """Run for ``limemu run``: traced when --trace-every is given. Returns (weights, exact
     counters, overflow, extra, trace arrays or None)."""
     from .runner import run_backend  # noqa: PLC0415
@@ -87,8 +87,10 @@ def execute(args, workload, spec, steps):
     every = args.trace_every
     check_trace_request(backend_segmented(args.backend), args.backend, every, args.json)
     if every:
-        return run_traced(args.backend, workload, spec, steps, every, progress=not args.quiet)
-    return (*run_backend(args.backend, workload, spec, steps, progress=not args.quiet), None)
+        return run_traced(args.backend, workload, spec, steps, every, progress=not args.quiet,
+                          **options)
+    return (*run_backend(args.backend, workload, spec, steps, progress=not args.quiet,
+                         **options), None)
 
 
 def complete(result, args, workload, spec, steps, trace):

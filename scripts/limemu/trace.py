@@ -157,14 +157,14 @@ def check_trace_request(backend_segmented, backend, every, json_path):
                           "once from step 0 and cannot stop every K steps; use --backend model")
 
 
-def run_traced(backend, workload, spec, steps, every, progress=True):
+def run_traced(backend, workload, spec, steps, every, progress=True, **options):
     """Run ``steps`` steps on ``backend`` in segments of ``every`` steps, recording a trace.
 
     Returns (weights, exact counters, overflow flags, extra, trace arrays) like
     runner.run_backend plus the trace. Progress goes to stderr (every 2 s) when ``progress``.
     """
     started = time.perf_counter()
-    session = open_session(backend, workload, spec, progress=False)
+    session = open_session(backend, workload, spec, progress=False, **options)
     try:
         check_trace_request(getattr(session, "segmented", False), backend, every, "-")
         recorder = Recorder(workload, spec, session.weights())

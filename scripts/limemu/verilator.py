@@ -179,6 +179,9 @@ class VerilatorArray:
     def __init__(self, spec, geometry, *, waves=None, log=None):
         self.folder = build(spec, geometry, waves=bool(waves), log=log)
         self.waves = waves
+        # one working folder per session: sessions of the same build may run side by side
+        self.workdir = self.folder / f"run-{os.getpid()}-{secrets.token_hex(4)}"
+        self.workdir.mkdir()
         key = secrets.token_bytes(16)
         self._listener = Listener(family="AF_UNIX", authkey=key)
         env, _ = verilator_environment()
@@ -196,15 +199,14 @@ class VerilatorArray:
         try:
             runner = _runner()
             runner.test(test_module="array_tb", hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                        build_dir=self.folder / "sim", test_dir=self.folder / "run",
+                        build_dir=self.folder / "sim", test_dir=self.workdir,
                         extra_env=env, waves=bool(self.waves),
-                        log_file=self.folder / "run" / "sim.log",
-                        results_xml=str(self.folder / "run" / "results.xml"))
+                        log_file=self.workdir / "sim.log",
+                        results_xml=str(self.workdir / "results.xml"))
         except BaseException as error:                   # reported by _accept / _call
             self._failure = error
 
     def _accept(self):
-        (self.folder / "run").mkdir(exist_ok=True)
         done = threading.Event()
         result = {}
 
@@ -220,7 +222,7 @@ class VerilatorArray:
             if not self._thread.is_alive():
                 self._listener.close()
                 raise ConfigError(f"the simulator stopped before connecting "
-                                  f"({self._failure}); see {self.folder / 'run' / 'sim.log'}")
+                                  f"({self._failure}); see {self.workdir / 'sim.log'}")
         if "error" in result:
             raise ConfigError(f"simulator connection failed: {result['error']}")
         return result["channel"]
@@ -231,7 +233,7 @@ class VerilatorArray:
             reply = self._channel.recv()
         except (EOFError, OSError) as error:
             raise ConfigError(f"the simulator stopped ({error}); see "
-                              f"{self.folder / 'run' / 'sim.log'}") from None
+                              f"{self.workdir / 'sim.log'}") from None
         if reply[0] != "ok":
             raise ConfigError(f"simulator: {reply[1]}")
         return reply[1] if len(reply) > 1 else None
@@ -254,8 +256,12 @@ class VerilatorArray:
         self._listener.close()
         self._thread.join(timeout=30)
         if self.waves:
-            dump = self.folder / "run" / "dump.vcd"
-            if dump.exists():
-                shutil.copy(dump, self.waves)
+            dump = self.workdir / "dump.vcd"
+            if not dump.exists():
+                raise ConfigError(f"waves: the simulator wrote no trace (see {self.workdir})")
+            shutil.move(dump, self.waves)
         if self._failure is not None and not isinstance(self._failure, SystemExit):
-            sys.stderr.write(f"  verilator: simulator ended with {self._failure!r}\n")
+            sys.stderr.write(f"  verilator: simulator ended with {self._failure!r}; its log "
+                             f"is kept in {self.workdir}\n")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
