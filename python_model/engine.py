@@ -30,6 +30,7 @@ CHUNK_POSITIONS = 1 << 16        # cell evaluations prepared at once
 MAX_DENSE_CELLS = 4096           # a dense Q of N**2 int64
 STATS = None
 SCHEDULE_STEPS = 1024           # schedule values computed at once
+SMALLEST_WINDOW = 256
 REPAIR_ROUNDS = 6                # repair rounds of a window before it is cut
 # Estimated cost (microseconds) of the parts of a repaired window, to size the windows: a
 # window, a position filtered, a decision, a repair round, a position repaired, a move.
@@ -212,7 +213,7 @@ class LimArray:
         rp.code = np.zeros(size, dtype=np.int8)
         rp.gm = np.zeros(size, dtype=np.int64)
         rp.rounds = REPAIR_ROUNDS
-        rp.sizer = _Sizer(min(max(spec.lanes, 256), size), size, n)
+        rp.sizer = _Sizer(min(max(spec.lanes, SMALLEST_WINDOW), size), size, n)
         # Decisions under repair may see weights a few steps off the ladder, and so fields
         # beyond the bound; clip such fields where their tilts could overflow int64 (the
         # decisions that are kept never see one, so clipping changes nothing they decide).
