@@ -49,34 +49,39 @@ class _Repair:
 class _Sizer:
     """Chooses the size of the next repaired window among powers of two: the one with the
     best estimated cost per kept evaluation so far, trying a neighbour every few windows
-    (the best size shifts with the move rate)."""
+    (the best size shifts with the move rate), and the next one at once when that paid."""
 
-    PROBE_EVERY = 3
+    PROBE_EVERY = 4
     SMOOTHING = 0.3
 
-    def __init__(self, smallest, largest, start):
-        self.sizes = [smallest]
-        while self.sizes[-1] < largest:
-            self.sizes.append(min(2 * self.sizes[-1], largest))
+    def __init__(self, smallest, largest):
+        self.sizes = [largest]
+        while self.sizes[0] > smallest:
+            self.sizes.insert(0, max(self.sizes[0] // 2, smallest))
         self.value = [None] * len(self.sizes)       # kept evaluations per unit of cost
-        self.best = min(range(len(self.sizes)), key=lambda i: abs(self.sizes[i] - start))
-        self.current = self.best
-        self.size = self.sizes[self.current]
-        self.windows = 0
-        self.up = True
+        self.best = self.current = len(self.sizes) - 1
+        self.size = largest
+        self.wait = 1                               # windows until the next probe
+        self.step = -1                              # direction of the next probe
 
     def record(self, kept, cost):
         i, v = self.current, kept / cost
-        self.value[i] = v if self.value[i] is None else self.value[i] + self.SMOOTHING * (
-            v - self.value[i])
-        near = [j for j in (self.best - 1, self.best, self.best + 1)
-                if 0 <= j < len(self.sizes) and self.value[j] is not None]
-        self.best = max(near, key=lambda j: self.value[j])
-        self.windows += 1
+        old = self.value[i]
+        self.value[i] = v if old is None else old + self.SMOOTHING * (v - old)
+        self.wait -= 1
+        if i != self.best:                          # a probe
+            if self.value[i] > self.value[self.best]:
+                self.best = i                       # better: go on that way at once
+                self.wait = 0
+            else:
+                self.step = -self.step
+                self.wait = self.PROBE_EVERY
         self.current = self.best
-        if self.windows % self.PROBE_EVERY == 0:
-            self.up = not self.up
-            probe = self.best + (1 if self.up else -1)
+        if self.wait <= 0:
+            probe = self.best + self.step
+            if not 0 <= probe < len(self.sizes):
+                self.step = -self.step
+                probe = self.best + self.step
             if 0 <= probe < len(self.sizes):
                 self.current = probe
         self.size = self.sizes[self.current]
@@ -213,7 +218,7 @@ class LimArray:
         rp.code = np.zeros(size, dtype=np.int8)
         rp.gm = np.zeros(size, dtype=np.int64)
         rp.rounds = REPAIR_ROUNDS
-        rp.sizer = _Sizer(min(max(spec.lanes, SMALLEST_WINDOW), size), size, n)
+        rp.sizer = _Sizer(min(max(spec.lanes, SMALLEST_WINDOW), size), size)
         # Decisions under repair may see weights a few steps off the ladder, and so fields
         # beyond the bound; clip such fields where their tilts could overflow int64 (the
         # decisions that are kept never see one, so clipping changes nothing they decide).

@@ -1,0 +1,291 @@
+# amaranth: UnusedElaboratable=no
+"""Counter bank, field engine and the whole array core in Amaranth's simulator.
+
+The core test is the same host plan the Verilator backend uses, run on a second simulator
+for a few steps: weights, field and every counter must equal the golden model's.
+"""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hdl.array_core import ArrayCore
+from hdl.counter_bank import CounterBank
+from hdl.field_engine import TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine
+from hdl.regmap import STATUS, Geometry, RegisterMap, to_words
+from limemu.host import (bank_indices, decode_state, entry_writes, geometry_for, load_plan,
+                         register_writes, run_plan, state_addresses)
+from python_model.counters import Counters, counter_layout
+from python_model.engine import LimArray
+from python_model.problem import QuadraticProblem
+from python_model.schedules import Schedule
+from python_model.spec import Spec
+
+
+def simulate(dut, testbench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+def random_problem(n, seed, density=1.0):
+    rng = np.random.default_rng(seed)
+    A = rng.integers(-3, 4, (n, n)) * (rng.random((n, n)) < density)
+    Q = np.triu(A, 1)
+    Q = Q + Q.T
+    Q[np.diag_indices(n)] = rng.integers(1, 5, n)
+    return QuadraticProblem.dense(Q, rng.integers(-8, 9, n))
+
+
+# -- counter bank --------------------------------------------------------------------------------
+
+def test_counter_bank_matches_model_counters_and_flags(rng):
+    """Random increments, including ones that carry a counter out of its range: the values
+    wrap and the sticky flags rise exactly as python_model.counters.Counters says."""
+    spec = Spec(cells=8)
+    dut = CounterBank(spec)
+    layout = counter_layout(spec)
+    model = Counters(spec)
+
+    async def testbench(ctx):
+        for cycle in range(300):
+            for name, width, signed in layout:
+                big = rng.random() < 0.05
+                if big:   # a jump of half the range: overflows after a few
+                    amount = (1 << (width - 1 if not signed else width - 2))
+                    amount = min(amount, (1 << 71) - 1)
+                else:
+                    amount = int(rng.integers(0, 1000))
+                if signed and rng.random() < 0.5:
+                    amount = -amount
+                ctx.set(getattr(dut, f"inc_{name}"), amount)
+                model.add(name, amount)
+            await ctx.tick()
+            model.check_overflow()
+            expected = model.hardware()
+            flags = ctx.get(dut.overflow)
+            for i, (name, _, _) in enumerate(layout):
+                actual = ctx.get(getattr(dut, f"value_{name}"))
+                assert actual == expected[name], f"cycle {cycle}: {name} {actual} != {expected[name]}"
+                assert bool(flags >> i & 1) == model.overflow[name], f"cycle {cycle}: flag {name}"
+        assert any(model.overflow.values())
+        for name, _, _ in layout:
+            ctx.set(getattr(dut, f"inc_{name}"), 0)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        assert ctx.get(dut.overflow) == 0
+        assert all(ctx.get(getattr(dut, f"value_{name}")) == 0 for name, _, _ in layout)
+
+    simulate(dut, testbench)
+
+
+# -- field engine --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("storage,lanes", [("dense", 1), ("dense", 3), ("sparse", 2),
+                                            ("sparse", 4)])
+def test_field_engine_applies_columns(storage, lanes, rng):
+    """Load g and Q through the host port, apply random moves, read g back: g must equal
+    g0 + sum dw Q[:, m]; the engine reports the additions it made."""
+    n = 10
+    problem = random_problem(n, 3, density=0.4)
+    spec = Spec(cells=n, weight_bits=4, lanes=lanes, q_storage=storage)
+    array = LimArray(spec, problem)
+    order = array.order
+    geometry = geometry_for(spec, order, problem.nnz)
+    rmap = RegisterMap(spec, geometry)
+    index = bank_indices(rmap, order)
+    dut = FieldEngine(spec, geometry)
+    g = problem.field(array.W)
+    # host writes as the core would issue them (one entry per write)
+    writes = []
+    for cell in range(n):
+        writes.append((TARGET_FIELD, int(index[cell]), int(g[cell])))
+    plan_q = _q_entries(rmap, problem, index)
+    moves = [(int(rng.integers(n)), bool(rng.random() < 0.5)) for _ in range(12)]
+
+    async def testbench(ctx):
+        for target, i, value in writes + plan_q:
+            ctx.set(dut.host_target, target)
+            ctx.set(dut.host_index, i)
+            ctx.set(dut.host_wdata, value & ((1 << 64) - 1))
+            ctx.set(dut.host_we, 1)
+            await ctx.tick()
+        ctx.set(dut.host_we, 0)
+        ctx.set(dut.cells, n)
+        ctx.set(dut.groups, order.groups)
+        expected = g.copy()
+        for cell, up in moves:
+            ctx.set(dut.column, int(index[cell]))
+            ctx.set(dut.up, up)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            adds = None
+            for _ in range(200):
+                if ctx.get(dut.adds_valid):
+                    adds = ctx.get(dut.adds)
+                await ctx.tick()
+                if adds is not None:
+                    break
+            column = problem.to_dense()[:, cell]
+            expected += (spec.delta if up else -spec.delta) * column
+            assert adds == (n if storage == "dense" else np.count_nonzero(column))
+        for cell in range(n):
+            ctx.set(dut.host_target, TARGET_FIELD)
+            ctx.set(dut.host_index, int(index[cell]))
+            ctx.set(dut.host_re, 1)
+            await ctx.tick()
+            ctx.set(dut.host_re, 0)
+            raw = ctx.get(dut.host_rdata) & ((1 << spec.field_bits) - 1)
+            value = raw - (1 << spec.field_bits) if raw >> (spec.field_bits - 1) else raw
+            assert value == expected[cell], f"g[{cell}] = {value}, expected {expected[cell]}"
+
+    simulate(dut, testbench)
+
+
+def _q_entries(rmap, problem, index):
+    """(target, index, value) of Q for the engine's host port, from the host plan."""
+    from limemu.host import q_plan
+    out = []
+    targets = {"q": TARGET_Q, "column": TARGET_COLUMN, "entry": TARGET_ENTRY}
+    regions = {name: rmap[name] for name in targets if name in rmap.regions}
+    staged = {}
+    for address, word in q_plan(rmap, problem, index):
+        for name, region in regions.items():
+            if region.base <= address < region.base + region.size:
+                i, j = divmod(address - region.base, region.stride)
+                staged[(name, i)] = staged.get((name, i), 0) | (word << (32 * j))
+                if j == -(-region.width // 32) - 1:
+                    out.append((targets[name], i, staged.pop((name, i))))
+    return out
+
+
+# -- the whole core ------------------------------------------------------------------------------
+
+class Bus:
+    """The core's bus from an Amaranth testbench."""
+
+    def __init__(self, ctx, dut):
+        self.ctx, self.dut = ctx, dut
+
+    async def write(self, pairs):
+        ctx, dut = self.ctx, self.dut
+        for address, word in pairs:
+            ctx.set(dut.addr, address)
+            ctx.set(dut.wdata, word)
+            ctx.set(dut.we, 1)
+            await ctx.tick()
+        ctx.set(dut.we, 0)
+
+    async def read(self, addresses):
+        ctx, dut = self.ctx, self.dut
+        words = []
+        for address in addresses:
+            ctx.set(dut.addr, address)
+            ctx.set(dut.re, 1)
+            await ctx.tick()
+            ctx.set(dut.re, 0)
+            await ctx.tick()
+            assert ctx.get(dut.rack)
+            words.append(ctx.get(dut.rdata))
+        return words
+
+    async def wait_done(self, limit=100_000):
+        for _ in range(limit):
+            if not self.ctx.get(self.dut.busy):
+                return
+            await self.ctx.tick()
+        raise AssertionError("the core never finished its run")
+
+
+@pytest.mark.parametrize("storage,lanes,bits", [("dense", 2, 4), ("sparse", 3, 1)])
+def test_core_matches_model_in_amaranth_simulator(storage, lanes, bits):
+    n = 9
+    problem = random_problem(n, 5, density=0.5)
+    spec = Spec(cells=n, weight_bits=bits, lanes=lanes, q_storage=storage, seed=3,
+                barrier=Schedule.linear(256, 2**14), gain=Schedule.exponential(32, 2**12))
+    model = LimArray(spec, problem)
+    geometry = geometry_for(spec, model.order, problem.nnz, table_depth=256)
+    rmap = RegisterMap(spec, geometry)
+    dut = ArrayCore(spec, geometry)
+
+    async def testbench(ctx):
+        bus = Bus(ctx, dut)
+        await bus.write(load_plan(rmap, problem, model.order, model.W0))
+        for steps in (1, 4):
+            await bus.write(run_plan(rmap, steps))
+            await ctx.tick()
+            await bus.wait_done()
+            model.run(steps)
+            state = decode_state(rmap, model.order,
+                                 await bus.read(state_addresses(rmap, model.order)))
+            assert state["weights"].tolist() == model.W.tolist()
+            assert state["field"].tolist() == model.g.tolist()
+            assert state["counters"] == model.counters.hardware()
+            assert state["step"] == model.step
+            assert state["loss2"] == model.loss2_track
+        moves = model.counters.exact["up_moves"] + model.counters.exact["down_moves"]
+        assert moves > 0, "nothing moved: the comparison would prove little"
+
+    simulate(dut, testbench)
+
+
+def test_core_refuses_bad_accesses_and_changes_nothing():
+    """Writes to read-only registers, unknown addresses, and writes while a run is in
+    progress set error flags and leave the state as it was; clear_errors clears them."""
+    n = 6
+    problem = random_problem(n, 7)
+    spec = Spec(cells=n, weight_bits=4, lanes=2, barrier=Schedule.constant(3 * 256))
+    model = LimArray(spec, problem)
+    geometry = Geometry(lanes=2, groups=model.order.groups, q_storage="dense", q_capacity=1,
+                        table_depth=256)
+    rmap = RegisterMap(spec, geometry)
+    dut = ArrayCore(spec, geometry)
+    status = rmap["status"].base
+    weight0 = rmap["weight"].address(0)
+
+    async def flags(bus):
+        word = (await bus.read([status]))[0]
+        return {name: bool(word >> bit & 1) for name, bit in STATUS.items()}
+
+    async def testbench(ctx):
+        bus = Bus(ctx, dut)
+        await bus.write(load_plan(rmap, problem, model.order, model.W0))
+        before = await bus.read([weight0, rmap["counter_steps"].base])
+        await bus.write(register_writes(rmap, "magic", 7))           # read-only
+        assert (await flags(bus))["error_address"]
+        assert (await bus.read([rmap["magic"].base]))[0] == 0x4C494D45
+        await bus.write([(rmap.regions["gain_table"].base + rmap["gain_table"].size, 1)])
+        await bus.write(register_writes(rmap, "control", 1 << 3))    # clear_errors
+        assert not any((await flags(bus)).values())
+        await bus.write(run_plan(rmap, 50))
+        await ctx.tick()
+        assert (await flags(bus))["busy"]
+        await bus.write(entry_writes(rmap, "weight", 0, 5))         # refused while busy
+        await bus.write(register_writes(rmap, "control", 1))         # start again: refused
+        state = await flags(bus)
+        assert state["error_busy_write"]
+        await bus.write(register_writes(rmap, "control", 1 << 1))    # stop
+        await bus.wait_done()
+        steps = (await bus.read([rmap["counter_steps"].base]))[0]
+        assert 0 < steps < 50
+        model.run(steps)
+        w = decode_state(rmap, model.order, await bus.read(state_addresses(rmap, model.order)))
+        assert w["weights"].tolist() == model.W.tolist()             # the refused write did nothing
+        assert before[1] == 0
+
+    simulate(dut, testbench)
+
+
+def test_register_map_is_aligned_and_disjoint():
+    spec = Spec(cells=40, weight_bits=8, lanes=5)
+    rmap = RegisterMap(spec, Geometry(lanes=5, groups=8, q_storage="sparse", q_capacity=100))
+    spans = sorted((r.base, r.base + r.size, r.name) for r in rmap)
+    for (a0, a1, n0), (b0, _, n1) in zip(spans, spans[1:]):
+        assert a1 <= b0, f"{n0} overlaps {n1}"
+    for region in rmap:
+        if region.is_memory:
+            size = 1 << (region.size - 1).bit_length()
+            assert region.base % size == 0, f"{region.name} is not aligned"
+    assert to_words(-1, 40) == [0xFFFFFFFF, 0xFF]
