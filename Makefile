@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-rtl clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("limemu needs Python >= 3.10, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Main job: a Max-Cut demo on the golden model, its energy report, then the cross-check of
-# the vectorised model against the cycle-by-cycle reference.
+# the model against the RTL under Verilator, bit for bit at 4 checkpoints.
 demo: $(STAMP)
 	$(BIN)/limemu run --workload maxcut --json runs/demo.json
-	$(BIN)/limemu crosscheck --workload maxcut --cells 48 --steps 300
+	$(BIN)/limemu crosscheck --backend verilator --workload maxcut --cells 48 --steps 300
 
 # Whole test suite.
 test: $(STAMP)
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_model.py
+
+bench-rtl: $(STAMP)
+	$(BIN)/python scripts/bench_rtl.py
 
 clean:
 	rm -rf $(VENV) runs build sim_build

@@ -6,7 +6,8 @@ quit: write words, read words, run K steps. Between requests, and while the core
 steps on its own, Python does nothing: the clock is cocotb's C-level GPI clock.
 
 Bus timing: inputs are driven and outputs sampled on the falling edge, so every value is
-settled; a write takes one cycle, reads are issued one per cycle and answered two cycles later.
+settled; a write takes one cycle, reads are issued one per cycle and answered three cycles
+later.
 """
 
 import os
@@ -16,7 +17,7 @@ import cocotb
 from cocotb.triggers import FallingEdge, RisingEdge
 
 CLOCK_PERIOD_NS = 10
-READ_LATENCY = 2
+READ_LATENCY = 3
 
 
 async def write_words(dut, pairs):

@@ -14,7 +14,7 @@ hdl/regmap.py. What happens in a step is python_model/reference.py, cycle by cyc
     at the end of the step: both schedules advance; barrier and annealing work are counted.
 
 Bus: ``addr``/``wdata``/``we`` write a word in one cycle; ``addr``/``re`` read one, answered
-by ``rdata`` with ``rack`` two cycles later. Writes other than ``control`` while a run is in
+by ``rdata`` with ``rack`` three cycles later (the bus inputs are registered). Writes other than ``control`` while a run is in
 progress, and memory reads then, are refused (status ``error_busy``); unknown addresses and
 writes to read-only registers set ``error_address``; a refused access changes nothing.
 """
@@ -36,6 +36,9 @@ from .schedule_unit import ScheduleUnit
 ENGINE_TARGETS = {"field": TARGET_FIELD, "q": TARGET_Q, "column": TARGET_COLUMN,
                   "entry": TARGET_ENTRY}
 LANE_BANKS = ("weight", "valid", "diag", "tilt")
+SEQ_BITS = 8                 # draw sequence numbers (wrap; in flight is far less than 2**8)
+DRAW_SLOT_BITS = 4
+DRAW_SLOTS = 1 << DRAW_SLOT_BITS   # kept draws per lane: more than the groups in flight
 
 
 class ArrayCore(wiring.Component):
@@ -125,14 +128,20 @@ class ArrayCore(wiring.Component):
         m.d.comb += [engine.cells.eq(regs["cells"]), engine.groups.eq(regs["groups"])]
 
         # -- bus: decode ------------------------------------------------------------------------
+        # The bus inputs are registered first: the decoder then hangs off flip-flops (timing on
+        # an FPGA; in Verilator it is evaluated once per cycle, not at every input change).
+        bus = {name: Signal.like(getattr(self, name), name=f"bus_{name}")
+               for name in ("addr", "wdata", "we", "re")}
+        m.d.sync += [bus[name].eq(getattr(self, name)) for name in bus]
+        self._bus = bus
         max_words = max(words(r.width) for r in rmap)
         staging = Signal(max(1, (max_words - 1) * WORD_BITS))
         hit = {}
         word_of = {}
         index_of = {}
         for region in rmap:
-            offset = self.addr - region.base
-            hit[region.name] = (self.addr >= region.base) & (self.addr < region.base + region.size)
+            offset = bus["addr"] - region.base
+            hit[region.name] = (bus["addr"] >= region.base) & (bus["addr"] < region.base + region.size)
             if region.is_memory:
                 stride_bits = (region.stride - 1).bit_length()
                 word_of[region.name] = offset[:stride_bits] if stride_bits else Const(0, 1)
@@ -149,17 +158,17 @@ class ArrayCore(wiring.Component):
         read_lane = Signal(range(g.lanes_p2))
         read_ok = Signal()
         read_pending = Signal()
-        m.d.sync += [read_pending.eq(self.re), self.rack.eq(read_pending)]
+        m.d.sync += [read_pending.eq(bus["re"]), self.rack.eq(read_pending)]
         names = list(rmap.regions)
 
         # engine / bank / schedule-table host ports default to idle
-        host_index = Signal(self.addr.shape().width)
+        host_index = Signal(bus["addr"].shape().width)
         host_lane = host_index[:lane_bits] if lane_bits else Const(0, 1)
         host_bank_addr = host_index[lane_bits:]
         entry_value = Signal(max(WORD_BITS, max_words * WORD_BITS))
         m.d.comb += [engine.host_index.eq(host_index), engine.host_wdata.eq(entry_value)]
 
-        with m.If(self.re):
+        with m.If(bus["re"]):
             m.d.sync += [read_sel.eq(len(names)), read_ok.eq(0)]
             for i, region in enumerate(rmap):
                 with m.If(hit[region.name]):
@@ -209,12 +218,12 @@ class ArrayCore(wiring.Component):
 
         # writes
         control = {name: Signal(name=f"control_{name}") for name in CONTROL}
-        with m.If(self.we):
+        with m.If(bus["we"]):
             for region in rmap:
                 with m.If(hit[region.name]):
                     if region.name == "control":
                         for name, bit in CONTROL.items():
-                            m.d.comb += control[name].eq(self.wdata[bit])
+                            m.d.comb += control[name].eq(bus["wdata"][bit])
                     elif region.access == "ro":
                         m.d.sync += status["error_address"].eq(1)
                     elif not region.is_memory:
@@ -225,7 +234,7 @@ class ArrayCore(wiring.Component):
                             for w in range(words(region.width)):
                                 with m.If(word_of[region.name] == w):
                                     top = min(region.width, WORD_BITS * (w + 1))
-                                    m.d.sync += reg[WORD_BITS * w:top].eq(self.wdata)
+                                    m.d.sync += reg[WORD_BITS * w:top].eq(bus["wdata"])
                     else:
                         self._memory_write(m, region, word_of[region.name],
                                            index_of[region.name], running, status, staging,
@@ -234,22 +243,33 @@ class ArrayCore(wiring.Component):
             with m.If(~any_hit):
                 m.d.sync += status["error_address"].eq(1)
 
-        # -- the run ----------------------------------------------------------------------------
-        group = Signal(group_bits + 1)
+        # -- the run: a speculative pipeline, one group per cycle -------------------------------
+        # R (read the banks) -> C (tilts, barriers) -> I (draw, crossing unit) -> L stages -> D
+        # (decide). Groups enter back to back; a group that moves a cell (field mode) makes the
+        # later groups in flight stale: they are squashed and re-issued after the field update,
+        # with the same draws (each lane keeps its last DRAW_SLOTS draws), so the result is
+        # the sequential one of python_model/reference.py.
         remaining = Signal(48)
         stop_requested = Signal()
         e0 = Signal(spec.barrier_bits)
         eta = Signal(spec.gain_bits)
         external = regs["external_tilt"]
-        w_reg = [Signal(signed(rmap["weight"].width), name=f"w_{lane}") for lane in range(lanes)]
-        valid_reg = [Signal(name=f"valid_{lane}") for lane in range(lanes)]
-        dl_up = [Signal(signed(spec.dl2_bits), name=f"dl_up_{lane}") for lane in range(lanes)]
-        dl_down = [Signal(signed(spec.dl2_bits), name=f"dl_down_{lane}") for lane in range(lanes)]
-        h_up = [Signal(signed(spec.tilt_bits + 1), name=f"h_up_{lane}") for lane in range(lanes)]
-        h_down = [Signal(signed(spec.tilt_bits + 1), name=f"h_down_{lane}")
-                  for lane in range(lanes)]
+        issue_group = Signal(group_bits + 1)      # next group to enter R
+        issue_seq = Signal(SEQ_BITS)              # its draw sequence number
+        fresh_seq = Signal(SEQ_BITS)              # sequence number of the next new draw
+        issuing = Signal()                        # R is allowed to take a group
+        retired = Signal(group_bits + 1)          # group whose field update is under way
+        retired_seq = Signal(SEQ_BITS)
         pending = Signal(lanes)
         moved_up = Signal(lanes)
+        squash = Signal()
+
+        item = self._item_layout(spec, lanes)
+        c_valid, c_group, c_seq = Signal(), Signal(group_bits), Signal(SEQ_BITS)
+        i_stage = Signal(item["width"], name="i_stage")
+        delay = [Signal(item["width"], name=f"delay_{k}") for k in range(CrossingUnit.latency)]
+        draw_slots = [[Signal(32, name=f"draw_{lane}_{k}") for k in range(DRAW_SLOTS)]
+                      for lane in range(lanes)]
 
         with m.If(control["clear_errors"]):
             for name in ("error_busy_write", "error_address", "error_config"):
@@ -257,10 +277,66 @@ class ArrayCore(wiring.Component):
         with m.If(control["stop"] & running):
             m.d.sync += stop_requested.eq(1)
 
+        # R: read the banks of the next group
+        take = Signal()
+        m.d.comb += take.eq(issuing & (issue_group < regs["groups"]) & ~squash)
+        with m.If(take):
+            m.d.comb += engine.eval_addr.eq(issue_group[:group_bits])
+            for name in LANE_BANKS:
+                for lane in range(lanes):
+                    m.d.comb += banks[name][lane][0].addr.eq(issue_group[:group_bits])
+            m.d.sync += [issue_group.eq(issue_group + 1), issue_seq.eq(issue_seq + 1)]
+        m.d.sync += [c_valid.eq(take), c_group.eq(issue_group[:group_bits]),
+                     c_seq.eq(issue_seq)]
+
+        # C: tilts and barriers from the banks' data
+        eta_shifted = eta << spec.tilt_shift
+        c_fields = {"valid": c_valid & ~squash, "group": c_group, "seq": c_seq}
         for lane in range(lanes):
-            m.d.comb += [units[lane].b_up.eq(e0 + h_up[lane]),
-                         units[lane].b_down.eq(e0 + h_down[lane]),
-                         units[lane].u.eq(rngs[lane].draw)]
+            q_nn = banks["diag"][lane][0].data
+            field = engine.eval_field[lane]
+            up_dl = delta * delta * q_nn + 2 * delta * field
+            down_dl = delta * delta * q_nn - 2 * delta * field
+            tilt = banks["tilt"][lane][0].data
+            c_fields.update({
+                f"w{lane}": banks["weight"][lane][0].data,
+                f"v{lane}": banks["valid"][lane][0].data,
+                f"dlu{lane}": Mux(external, 0, up_dl),
+                f"dld{lane}": Mux(external, 0, down_dl),
+                f"hu{lane}": Mux(external, -tilt, eta_shifted * up_dl),
+                f"hd{lane}": Mux(external, tilt, eta_shifted * down_dl),
+            })
+        m.d.sync += i_stage.eq(self._pack(m, item, c_fields))
+
+        # I: each lane's draw (new, or kept from a squashed issue) into its crossing unit
+        i = self._unpack(item, i_stage, lanes)
+        i_valid = i["valid"] & ~squash
+        new_draw = i_valid & (i["seq"] == fresh_seq)
+        with m.If(new_draw):
+            m.d.sync += fresh_seq.eq(fresh_seq + 1)
+        for lane in range(lanes):
+            kept = Signal(32, name=f"kept_draw_{lane}")
+            with m.Switch(i["seq"][:DRAW_SLOT_BITS]):
+                for k in range(DRAW_SLOTS):
+                    with m.Case(k):
+                        m.d.comb += kept.eq(draw_slots[lane][k])
+                        with m.If(new_draw):
+                            m.d.sync += draw_slots[lane][k].eq(rngs[lane].draw)
+            m.d.comb += [units[lane].valid_in.eq(i_valid),
+                         units[lane].u.eq(Mux(new_draw, rngs[lane].draw, kept)),
+                         units[lane].b_up.eq(e0 + i[f"hu{lane}"]),
+                         units[lane].b_down.eq(e0 + i[f"hd{lane}"]),
+                         rngs[lane].next.eq(new_draw)]
+        m.d.sync += delay[0].eq(Mux(i_valid, i_stage, 0))
+        for k in range(1, len(delay)):
+            m.d.sync += delay[k].eq(Mux(squash, 0, delay[k - 1]))
+
+        # D: the decisions of the oldest group
+        d = self._unpack(item, delay[-1], lanes)
+        arriving = Signal()
+        last_group = Signal()
+        movers = Signal(lanes)
+        m.d.comb += [last_group.eq(d["group"] + 1 >= regs["groups"])]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -273,61 +349,48 @@ class ArrayCore(wiring.Component):
                         m.d.sync += status["done"].eq(1)
                     with m.Else():
                         m.d.sync += [status["busy"].eq(1), status["done"].eq(0),
-                                     remaining.eq(regs["run_steps"]), stop_requested.eq(0),
-                                     group.eq(0)]
+                                     remaining.eq(regs["run_steps"]), stop_requested.eq(0)]
                         m.next = "PREPARE"
                 with m.Elif(control["clear"]):
                     m.d.comb += [counters.clear.eq(1), barrier.restart.eq(1),
                                  gain.restart.eq(1)]
-                    m.d.sync += status["done"].eq(0)
+                    m.d.sync += [status["done"].eq(0), fresh_seq.eq(0), issue_seq.eq(0)]
             with m.State("PREPARE"):
                 with m.If(~barrier.busy & ~gain.busy):
-                    m.d.sync += [e0.eq(barrier.value), eta.eq(gain.value)]
-                    m.next = "READ"
-            with m.State("READ"):
-                m.d.comb += engine.eval_addr.eq(group[:group_bits])
-                for name in LANE_BANKS:
-                    for lane in range(lanes):
-                        m.d.comb += banks[name][lane][0].addr.eq(group[:group_bits])
-                m.next = "CALC"
-            with m.State("CALC"):
-                eta_shifted = eta << spec.tilt_shift
-                for lane in range(lanes):
-                    q_nn = banks["diag"][lane][0].data
-                    field = engine.eval_field[lane]
-                    up_dl = delta * delta * q_nn + 2 * delta * field
-                    down_dl = delta * delta * q_nn - 2 * delta * field
-                    tilt = banks["tilt"][lane][0].data
-                    m.d.sync += [w_reg[lane].eq(banks["weight"][lane][0].data),
-                                 valid_reg[lane].eq(banks["valid"][lane][0].data)]
-                    with m.If(external):
-                        m.d.sync += [dl_up[lane].eq(0), dl_down[lane].eq(0),
-                                     h_up[lane].eq(-tilt), h_down[lane].eq(tilt)]
-                    with m.Else():
-                        m.d.sync += [dl_up[lane].eq(up_dl), dl_down[lane].eq(down_dl),
-                                     h_up[lane].eq(eta_shifted * up_dl),
-                                     h_down[lane].eq(eta_shifted * down_dl)]
-                m.next = "ISSUE"
-            with m.State("ISSUE"):
-                for lane in range(lanes):
-                    m.d.comb += [units[lane].valid_in.eq(1), rngs[lane].next.eq(1)]
-                m.next = "DECIDE"
-            with m.State("DECIDE"):                    # waits for the crossing units
-                with m.If(units[0].valid_out):
-                    self._decide(m, spec, lanes, units, banks, group, w_reg, valid_reg, dl_up,
-                                 dl_down, h_up, h_down, counters, regs, external, pending,
-                                 moved_up)
-                    m.next = "FIELD"
+                    m.d.sync += [e0.eq(barrier.value), eta.eq(gain.value), issue_group.eq(0),
+                                 issuing.eq(1)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += arriving.eq(d["valid"])
+                with m.If(arriving):
+                    ups = self._decide(m, spec, lanes, units, banks, d, counters, regs,
+                                       external, movers)
+                    with m.If(movers.any() & ~external):
+                        # the later groups in flight saw the old field: squash, update, replay
+                        m.d.comb += squash.eq(1)
+                        m.d.sync += [pending.eq(movers), moved_up.eq(ups), issuing.eq(0),
+                                     retired.eq(d["group"]), retired_seq.eq(d["seq"])]
+                        m.next = "FIELD"
+                    with m.Elif(last_group):
+                        m.d.sync += issuing.eq(0)
+                        m.d.comb += [barrier.advance.eq(1), gain.advance.eq(1)]
+                        m.next = "SCHEDULE"
             with m.State("FIELD"):
                 lowest = Signal(range(max(lanes, 2)))
                 for lane in reversed(range(lanes)):
                     with m.If(pending[lane]):
                         m.d.comb += lowest.eq(lane)
                 with m.If(pending == 0):
-                    m.next = "NEXT"
+                    with m.If(retired + 1 >= regs["groups"]):
+                        m.d.comb += [barrier.advance.eq(1), gain.advance.eq(1)]
+                        m.next = "SCHEDULE"
+                    with m.Else():
+                        m.d.sync += [issue_group.eq(retired + 1), issue_seq.eq(retired_seq + 1),
+                                     issuing.eq(1)]
+                        m.next = "RUN"
                 with m.Else():
-                    column = Cat(lowest[:lane_bits], group[:group_bits]) if lane_bits else \
-                        group[:group_bits]
+                    column = Cat(lowest[:lane_bits], retired[:group_bits]) if lane_bits else \
+                        retired[:group_bits]
                     m.d.comb += [engine.start.eq(1), engine.column.eq(column),
                                  engine.up.eq(moved_up.bit_select(lowest, 1))]
                     m.d.sync += pending.eq(pending & ~(1 << lowest))
@@ -336,13 +399,6 @@ class ArrayCore(wiring.Component):
                 with m.If(engine.adds_valid):
                     m.d.comb += counters.inc_field_adds.eq(engine.adds)
                     m.next = "FIELD"
-            with m.State("NEXT"):
-                with m.If(group + 1 >= regs["groups"]):
-                    m.d.comb += [barrier.advance.eq(1), gain.advance.eq(1)]
-                    m.next = "SCHEDULE"
-                with m.Else():
-                    m.d.sync += group.eq(group + 1)
-                    m.next = "READ"
             with m.State("SCHEDULE"):
                 with m.If(~barrier.busy & ~gain.busy):
                     rise = Signal(signed(spec.barrier_bits + 1))
@@ -357,29 +413,66 @@ class ArrayCore(wiring.Component):
                                      counters.inc_anneal_work.eq(
                                          (d_eta * regs["loss2"]) << (spec.tilt_shift + 1))]
                     m.d.sync += [e0.eq(barrier.value), eta.eq(gain.value),
-                                 remaining.eq(remaining - 1), group.eq(0)]
+                                 remaining.eq(remaining - 1), issue_group.eq(0)]
                     with m.If((remaining == 1) | stop_requested):
                         m.d.sync += [status["busy"].eq(0), status["done"].eq(1)]
                         m.next = "IDLE"
                     with m.Else():
-                        m.next = "READ"
+                        m.d.sync += issuing.eq(1)
+                        m.next = "RUN"
+        with m.If(squash):
+            m.d.sync += [c_valid.eq(0), i_stage.eq(0)]
         return m
 
-    def _decide(self, m, spec, lanes, units, banks, group, w_reg, valid_reg, dl_up, dl_down,
-                h_up, h_down, counters, regs, external, pending, moved_up):
-        """Outcomes of a group: weights, counters, loss register and the movers' mask."""
+    @staticmethod
+    def _item_layout(spec, lanes):
+        """Bit fields of a group in flight (packed in one signal per pipeline stage)."""
+        fields = [("valid", 1, False), ("group", 16, False), ("seq", SEQ_BITS, False)]
+        weight_bits = max(spec.weight_bits, 2)
+        for lane in range(lanes):
+            fields += [(f"w{lane}", weight_bits, True), (f"v{lane}", 1, False),
+                       (f"dlu{lane}", spec.dl2_bits, True), (f"dld{lane}", spec.dl2_bits, True),
+                       (f"hu{lane}", spec.tilt_bits + 1, True),
+                       (f"hd{lane}", spec.tilt_bits + 1, True)]
+        offsets, at = {}, 0
+        for name, width, is_signed in fields:
+            offsets[name] = (at, width, is_signed)
+            at += width
+        return {"fields": offsets, "width": at}
+
+    @staticmethod
+    def _pack(m, item, values):
+        """One signal of exactly the field's width per field (extended as its sign says)."""
+        parts = []
+        for name, (_, width, is_signed) in item["fields"].items():
+            part = Signal(signed(width) if is_signed else unsigned(width), name=f"pack_{name}")
+            m.d.comb += part.eq(values[name])
+            parts.append(part)
+        return Cat(*parts)
+
+    @staticmethod
+    def _unpack(item, packed, lanes):
+        out = {}
+        for name, (at, width, is_signed) in item["fields"].items():
+            part = packed[at:at + width]
+            out[name] = part.as_signed() if is_signed else part
+        return out
+
+    def _decide(self, m, spec, lanes, units, banks, d, counters, regs, external, movers):
+        """Outcomes of the arriving group `d`: weights, counters, loss register, movers."""
         g = self.geometry
         evaluations, ups, downs, blocked_n, inadmissible = [], [], [], [], []
         heat_net, heat_abs, loss_change = [], [], []
-        movers, directions = [], []
+        moving = []
         for lane in range(lanes):
-            unit, w, valid = units[lane], w_reg[lane], valid_reg[lane]
+            unit, w, valid = units[lane], d[f"w{lane}"], d[f"v{lane}"]
+            h_up, h_down = d[f"hu{lane}"], d[f"hd{lane}"]
             at_top = w == spec.w_hi
             at_bottom = w == spec.w_lo
             blocked = valid & ((unit.up & at_top) | (unit.down & at_bottom))
             move_up = valid & unit.up & ~at_top
             move_down = valid & unit.down & ~at_bottom
-            h = Mux(move_up, h_up[lane], Mux(move_down, h_down[lane], 0))
+            h = Mux(move_up, h_up, Mux(move_down, h_down, 0))
             released = Signal(signed(spec.tilt_bits + 3), name=f"released_{lane}")
             magnitude = Signal(spec.tilt_bits + 3, name=f"magnitude_{lane}")
             m.d.comb += [released.eq(-2 * h), magnitude.eq(Mux(h < 0, -2 * h, 2 * h))]
@@ -390,12 +483,11 @@ class ArrayCore(wiring.Component):
             inadmissible.append(valid & unit.inadmissible)
             heat_net.append(released)
             heat_abs.append(magnitude)
-            loss_change.append(Mux(move_up, dl_up[lane], Mux(move_down, dl_down[lane], 0)))
-            movers.append(move_up | move_down)
-            directions.append(move_up)
+            loss_change.append(Mux(move_up, d[f"dlu{lane}"], Mux(move_down, d[f"dld{lane}"], 0)))
+            moving.append(move_up | move_down)
             write = banks["weight"][lane][1]
             with m.If(move_up | move_down):
-                m.d.comb += [write.addr.eq(group[:g.group_bits]),
+                m.d.comb += [write.addr.eq(d["group"][:g.group_bits]),
                              write.data.eq(Mux(move_up, w + spec.delta, w - spec.delta)),
                              write.en.eq(1)]
 
@@ -410,10 +502,11 @@ class ArrayCore(wiring.Component):
             counters.inc_inadmissible.eq(total(inadmissible)),
             counters.inc_heat_net.eq(total(heat_net)),
             counters.inc_heat_abs.eq(total(heat_abs)),
+            movers.eq(Cat(*moving)),
         ]
         with m.If(~external):
-            m.d.sync += [regs["loss2"].eq(regs["loss2"] + total(loss_change)),
-                         pending.eq(Cat(*movers)), moved_up.eq(Cat(*directions))]
+            m.d.sync += regs["loss2"].eq(regs["loss2"] + total(loss_change))
+        return Cat(*ups)
 
     def _memory_write(self, m, region, word, index, running, status, staging, host_index,
                       host_lane, host_bank_addr, entry_value, banks, engine, rngs, barrier,
@@ -425,11 +518,11 @@ class ArrayCore(wiring.Component):
         with m.Elif(word < last):
             for w in range(last):
                 with m.If(word == w):
-                    m.d.sync += staging[WORD_BITS * w:WORD_BITS * (w + 1)].eq(self.wdata)
+                    m.d.sync += staging[WORD_BITS * w:WORD_BITS * (w + 1)].eq(self._bus["wdata"])
         with m.Elif(word == last):
             m.d.comb += [host_index.eq(index),
-                         entry_value.eq(Cat(staging[:WORD_BITS * last], self.wdata)
-                                        if last else self.wdata)]
+                         entry_value.eq(Cat(staging[:WORD_BITS * last], self._bus["wdata"])
+                                        if last else self._bus["wdata"])]
             name = region.name
             if name in ENGINE_TARGETS:
                 m.d.comb += [engine.host_we.eq(1), engine.host_target.eq(ENGINE_TARGETS[name])]

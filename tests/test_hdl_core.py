@@ -163,6 +163,9 @@ def _q_entries(rmap, problem, index):
 
 # -- the whole core ------------------------------------------------------------------------------
 
+READ_LATENCY = 3            # cycles from a read strobe to rack
+
+
 class Bus:
     """The core's bus from an Amaranth testbench."""
 
@@ -177,6 +180,7 @@ class Bus:
             ctx.set(dut.we, 1)
             await ctx.tick()
         ctx.set(dut.we, 0)
+        await ctx.tick()                   # the last write is applied one cycle later
 
     async def read(self, addresses):
         ctx, dut = self.ctx, self.dut
@@ -186,7 +190,8 @@ class Bus:
             ctx.set(dut.re, 1)
             await ctx.tick()
             ctx.set(dut.re, 0)
-            await ctx.tick()
+            for _ in range(READ_LATENCY - 1):
+                await ctx.tick()
             assert ctx.get(dut.rack)
             words.append(ctx.get(dut.rdata))
         return words
