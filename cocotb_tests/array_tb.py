@@ -18,6 +18,8 @@ from cocotb.triggers import FallingEdge, RisingEdge
 
 CLOCK_PERIOD_NS = 10
 READ_LATENCY = 3
+BUS_INPUT_DELAY = 2
+RESET_CYCLES = 3          # falling edges until a written start shows as busy
 
 
 async def write_words(dut, pairs):
@@ -53,6 +55,8 @@ async def run_steps(dut, pairs):
     """Write the run's registers and start; wait for the core to finish. Returns cycles."""
     start = cocotb.utils.get_sim_time("ns")
     await write_words(dut, pairs)
+    for _ in range(BUS_INPUT_DELAY):           # the core sees the start one cycle later
+        await FallingEdge(dut.clk)
     if int(dut.busy.value):
         await RisingEdge(dut.done)
     await FallingEdge(dut.clk)
@@ -64,10 +68,8 @@ async def serve(dut):
     """Serve the host's requests until it says quit."""
     dut.we.value = 0
     dut.re.value = 0
-    dut.rst.value = 1
-    await FallingEdge(dut.clk)
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    for _ in range(RESET_CYCLES):                 # the wrapper holds reset for two cycles
+        await FallingEdge(dut.clk)
     channel = Client(os.environ["LIMEMU_CHANNEL"], authkey=bytes.fromhex(os.environ["LIMEMU_KEY"]))
     try:
         while True:

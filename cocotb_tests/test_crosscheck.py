@@ -5,7 +5,7 @@ problem, lets the core run its steps on its own and compares every weight, count
 flag and field entry with python_model at 4 checkpoints. Together the configurations cover
 lanes 1, 3, 4, 5, 8; weight bits 1, 4, 8; dense and sparse Q; natural and colour order; every
 schedule kind for the barrier and for the gain; external-tilt mode; >= 1e5 cell evaluations
-each, and one run of >= 1e7.
+each, and one run of >= 1e7; per-cell counters (in one configuration, narrow enough to wrap).
 """
 
 from dataclasses import dataclass
@@ -68,10 +68,10 @@ CASES = {
         spec=dict(weight_bits=4, lanes=5, q_storage="sparse", order="colour",
                   barrier=Schedule.logarithmic(2 * U, U, 64),
                   gain=Schedule.logarithmic(ETA_ONE // 4, ETA_ONE, 100))),
-    # tables for both schedules, dense spins
-    "lanes3-spins-dense-table": dict(
+    # tables for both schedules, dense spins; 6-bit per-cell counters (they wrap)
+    "lanes3-spins-dense-table-cellcounters": dict(
         problem=lambda: random_qp(24, 5, scale=1), steps=4200,
-        spec=dict(weight_bits=1, lanes=3,
+        spec=dict(weight_bits=1, lanes=3, cell_counter_bits=6,
                   barrier=table([2 * U + (i * 7) % (3 * U) for i in range(300)]),
                   gain=table([ETA_ONE // 8 + i for i in range(256)]))),
 }

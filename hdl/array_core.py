@@ -36,6 +36,7 @@ from .schedule_unit import ScheduleUnit
 ENGINE_TARGETS = {"field": TARGET_FIELD, "q": TARGET_Q, "column": TARGET_COLUMN,
                   "entry": TARGET_ENTRY}
 LANE_BANKS = ("weight", "valid", "diag", "tilt")
+CELL_COUNTER_BANKS = ("cell_up", "cell_down")
 SEQ_BITS = 8                 # draw sequence numbers (wrap; in flight is far less than 2**8)
 DRAW_SLOT_BITS = 4
 DRAW_SLOTS = 1 << DRAW_SLOT_BITS   # kept draws per lane: more than the groups in flight
@@ -92,8 +93,9 @@ class ArrayCore(wiring.Component):
             rngs.append(rng)
             units.append(unit)
 
+        self.lane_banks = LANE_BANKS + (CELL_COUNTER_BANKS if spec.cell_counter_bits else ())
         banks = {}
-        for name in LANE_BANKS:
+        for name in self.lane_banks:
             region = rmap[name]
             shape = signed(region.width) if region.signed else unsigned(region.width)
             ports = []
@@ -119,6 +121,11 @@ class ArrayCore(wiring.Component):
                     m.d.comb += getattr(unit, port_name).eq(
                         regs[f"{unit_name}_{port_name[4:]}"])
         readable = dict(regs)
+        self._cell_overflow = Signal()
+        if spec.cell_counter_bits:
+            readable["cell_overflow"] = self._cell_overflow
+            with m.If(counters.clear):
+                m.d.sync += self._cell_overflow.eq(0)
         readable.update(magic=Const(MAGIC, 32), version=Const(VERSION, 32),
                         status=Cat(*[status[n] for n in STATUS]), step=barrier.step,
                         barrier_now=barrier.value, gain_now=gain.value,
@@ -176,7 +183,7 @@ class ArrayCore(wiring.Component):
                     if region.is_memory:
                         m.d.comb += host_index.eq(index_of[region.name])
                         m.d.sync += read_lane.eq(host_lane)
-                        refuse_lane = (host_lane >= lanes) if region.name in LANE_BANKS else \
+                        refuse_lane = (host_lane >= lanes) if region.name in self.lane_banks else \
                             Const(0, 1)
                         ok = ~running & (region.access != "wo") & ~refuse_lane
                         m.d.sync += read_ok.eq(ok)
@@ -184,7 +191,7 @@ class ArrayCore(wiring.Component):
                             if region.name in ENGINE_TARGETS:
                                 m.d.comb += [engine.host_re.eq(1), engine.host_target.eq(
                                     ENGINE_TARGETS[region.name])]
-                            elif region.name in LANE_BANKS:
+                            elif region.name in self.lane_banks:
                                 for lane in range(lanes):
                                     m.d.comb += banks[region.name][lane][0].addr.eq(
                                         host_bank_addr)
@@ -209,7 +216,7 @@ class ArrayCore(wiring.Component):
                                 m.d.comb += answer.eq(readable[region.name])
                         elif region.name in ENGINE_TARGETS:
                             m.d.comb += answer.eq(engine.host_rdata)
-                        elif region.name in LANE_BANKS:
+                        elif region.name in self.lane_banks:
                             datas = [banks[region.name][lane][0].data for lane in range(lanes)]
                             selected = Cat(*[d.as_unsigned() for d in datas]).word_select(
                                 read_lane, region.width) if lanes > 1 else datas[0]
@@ -282,7 +289,7 @@ class ArrayCore(wiring.Component):
         m.d.comb += take.eq(issuing & (issue_group < regs["groups"]) & ~squash)
         with m.If(take):
             m.d.comb += engine.eval_addr.eq(issue_group[:group_bits])
-            for name in LANE_BANKS:
+            for name in self.lane_banks:
                 for lane in range(lanes):
                     m.d.comb += banks[name][lane][0].addr.eq(issue_group[:group_bits])
             m.d.sync += [issue_group.eq(issue_group + 1), issue_seq.eq(issue_seq + 1)]
@@ -306,6 +313,9 @@ class ArrayCore(wiring.Component):
                 f"hu{lane}": Mux(external, -tilt, eta_shifted * up_dl),
                 f"hd{lane}": Mux(external, tilt, eta_shifted * down_dl),
             })
+            if spec.cell_counter_bits:
+                c_fields.update({f"cu{lane}": banks["cell_up"][lane][0].data,
+                                 f"cd{lane}": banks["cell_down"][lane][0].data})
         m.d.sync += i_stage.eq(self._pack(m, item, c_fields))
 
         # I: each lane's draw (new, or kept from a squashed issue) into its crossing unit
@@ -434,6 +444,9 @@ class ArrayCore(wiring.Component):
                        (f"dlu{lane}", spec.dl2_bits, True), (f"dld{lane}", spec.dl2_bits, True),
                        (f"hu{lane}", spec.tilt_bits + 1, True),
                        (f"hd{lane}", spec.tilt_bits + 1, True)]
+            if spec.cell_counter_bits:
+                fields += [(f"cu{lane}", spec.cell_counter_bits, False),
+                           (f"cd{lane}", spec.cell_counter_bits, False)]
         offsets, at = {}, 0
         for name, width, is_signed in fields:
             offsets[name] = (at, width, is_signed)
@@ -490,6 +503,15 @@ class ArrayCore(wiring.Component):
                 m.d.comb += [write.addr.eq(d["group"][:g.group_bits]),
                              write.data.eq(Mux(move_up, w + spec.delta, w - spec.delta)),
                              write.en.eq(1)]
+            if spec.cell_counter_bits:
+                for name, field, moved in (("cell_up", "cu", move_up),
+                                           ("cell_down", "cd", move_down)):
+                    count = banks[name][lane][1]
+                    with m.If(moved):
+                        m.d.comb += [count.addr.eq(d["group"][:g.group_bits]),
+                                     count.data.eq(d[f"{field}{lane}"] + 1), count.en.eq(1)]
+                        with m.If(d[f"{field}{lane}"] == (1 << spec.cell_counter_bits) - 1):
+                            m.d.sync += self._cell_overflow.eq(1)
 
         def total(terms):
             return sum(terms[1:], terms[0])
@@ -526,7 +548,7 @@ class ArrayCore(wiring.Component):
             name = region.name
             if name in ENGINE_TARGETS:
                 m.d.comb += [engine.host_we.eq(1), engine.host_target.eq(ENGINE_TARGETS[name])]
-            elif name in LANE_BANKS:
+            elif name in self.lane_banks:
                 with m.If(host_lane >= self.geometry.lanes):
                     m.d.sync += status["error_address"].eq(1)
                 for lane in range(self.geometry.lanes):

@@ -134,6 +134,8 @@ class RegisterMap:
         for name, width, signed in counter_layout(spec):
             reg(f"counter_{name}", width, signed=signed, access="ro")
         reg("overflow", len(counter_layout(spec)), access="ro")
+        if spec.cell_counter_bits:
+            reg("cell_overflow", 1, access="ro")          # sticky: a per-cell counter wrapped
         for unit, bits in (("barrier", spec.barrier_bits), ("gain", spec.gain_bits)):
             for name, width, signed in schedule_registers(bits, g.table_depth):
                 reg(f"{unit}_{name}", width, signed=signed)
@@ -144,6 +146,10 @@ class RegisterMap:
         mem("field", spec.field_bits, g.slots, signed=True)
         mem("diag", spec.q_bits, g.slots, signed=True)
         mem("tilt", spec.tilt_bits, g.slots, signed=True)
+        if spec.cell_counter_bits:
+            # per-cell move counters: the host zeroes them when it loads a run
+            mem("cell_up", spec.cell_counter_bits, g.slots)
+            mem("cell_down", spec.cell_counter_bits, g.slots)
         if g.q_storage == "dense":
             mem("q", spec.q_bits, g.dense_q_depth * g.lanes_p2, signed=True)
         else:

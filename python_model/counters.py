@@ -5,6 +5,8 @@ events, i.e. 10**10 cell evaluations per second for 86400 s); past that it wraps
 and its sticky overflow flag is set. Energies are in energy LSBs (2**-barrier_frac_bits u).
 """
 
+import numpy as np
+
 DAY_EVENT_BITS = 50
 EVENT_BITS = 56
 
@@ -59,3 +61,30 @@ class Counters:
                 v -= 1 << width
             out[name] = v
         return out
+
+
+class CellCounters:
+    """Optional per-cell up/down move counters (Spec.cell_counter_bits wide; 0 = none).
+
+    A cell is evaluated once per step, so it moves at most once per step: the counts follow
+    exactly from the weights after consecutive steps. The hardware counters wrap modulo
+    2**bits and one sticky flag records that any of them did.
+    """
+
+    def __init__(self, spec):
+        self.bits = spec.cell_counter_bits
+        self.up = np.zeros(spec.cells, dtype=np.int64)
+        self.down = np.zeros(spec.cells, dtype=np.int64)
+
+    def add_steps(self, before, after_each_step):
+        """Count the moves between `before` (cells,) and each row of `after_each_step`."""
+        states = np.vstack([np.asarray(before)[None, :], np.asarray(after_each_step)])
+        change = np.diff(states, axis=0)
+        self.up += np.count_nonzero(change > 0, axis=0)
+        self.down += np.count_nonzero(change < 0, axis=0)
+
+    def hardware(self):
+        """(up, down, wrapped): the registers' values and the sticky wrap flag."""
+        top = 1 << self.bits
+        wrapped = bool(np.any(self.up >= top) or np.any(self.down >= top))
+        return self.up % top, self.down % top, wrapped

@@ -17,10 +17,12 @@ the half tilt is h = eta_raw * dL2 << tilt_shift, the crossing barrier E0 + h an
 released -2h: nothing is rounded, so detailed balance and the first law hold exactly.
 """
 
+import time
+
 import numpy as np
 
 from .counters import Counters
-from .crossing import ONE, _scaled, decide, threshold_table
+from .crossing import DRAW_BITS, INADMISSIBLE_PRECISION_BITS, ONE, decide, threshold_table
 from .errors import ConfigError, IdentityError, require
 from .order import update_order
 from .rng import LaneStreams
@@ -28,14 +30,15 @@ from .schedules import MAX_STEPS
 
 CHUNK_POSITIONS = 1 << 16        # cell evaluations prepared at once
 MAX_DENSE_CELLS = 4096           # a dense Q of N**2 int64
-STATS = None
+SCALED_SHIFT = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS     # as in crossing._scaled
+SCALED_DRAW_SHIFT = DRAW_BITS - INADMISSIBLE_PRECISION_BITS
+FILTER_FROM = 256                # positions repaired at once from which they are filtered
 SCHEDULE_STEPS = 1024           # schedule values computed at once
-SMALLEST_WINDOW = 256
+SMALLEST_WINDOW = 256            # positions of the smallest repaired window
+REPAIR_MIN_CELLS = 128           # smaller arrays only use cut windows
+REPAIR_MAX_ENTRIES = 1 << 23     # nor do problems with more couplings (memory)
+DENSE_COUPLINGS = 32             # couplings per cell from which cut windows come first
 REPAIR_ROUNDS = 6                # repair rounds of a window before it is cut
-# Estimated cost (microseconds) of the parts of a repaired window, to size the windows: a
-# window, a position filtered, a decision, a repair round, a position repaired, a move.
-COST_WINDOW, COST_POSITION, COST_DECISION = 22.0, 0.010, 0.030
-COST_ROUND, COST_PAIR, COST_MOVE = 51.0, 0.030, 0.46
 
 
 class _Chunk:
@@ -47,44 +50,99 @@ class _Repair:
 
 
 class _Sizer:
-    """Chooses the size of the next repaired window among powers of two: the one with the
-    best estimated cost per kept evaluation so far, trying a neighbour every few windows
-    (the best size shifts with the move rate), and the next one at once when that paid."""
+    """Chooses the next window: a cut window (size 0) or a repaired window of a size among
+    powers of two, the one that kept the most evaluations per second so far.
 
-    PROBE_EVERY = 4
+    It measures in epochs (a few windows of one choice). Every few epochs it tries another
+    choice for an epoch, in turn the next smaller and larger repaired window and the other
+    kind of window (the best choice shifts with the move rate), and keeps it if it is about
+    as fast or faster (trying the next size in the same direction at once), or clearly
+    faster for the other kind; it tries less often while nothing pays. Only the speed depends on these choices: every kind and size
+    of window gives the same, exact, results."""
+
+    EPOCH_POSITIONS = 1 << 16
+    EPOCH_WINDOWS = 64
+    EPOCH_SECONDS = 0.01
+    PROBE_EVERY = 3
     SMOOTHING = 0.3
+    TOLERANCE = 0.95                                # another size (crosses plateaus)
+    SWITCH = 1.1                                    # the other kind of window
+    ABANDON = 0.5
 
-    def __init__(self, smallest, largest):
+    def __init__(self, smallest, largest, start):
         self.sizes = [largest]
         while self.sizes[0] > smallest:
             self.sizes.insert(0, max(self.sizes[0] // 2, smallest))
-        self.value = [None] * len(self.sizes)       # kept evaluations per unit of cost
-        self.best = self.current = len(self.sizes) - 1
-        self.size = largest
-        self.wait = 1                               # windows until the next probe
-        self.step = -1                              # direction of the next probe
+        self.sizes.insert(0, 0)
+        self.value = [None] * len(self.sizes)       # kept evaluations per second
+        self.repaired = min(range(1, len(self.sizes)), key=lambda i: abs(self.sizes[i] - start))
+        self.best = self.current = self.repaired if start else 0
+        self.size = self.previous = self.sizes[self.current]
+        self.kept = self.windows = 0
+        self.seconds = 0.0
+        self.wait = 1                               # epochs until the next probe
+        self.turn = 0                               # which probe is next
+        self.failures = 0
+        self.momentum = 1 if start else 0           # first, larger repaired windows
+        self.first = True                           # (a short first epoch)
 
-    def record(self, kept, cost):
-        i, v = self.current, kept / cost
-        old = self.value[i]
-        self.value[i] = v if old is None else old + self.SMOOTHING * (v - old)
+    def record(self, kept, seconds):
+        self.kept += kept
+        self.seconds += seconds
+        self.windows += 1
+        scale = 4 if self.first else 1
+        if self.current != self.best:
+            # probes of another size are shorter; so are probes clearly slower than the best
+            if self.current and self.best or (self.windows >= 4 and self.kept < self.seconds
+                                              * self.ABANDON * self.value[self.best]):
+                scale = 4
+        if (scale * self.kept < self.EPOCH_POSITIONS and scale * self.windows <
+                self.EPOCH_WINDOWS and scale * self.seconds < self.EPOCH_SECONDS):
+            return
+        i, v = self.current, self.kept / max(self.seconds, 1e-9)
+        self.kept = self.windows = 0
+        self.seconds = 0.0
         self.wait -= 1
-        if i != self.best:                          # a probe
-            if self.value[i] > self.value[self.best]:
-                self.best = i                       # better: go on that way at once
-                self.wait = 0
+        if self.first:
+            self.first = False
+            self.wait = 0                           # momentum: try a larger window now
+        else:
+            self.momentum = 0
+        if i == self.best:
+            old = self.value[i]
+            self.value[i] = v if old is None else old + self.SMOOTHING * (v - old)
+        else:                                       # a probe
+            self.value[i] = v
+            if v > (self.TOLERANCE if i and self.best else self.SWITCH) * self.value[self.best]:
+                if i and self.best:
+                    self.momentum = i - self.best   # a size step that paid: once more
+                self.best = i
+                self.wait = 0 if self.momentum else self.PROBE_EVERY
+                self.failures = 0
             else:
-                self.step = -self.step
-                self.wait = self.PROBE_EVERY
+                self.failures = min(self.failures + 1, 4)
+                self.wait = self.PROBE_EVERY << self.failures
+        if self.best:
+            self.repaired = self.best
+        self.previous = self.size
         self.current = self.best
         if self.wait <= 0:
-            probe = self.best + self.step
-            if not 0 <= probe < len(self.sizes):
-                self.step = -self.step
-                probe = self.best + self.step
-            if 0 <= probe < len(self.sizes):
-                self.current = probe
+            self.current = self._probe()
         self.size = self.sizes[self.current]
+
+    def _probe(self):
+        last = len(self.sizes) - 1
+        if self.momentum:
+            step = self.best + self.momentum
+            if 1 <= step <= last:
+                return step
+        for _ in range(3):
+            self.turn = (self.turn + 1) % 3
+            base = self.repaired
+            choice = (0 if self.best else base, base - 1, base + 1)[self.turn]
+            if 0 <= choice <= last and choice != self.best and (choice or self.best):
+                return choice
+        return self.best
 
 
 class LimArray:
@@ -116,7 +174,7 @@ class LimArray:
         self.W = self._initial_weights(weights)
         self.W0 = self.W.copy()
         self._window = n
-        self._repair = None
+        self._repair = self._sizer = None           # repaired windows (see _repair_window)
         self._work = None
         if self.problem is not None:
             self._setup_field()
@@ -179,7 +237,12 @@ class LimArray:
         dl_max = 2 * spec.delta * bound_field(problem, spec) + spec.delta**2 * int(
             np.max(np.abs(problem.diag), initial=0))
         self.h_bound = eta_max * dl_max
-        self._repair = self._setup_repair() if spec.q_storage == "sparse" else None
+        if n >= REPAIR_MIN_CELLS and problem.nnz <= REPAIR_MAX_ENTRIES:
+            self._repair = self._setup_repair()
+            size = max(1, CHUNK_POSITIONS // n) * n
+            # dense couplings: start with cut windows, else with repaired windows of a step
+            start = 0 if problem.nnz > DENSE_COUPLINGS * n else n
+            self._sizer = _Sizer(min(max(spec.lanes, SMALLEST_WINDOW), size), size, start)
 
     def _setup_repair(self):
         """Tables of the repaired windows: for a move at each position of a step, the first
@@ -203,9 +266,13 @@ class LimArray:
         by = np.argsort(src_all, kind="stable")
         rp.length = np.bincount(src_all, minlength=n)
         rp.ptr = np.cumsum(rp.length) - rp.length
-        rp.first = np.concatenate((dst + np.where(later, 0, n), np.arange(n) + n))[by]
+        # (narrow types: the tables take (couplings + cells) entries)
+        rp.first = np.concatenate((dst + np.where(later, 0, n), np.arange(n) + n))[by].astype(
+            np.int32 if n < 1 << 30 else np.int64)
         rp.val = np.concatenate((vals, problem.diag[seq]))[by]
-        rp.own = np.concatenate((np.zeros(len(src), np.int64), np.ones(n, np.int64)))[by]
+        if int(np.max(np.abs(rp.val), initial=0)) < 1 << 31:
+            rp.val = rp.val.astype(np.int32)
+        rp.own = np.concatenate((np.zeros(len(src), np.int8), np.ones(n, np.int8)))[by]
         same = group[dst] == group[src]                   # src is sorted
         rp.same_length = np.bincount(src[same], minlength=n)
         rp.same_ptr = np.cumsum(rp.same_length) - rp.same_length
@@ -215,10 +282,10 @@ class LimArray:
         rp.dg = np.zeros(size, dtype=np.int64)
         rp.dW = np.zeros(size, dtype=np.int64)
         rp.dec = np.zeros(size, dtype=np.int64)
-        rp.code = np.zeros(size, dtype=np.int8)
+        rp.dir = np.zeros(size, dtype=np.int8)       # outcome: up 1, down -1, stay 0
+        rp.inad = np.zeros(size, dtype=bool)
         rp.gm = np.zeros(size, dtype=np.int64)
         rp.rounds = REPAIR_ROUNDS
-        rp.sizer = _Sizer(min(max(spec.lanes, SMALLEST_WINDOW), size), size)
         # Decisions under repair may see weights a few steps off the ladder, and so fields
         # beyond the bound; clip such fields where their tilts could overflow int64 (the
         # decisions that are kept never see one, so clipping changes nothing they decide).
@@ -257,10 +324,7 @@ class LimArray:
         step_dl2 = np.zeros(count, dtype=np.int64)
         step_cross = np.zeros(count, dtype=np.int64)
         moves = [] if snapshots is not None else None
-        if self._repair is not None:
-            self._windows_repair(ch, step_dl2, step_cross, moves)
-        else:
-            self._windows_cut(ch, step_dl2, step_cross, moves)
+        self._windows(ch, step_dl2, step_cross, moves)
         self._close_steps(count, ch.e0_all, ch.eta_all, step_dl2, step_cross)
         if snapshots is not None:
             snapshots.append(self._replay(count, moves))
@@ -304,6 +368,7 @@ class LimArray:
             ch.base1 = ch.base1_all[:end]
             ch.slope = ch.slope_all[:end]
             ch.key = None
+            ch.qd_pos = ch.e0_pos = None
         # schedules, evaluated for many steps at once
         k0 = self.step - ch.sched_start
         if k0 < 0 or k0 + count + 1 > ch.sched.shape[1]:
@@ -328,6 +393,7 @@ class LimArray:
             np.multiply(ch.eta_k[:, None], self.qd_seq[None, :], out=base1)
             base1 += (ch.e0_k + 1)[:, None]
             ch.slope.reshape(count, n)[...] = (ch.eta_k * (2 * spec.delta))[:, None]
+        ch.cut_ready = False
         return ch
 
     def _candidates(self, ch, p, b):
@@ -343,146 +409,179 @@ class LimArray:
         t = np.take(ch.table32, a, mode="clip", out=ch.t[:m])
         return np.flatnonzero(np.less(ch.half_draws[p:b], t, out=ch.mask[:m]))
 
-    def _windows_cut(self, ch, step_dl2, step_cross, moves):
-        """Windows cut at the first decision a move invalidates (dense couplings)."""
-        spec, n, lanes = self.spec, self.spec.cells, self.spec.lanes
-        cells, end, c = ch.cells, ch.end, self.counters
+    def _windows(self, ch, step_dl2, step_cross, moves):
+        """Runs the windows of a chunk: cut windows only, or whichever kind (and size) the
+        sizer finds cheaper per kept evaluation."""
+        end, sizer = ch.end, self._sizer
         p = 0
+        if sizer is None:
+            while p < end:
+                p = self._cut_window(ch, p, step_dl2, step_cross, moves)
+            return
+        decided, moved = [], []                       # final decisions of repaired windows
+        clock = time.perf_counter
         while p < end:
-            # windows end at group boundaries: a group sees one g, so it is never split
-            b = min(end, p + self._window) - 1
-            b = b - b % n + int(self.group_end[b % n])
-            cand = self._candidates(ch, p, b)
-            q = b
-            if cand.size:
-                x = p + cand
-                step = x // n
-                cell = cells[x]
-                up, down, inadmissible, blocked, movers, is_up, dl2, h = self._decide(
-                    cell, self.g[cell], ch.eta_k[step], self.qd_seq[x - step * n],
-                    ch.e0_k[step], ch.draws[x].astype(np.int64))
-                if movers.size:
-                    xm = x[movers]
-                    i = xm % n
-                    cut = int(np.min(xm - i + self.next_pos[i]))
-                    if cut < b:
-                        q = cut - cut % n + int(self.group_start[cut % n])
-                        keep = np.searchsorted(x, q)
-                        up, down, inadmissible, blocked = (a[:keep] for a in
-                                                           (up, down, inadmissible, blocked))
-                        kept_movers = np.searchsorted(movers, keep)
-                        movers, is_up, dl2, h = (a[:kept_movers] for a in
-                                                 (movers, is_up, dl2, h))
-                c.add("up_moves", np.count_nonzero(up & ~blocked))
-                c.add("down_moves", np.count_nonzero(down & ~blocked))
-                c.add("blocked_moves", np.count_nonzero(blocked))
-                c.add("inadmissible", np.count_nonzero(inadmissible))
-                if movers.size:
-                    xm = x[movers]
-                    self._apply_moves(cells[xm], is_up, dl2, h, xm // n, step_dl2, step_cross,
-                                      moves)
-            kept = q - p
-            c.add("evaluations", kept)
-            if q < b:
-                self._window = max(lanes, 2 * kept)
+            if not sizer.size:
+                if not ch.cut_ready:
+                    self._cut_inputs(ch)              # once per chunk: not the window's cost
+                if sizer.previous:                    # from the repaired windows' size on
+                    self._window, sizer.previous = sizer.previous, 0
+            start = clock()
+            if sizer.size:
+                q = self._repair_window(ch, p, sizer.size, decided, moved)
             else:
-                self._window = min(2 * self._window, max(end, n))
+                q = self._cut_window(ch, p, step_dl2, step_cross, moves)
+            sizer.record(q - p, clock() - start)
             p = q
+        if decided:
+            self._account(ch, decided, moved, step_dl2, step_cross, moves)
 
-    # -- windows repaired in place (sparse couplings) -------------------------------------------
-    def _windows_repair(self, ch, step_dl2, step_cross, moves):
-        """Windows whose decisions are repaired where moves invalidate them.
+    def _cut_window(self, ch, p, step_dl2, step_cross, moves):
+        """A window cut at the first decision that a move in it invalidates (a later
+        evaluation of a neighbour of a mover, or of the mover itself). Returns its end."""
+        spec, n, c = self.spec, self.spec.cells, self.counters
+        end, cells = ch.end, ch.cells
+        if not ch.cut_ready:
+            self._cut_inputs(ch)
+        # windows end at group boundaries: a group sees one g, so it is never split
+        b = min(end, p + self._window) - 1
+        b = b - b % n + int(self.group_end[b % n])
+        cand = self._candidates(ch, p, b)
+        q = b
+        if cand.size:
+            x = p + cand
+            cell = cells[x]
+            up, down, inadmissible, blocked, movers, is_up, dl2, h = self._decide(
+                cell, self.g[cell], ch.eta_pos[x], ch.qd_pos[x], ch.e0_pos[x], ch.draws64[x])
+            if movers.size:
+                xm = x[movers]
+                i = xm % n
+                cut = int(np.min(xm - i + self.next_pos[i]))
+                if cut < b:
+                    q = cut - cut % n + int(self.group_start[cut % n])
+                    keep = np.searchsorted(x, q)
+                    up, down, inadmissible, blocked = (a[:keep] for a in
+                                                       (up, down, inadmissible, blocked))
+                    kept_movers = np.searchsorted(movers, keep)
+                    movers, is_up, dl2, h = (a[:kept_movers] for a in (movers, is_up, dl2, h))
+            c.add("up_moves", np.count_nonzero(up & ~blocked))
+            c.add("down_moves", np.count_nonzero(down & ~blocked))
+            c.add("blocked_moves", np.count_nonzero(blocked))
+            c.add("inadmissible", np.count_nonzero(inadmissible))
+            if movers.size:
+                xm = x[movers]
+                self._apply_moves(cells[xm], is_up, dl2, h, xm // n, step_dl2, step_cross,
+                                  moves)
+        kept = q - p
+        c.add("evaluations", kept)
+        if q < b:
+            self._window = max(spec.lanes, 2 * kept)
+        else:
+            self._window = min(2 * self._window, max(end, n))
+        return q
 
-        A window is decided against the g at its start; then, round after round, only the
+    def _cut_inputs(self, ch):
+        """Per-position inputs of the full decisions of cut windows."""
+        n, count = self.spec.cells, ch.count
+        if ch.qd_pos is None:
+            ch.qd_pos = np.tile(self.qd_seq, count)
+        if ch.e0_pos is None:
+            ch.e0_pos = np.empty(ch.end, dtype=np.int64)
+            ch.eta_pos = np.empty(ch.end, dtype=np.int64)
+            ch.draws64 = np.empty(ch.end, dtype=np.int64)
+        ch.e0_pos.reshape(count, n)[...] = ch.e0_k[:, None]
+        ch.eta_pos.reshape(count, n)[...] = ch.eta_k[:, None]
+        ch.draws64[...] = ch.draws
+        ch.cut_ready = True
+
+    # -- windows repaired in place --------------------------------------------------------------
+    def _repair_window(self, ch, p, size, decided, moved):
+        """A window whose decisions are repaired where moves invalidate them.
+
+        The window is decided against the g at its start; then, round after round, only the
         positions whose g or W a changed decision alters are decided again (with the g and W
         that the window's current moves give them), until no decision changes: the decisions
         are then a fixed point, which is unique (a decision only depends on earlier groups)
         and so the hardware's. After `rounds` rounds without a fixed point the window is cut
-        at the first group that still changes, and only what precedes it is kept.
-        """
-        spec, n, lanes = self.spec, self.spec.cells, self.spec.lanes
-        rp, c = self._repair, self.counters
-        cells, end = ch.cells, ch.end
-        W, g = self.W, self.g
-        dg, dW, dec, code = rp.dg, rp.dW, rp.dec, rp.code
-        group_start, group_end = self.group_start, self.group_end
-        decided, moved = [], []                       # final decisions of the chunk
-        sizer = rp.sizer
-        p = 0
-        while p < end:
-            b = min(end, p + sizer.size) - 1
-            b = b - b % n + int(group_end[b % n])
-            x = self._candidates(ch, p, b)
-            q = b
-            cost = COST_WINDOW + COST_POSITION * (b - p) + COST_DECISION * x.size
-            if x.size:
-                x += p
-                cell = cells[x]
-                changed, ddw = self._redecide(ch, x, g[cell], W[cell], None)
-                touched = [x]
-                rounds = 0
-                while changed.size:
-                    at, vg, vw = self._affected(changed, ddw, b)
-                    if not at.size:
-                        break
-                    if rounds == rp.rounds:
-                        first = int(at.min())
-                        q = first - first % n + int(group_start[first % n])
-                        break
-                    rounds += 1
-                    np.add.at(dg, at, vg)
-                    np.add.at(dW, at, vw)
-                    at.sort()
-                    cost += COST_ROUND + COST_PAIR * at.size
-                    at = at[np.concatenate(([True], at[1:] != at[:-1]))]
-                    touched.append(at)
-                    cell = cells[at]
-                    changed, ddw = self._redecide(ch, at, g[cell] + dg[at], W[cell] + dW[at],
-                                                  dec[at])
-                if len(touched) > 1:
-                    every = np.concatenate(touched)
-                    dg[every] = 0
-                    dW[every] = 0
-                    every.sort()
-                    touched = every[np.concatenate(([True], every[1:] != every[:-1]))]
-                else:
-                    touched = x
-                if q < b:
-                    cut = np.searchsorted(touched, q)
-                    dec[touched[cut:]] = 0
-                    code[touched[cut:]] = 0
-                    touched = touched[:cut]
-                movers = touched[dec[touched] != 0]
-                decided.append(touched)
-                if movers.size:
-                    cost += COST_MOVE * movers.size
-                    moved.append(movers)
-                    self._move(cells[movers], dec[movers])
-            if STATS is not None:
-                STATS.append((b - p, q - p, cost))
-            sizer.record(q - p, cost)
-            p = q
-        c.add("evaluations", end)
-        if decided:
-            self._account(ch, decided, moved, step_dl2, step_cross, moves)
+        at the first group that still changes, and only what precedes it is kept (dropping
+        the end of a window changes nothing before it). Moves are applied to W and g; the
+        counters are left to _account. Returns the window's end."""
+        n, rp = self.spec.cells, self._repair
+        cells, W, g = ch.cells, self.W, self.g
+        dg, dW, dec = rp.dg, rp.dW, rp.dec
+        b = min(ch.end, p + size) - 1
+        b = b - b % n + int(self.group_end[b % n])
+        x = self._candidates(ch, p, b)
+        q = b
+        if x.size:
+            x += p
+            cell = cells[x]
+            changed, ddw = self._redecide(ch, x, g[cell], W[cell], None)
+            touched = [x]
+            rounds = 0
+            budget = 2 * (b - p) + 1024
+            while changed.size:
+                at, vg, vw, q = self._affected(changed, ddw, q, budget)
+                if not at.size:
+                    break
+                if rounds == rp.rounds:
+                    first = int(at.min())
+                    q = first - first % n + int(self.group_start[first % n])
+                    break
+                rounds += 1
+                np.add.at(dg, at, vg)
+                np.add.at(dW, at, vw)
+                at.sort()
+                at = at[np.concatenate(([True], at[1:] != at[:-1]))]
+                touched.append(at)
+                cell = cells[at]
+                changed, ddw = self._redecide(ch, at, g[cell] + dg[at], W[cell] + dW[at],
+                                              dec[at])
+            if len(touched) > 1:
+                every = np.concatenate(touched)
+                dg[every] = 0
+                dW[every] = 0
+                every.sort()
+                touched = every[np.concatenate(([True], every[1:] != every[:-1]))]
+            else:
+                touched = x
+            if q < b:                                 # positions from q on are dropped
+                cut = np.searchsorted(touched, q)
+                dec[touched[cut:]] = 0
+                rp.dir[touched[cut:]] = 0
+                rp.inad[touched[cut:]] = False
+                touched = touched[:cut]
+            movers = touched[dec[touched] != 0]
+            decided.append(touched)
+            if movers.size:
+                moved.append(movers)
+                self._move(cells[movers], dec[movers])
+        self.counters.add("evaluations", q - p)
+        return q
 
     def _redecide(self, ch, at, g_at, w_at, old):
         """(Re)decides positions `at` (sorted) with fields g_at and weights w_at; old: their
         moves so far (None: none, and `at` passed the filter). Returns the positions whose
-        move changed and the change of their dw."""
+        move changed and the change of their dw. The decisions are those of decide() (and
+        _decide); a weight off the ladder, which only positions still to be repaired see,
+        blocks the move that would leave it further."""
         spec, rp, table = self.spec, self._repair, self.table
         if rp.g_clip is not None:
             g_at = np.clip(g_at, -rp.g_clip, rp.g_clip)
         full = at
         base1, slope = ch.base1[at], ch.slope[at]
         if old is not None:
-            # the filter of _windows_cut, for positions whose g changed
-            lowest = base1 - slope * np.abs(g_at)
-            keep = np.flatnonzero(ch.half_draws[at] < np.take(ch.table32, lowest, mode="clip"))
-            rp.code[at] = 0
-            rp.dec[at] = 0
-            at, g_at, w_at, base1, slope = at[keep], g_at[keep], w_at[keep], base1[keep], slope[
-                keep]
+            if len(at) > FILTER_FROM:                 # the filter of _candidates
+                rp.dec[at] = 0
+                rp.dir[at] = 0
+                rp.inad[at] = False
+                lowest = base1 - slope * np.abs(g_at)
+                keep = np.flatnonzero(ch.half_draws[at] < np.take(ch.table32, lowest,
+                                                                  mode="clip"))
+                at, g_at, w_at, base1, slope = (a[keep] for a in (at, g_at, w_at, base1,
+                                                                  slope))
+            else:
+                keep = slice(None)
         sg = slope * g_at
         up1 = base1 + sg                              # table indices of B+ and B-
         down1 = base1 - sg
@@ -494,18 +593,23 @@ class LimArray:
         down = (u < total) ^ up
         inadmissible = total > ONE
         if inadmissible.any():
+            # crossing._scaled: after subtracting the lower barrier one threshold is ONE,
+            # the other T(|B+ - B-|); ONE is a multiple of 2**17
             k = np.flatnonzero(inadmissible)
-            up[k], down[k] = _scaled(u[k], up1[k] - 1, down1[k] - 1, table)
-        blocked_up = up & (w_at == spec.w_hi)
-        blocked_down = down & (w_at == spec.w_lo)
-        move_up = up ^ blocked_up
-        move_down = down ^ blocked_down
-        dw = (move_up.view(np.int8) - move_down.view(np.int8)).astype(np.int64)
-        if spec.delta != 1:
-            dw *= spec.delta
+            diff = up1[k] - down1[k]
+            other = np.take(table, np.abs(diff) + 1, mode="clip") >> SCALED_SHIFT
+            a = np.where(diff >= 0, other, ONE >> SCALED_SHIFT)
+            up_k = (u[k] >> SCALED_DRAW_SHIFT) * (other + (ONE >> SCALED_SHIFT)) < (
+                a << INADMISSIBLE_PRECISION_BITS)
+            up[k] = up_k
+            down[k] = ~up_k
+        direction = up.view(np.int8) - down.view(np.int8)
+        dw = direction * np.int64(spec.delta)
+        w_next = w_at + dw
+        dw[(w_next > spec.w_hi) | (w_next < spec.w_lo)] = 0
         rp.dec[at] = dw
-        rp.code[at] = (move_up.view(np.int8) + 2 * move_down.view(np.int8) + 3 * (
-            blocked_up | blocked_down).view(np.int8) + 4 * inadmissible.view(np.int8))
+        rp.dir[at] = direction
+        rp.inad[at] = inadmissible
         moved = np.flatnonzero(dw)
         if moved.size:
             rp.gm[at[moved]] = g_at[moved]
@@ -517,9 +621,11 @@ class LimArray:
         changed = np.flatnonzero(diff)
         return full[changed], diff[changed]
 
-    def _affected(self, changed, ddw, b):
+    def _affected(self, changed, ddw, b, budget):
         """Positions (< b, repeated) whose g or W a change ddw of the moves at `changed`
-        alters, with the change of g and of W at each."""
+        alters, with the change of g and of W at each, and b; b is moved back to a group
+        boundary when there would be more than about `budget` of them (a move alters its
+        neighbours in every later step: long windows would make them too many)."""
         rp, n = self._repair, self.spec.cells
         i = changed % n
         lengths = rp.length[i]
@@ -530,18 +636,29 @@ class LimArray:
         np.maximum(steps, 0, out=steps)
         ends = np.cumsum(steps)
         total = int(ends[-1])
+        if total > budget:
+            last = int(first.min()) + max(1, budget // len(first)) * n - 1
+            if last < b - 1:
+                b = last - last % n + int(self.group_end[last % n])
+                steps = (b - 1 - first) // n + 1
+                np.maximum(steps, 0, out=steps)
+                ends = np.cumsum(steps)
+                total = int(ends[-1])
         if total == 0:
-            return np.zeros(0, dtype=np.int64), None, None
+            return np.zeros(0, dtype=np.int64), None, None, b
         at = np.repeat(first - n * (ends - steps), steps) + n * np.arange(total)
         d = np.repeat(ddw, lengths)
         vg = np.repeat(rp.val[entry] * d, steps)
         vw = np.repeat(rp.own[entry] * d, steps)
-        return at, vg, vw
+        return at, vg, vw, b
 
     def _move(self, cells, dw):
         """Moves of a window, applied to W and g (a cell may move in several steps)."""
         problem = self.problem
         np.add.at(self.W, cells, dw)
+        if self.dense_Q is not None:
+            self.g += self.dense_Q[:, cells] @ dw
+            return
         lengths = self.col_nnz[cells]
         ends = np.cumsum(lengths)
         entry = np.repeat(problem.indptr[cells] - ends + lengths, lengths) + np.arange(ends[-1])
@@ -552,12 +669,14 @@ class LimArray:
         `decided`, moves at `moved`); clears the work arrays."""
         spec, c, rp, n = self.spec, self.counters, self._repair, self.spec.cells
         decided = np.concatenate(decided)
-        outcome = np.bincount(rp.code[decided], minlength=8)
-        rp.code[decided] = 0
-        c.add("up_moves", outcome[1] + outcome[5])
-        c.add("down_moves", outcome[2] + outcome[6])
-        c.add("blocked_moves", outcome[3] + outcome[7])
-        c.add("inadmissible", outcome[4:].sum())
+        dw = rp.dec[decided]
+        up, down = np.count_nonzero(dw > 0), np.count_nonzero(dw < 0)
+        c.add("up_moves", up)
+        c.add("down_moves", down)
+        c.add("blocked_moves", np.count_nonzero(rp.dir[decided]) - up - down)
+        c.add("inadmissible", np.count_nonzero(rp.inad[decided]))
+        rp.dir[decided] = 0
+        rp.inad[decided] = False
         if not moved:
             return
         movers = np.concatenate(moved)

@@ -54,6 +54,7 @@ class Spec:
     field_bits: int = 32
     q_bits: int = 16                     # signed width of an entry of Q (the field engine's RAM)
     mantissa_bits: int = 14              # precision of the probability table
+    cell_counter_bits: int = 0           # per-cell up/down move counters: 0 = none, else width
     barrier: Schedule = field(default_factory=lambda: Schedule.constant(4 << 8))
     gain: Schedule = field(default_factory=lambda: Schedule.constant(1 << 6))
     seed: int = 1
@@ -64,7 +65,8 @@ class Spec:
 
     def __post_init__(self):
         ints = ("cells", "weight_bits", "lanes", "barrier_bits", "barrier_frac_bits", "gain_bits",
-                "gain_frac_bits", "field_bits", "q_bits", "mantissa_bits", "seed")
+                "gain_frac_bits", "field_bits", "q_bits", "mantissa_bits", "cell_counter_bits",
+                "seed")
         for name in ints:
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool), name, value,
@@ -90,6 +92,8 @@ class Spec:
                 f"the tilt needs {self.tilt_bits} bits, more than the 62 the model computes in")
         require(8 <= self.mantissa_bits <= 20, "mantissa_bits", self.mantissa_bits,
                 "must be in [8, 20]")
+        require(self.cell_counter_bits == 0 or 4 <= self.cell_counter_bits <= 32,
+                "cell_counter_bits", self.cell_counter_bits, "must be 0 (none) or in [4, 32]")
         require(0 <= self.seed < 2**64, "seed", self.seed, "must be in [0, 2**64)")
         require(self.order in ORDERS, "order", self.order, f"must be one of {ORDERS}")
         require(self.init in INITS, "init", self.init, f"must be one of {INITS}")

@@ -15,7 +15,7 @@ from hdl.field_engine import TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q
 from hdl.regmap import STATUS, Geometry, RegisterMap, to_words
 from limemu.host import (bank_indices, decode_state, entry_writes, geometry_for, load_plan,
                          register_writes, run_plan, state_addresses)
-from python_model.counters import Counters, counter_layout
+from python_model.counters import CellCounters, Counters, counter_layout
 from python_model.engine import LimArray
 from python_model.problem import QuadraticProblem
 from python_model.schedules import Schedule
@@ -209,8 +209,10 @@ def test_core_matches_model_in_amaranth_simulator(storage, lanes, bits):
     n = 9
     problem = random_problem(n, 5, density=0.5)
     spec = Spec(cells=n, weight_bits=bits, lanes=lanes, q_storage=storage, seed=3,
-                barrier=Schedule.linear(256, 2**14), gain=Schedule.exponential(32, 2**12))
+                barrier=Schedule.linear(256, 2**14), gain=Schedule.exponential(32, 2**12),
+                cell_counter_bits=4 if storage == "dense" else 0)
     model = LimArray(spec, problem)
+    cells = CellCounters(spec)
     geometry = geometry_for(spec, model.order, problem.nnz, table_depth=256)
     rmap = RegisterMap(spec, geometry)
     dut = ArrayCore(spec, geometry)
@@ -218,20 +220,28 @@ def test_core_matches_model_in_amaranth_simulator(storage, lanes, bits):
     async def testbench(ctx):
         bus = Bus(ctx, dut)
         await bus.write(load_plan(rmap, problem, model.order, model.W0))
-        for steps in (1, 4):
+        for steps in (1, 4, 12, 40):
             await bus.write(run_plan(rmap, steps))
             await ctx.tick()
             await bus.wait_done()
-            model.run(steps)
+            before = model.W.copy()
+            cells.add_steps(before, model.run(steps, snapshot_every=1))
             state = decode_state(rmap, model.order,
                                  await bus.read(state_addresses(rmap, model.order)))
             assert state["weights"].tolist() == model.W.tolist()
             assert state["field"].tolist() == model.g.tolist()
+            if spec.cell_counter_bits:
+                up, down, wrapped = cells.hardware()
+                assert state["cell_counters"][0].tolist() == up.tolist()
+                assert state["cell_counters"][1].tolist() == down.tolist()
+                assert state["cell_overflow"] == wrapped
             assert state["counters"] == model.counters.hardware()
             assert state["step"] == model.step
             assert state["loss2"] == model.loss2_track
         moves = model.counters.exact["up_moves"] + model.counters.exact["down_moves"]
         assert moves > 0, "nothing moved: the comparison would prove little"
+        if spec.cell_counter_bits:
+            assert cells.hardware()[2], "no per-cell counter wrapped: the flag is untested"
 
     simulate(dut, testbench)
 

@@ -28,6 +28,14 @@ def first_difference(spec, reference, other, *, field=True):
     for name in fa:
         if fa[name] != fb[name]:
             return f"overflow flag {name}: {reference.name} {fa[name]}, {other.name} {fb[name]}"
+    ca, cb = reference.cell_counters(), other.cell_counters()
+    if ca is not None and cb is not None:
+        for direction, xs, ys in (("up", ca[0], cb[0]), ("down", ca[1], cb[1])):
+            for i, (x, y) in enumerate(zip(xs.tolist(), ys.tolist())):
+                if x != y:
+                    return f"cell_{direction}[{i}]: {reference.name} {x}, {other.name} {y}"
+        if ca[2] != cb[2]:
+            return f"cell counter wrap flag: {reference.name} {ca[2]}, {other.name} {cb[2]}"
     if field:
         ga, gb = reference.field(), other.field()
         if ga is not None and gb is not None:

@@ -98,6 +98,15 @@ class HardwareSession:
     def field(self):
         return self.state()["field"].copy()
 
+    def cell_counters(self):
+        """(up, down) per-cell move counts as the hardware holds them, and the sticky wrap
+        flag; None without per-cell counters."""
+        state = self.state()
+        if state["cell_counters"] is None:
+            return None
+        up, down = state["cell_counters"]
+        return up.copy(), down.copy(), state["cell_overflow"]
+
     def extra(self):
         order = self.probe.order
         return dict(weights0=self.probe.W0.copy(), coupling_error=None,

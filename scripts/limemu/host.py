@@ -69,7 +69,10 @@ def load_plan(rmap, problem, order, weights, *, external=False):
     # every bank entry is written, so nothing of an earlier run survives
     valid = np.zeros(geo.slots, dtype=np.int64)
     valid[index] = 1
-    for name, values in (("weight", _scatter(geo, index, w)), ("valid", valid)):
+    banks = [("weight", _scatter(geo, index, w)), ("valid", valid)]
+    if spec.cell_counter_bits:
+        banks += [("cell_up", np.zeros(geo.slots)), ("cell_down", np.zeros(geo.slots))]
+    for name, values in banks:
         for i in range(geo.slots):
             plan += entry_writes(rmap, name, i, values[i])
     if problem is not None:
@@ -170,6 +173,8 @@ def decode_state(rmap, order, words_read, *, field=True):
     layout = counter_layout(rmap.spec)
     state = {
         "weights": out["weight"],
+        "cell_counters": (out["cell_up"], out["cell_down"]) if "cell_up" in out else None,
+        "cell_overflow": bool(out.get("cell_overflow", 0)),
         "field": out.get("field"),
         "counters": {name: out[f"counter_{name}"] for name, _, _ in layout},
         "overflow": {name: bool(out["overflow"] >> i & 1) for i, (name, _, _) in
@@ -185,6 +190,8 @@ def _state_regions(rmap, field):
     names = ["status", "step", "loss2", "barrier_now", "gain_now"]
     names += [f"counter_{name}" for name, _, _ in counter_layout(rmap.spec)]
     names += ["overflow", "weight"] + (["field"] if field else [])
+    if rmap.spec.cell_counter_bits:
+        names += ["cell_overflow", "cell_up", "cell_down"]
     return [rmap[name] for name in names]
 
 

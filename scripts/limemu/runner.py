@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from python_model import physics
-from python_model.counters import ENERGY_COUNTERS, Counters
+from python_model.counters import ENERGY_COUNTERS, CellCounters, Counters
 from python_model.engine import LimArray
 from python_model.errors import ConfigError
 from python_model.reference import reference_run
@@ -112,6 +112,9 @@ class Progress:
         self.shown = True
 
 
+SNAPSHOT_POSITIONS = 1 << 22       # per-cell counters: weights kept per segment (cells x steps)
+
+
 class ModelSession:
     """A run in progress on the golden model. Every backend offers the same methods, so that
     callers (runs, traces, cross-checks) can run in segments and read the state in between:
@@ -124,16 +127,31 @@ class ModelSession:
     def __init__(self, workload, spec, progress=True):
         self.array = LimArray(spec, workload.problem if spec.tilt == "field" else None)
         self.progress = Progress("model", spec.cells, progress)
+        self.cells = CellCounters(spec) if spec.cell_counter_bits else None
 
     @property
     def step(self):
         return self.array.step
 
     def run(self, steps):
-        self.array.run(steps, progress=self.progress)
+        if self.cells is None:
+            self.array.run(steps, progress=self.progress)
+            return
+        segment = max(1, SNAPSHOT_POSITIONS // self.spec_cells)
+        done = 0
+        while done < steps:                      # weights after every step, in segments
+            count = min(segment, steps - done)
+            before = self.array.W.copy()
+            self.cells.add_steps(before, self.array.run(count, snapshot_every=1,
+                                                        progress=self.progress))
+            done += count
 
     def run_external(self, steps, half_tilt):
-        self.array.run_external(steps, half_tilt)
+        for _ in range(int(steps)):
+            before = self.array.W.copy()
+            self.array.run_external(1, half_tilt)
+            if self.cells is not None:
+                self.cells.add_steps(before, self.array.W[None, :])
 
     def weights(self):
         return self.array.W.copy()
@@ -146,6 +164,13 @@ class ModelSession:
 
     def field(self):
         return self.array.g.copy() if self.array.problem is not None else None
+
+    @property
+    def spec_cells(self):
+        return self.array.spec.cells
+
+    def cell_counters(self):
+        return None if self.cells is None else self.cells.hardware()
 
     def extra(self):
         a = self.array
@@ -192,6 +217,9 @@ class ReferenceSession:
 
     def field(self):
         return np.array(self.g)
+
+    def cell_counters(self):
+        return None
 
     def extra(self):
         order = self.probe.order

@@ -38,12 +38,12 @@ BUILD_FLAGS = ["--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-
 # The clock runs inside the simulator (Verilator --timing): between the host's requests, and
 # during a run, no Python code is called per cycle.
 WRAPPER = """`timescale 1ns/1ps
-module tb_top(input wire rst, input wire [{aw}:0] addr, input wire [31:0] wdata,
+module tb_top(input wire [{aw}:0] addr, input wire [31:0] wdata,
               input wire we, input wire re, output wire [31:0] rdata, output wire rack,
               output wire busy, output wire done, output wire error, output reg clk);
   initial clk = 1'b0;
   always #{half} clk = ~clk;
-  array_core core(.clk(clk), .rst(rst), .addr(addr), .wdata(wdata), .we(we), .re(re),
+  array_core core(.clk(clk), .addr(addr), .wdata(wdata), .we(we), .re(re),
                   .rdata(rdata), .rack(rack), .busy(busy), .done(done), .error(error));
 endmodule
 """
@@ -111,15 +111,25 @@ def generate_verilog(spec, geometry):
     from amaranth.back import verilog                    # noqa: PLC0415 (only when simulating)
 
     from hdl.array_core import ArrayCore                 # noqa: PLC0415
+    from amaranth import ClockDomain, Module                # noqa: PLC0415
+
     core = ArrayCore(spec, geometry)
-    text = verilog.convert(core, name=CORE, emit_src=False)
+    # Simulation needs no reset: registers start at their init values. A reset input would
+    # feed every flip-flop's next-state logic, which Verilator then re-evaluates at every
+    # call: about a third of the simulation time.
+    top = Module()
+    top.domains.sync = sync = ClockDomain("sync", reset_less=True)
+    top.submodules.core = core
+    ports = [sync.clk] + [getattr(core, name) for name in core.signature.members]
+    text = verilog.convert(top, name=CORE, ports=ports, emit_src=False)
     return text + WRAPPER.format(aw=core.addr.shape().width - 1, half=CLOCK_HALF_PERIOD_NS)
 
 
 def build(spec, geometry, *, waves=False, verilog_text=None, log=None):
     """Build the simulator; returns its folder. Reused when the Verilog is unchanged."""
     text = verilog_text if verilog_text is not None else generate_verilog(spec, geometry)
-    key = hashlib.sha256((text + f"waves={waves} {BUILD_FLAGS} {MAKE_OVERRIDES}").encode()).hexdigest()[:16]
+    recipe = f"waves={waves} {BUILD_FLAGS} {MAKE_OVERRIDES} {PUBLIC_PORTS}"
+    key = hashlib.sha256((text + recipe).encode()).hexdigest()[:16]
     folder = BUILD_ROOT / key
     binary = folder / TOPLEVEL
     if binary.exists():
@@ -155,7 +165,16 @@ def build(spec, geometry, *, waves=False, verilog_text=None, log=None):
 # Only the wrapper's ports are visible to cocotb. The runner makes every signal public
 # (--public-flat-rw), which keeps Verilator from optimising the design: 10x slower.
 PUBLIC_PORTS = """`verilator_config
-public_flat_rw -module "tb_top" -var "*"
+public_flat_rw -module "tb_top" -var "addr"
+public_flat_rw -module "tb_top" -var "wdata"
+public_flat_rw -module "tb_top" -var "we"
+public_flat_rw -module "tb_top" -var "re"
+public_flat_rd -module "tb_top" -var "rdata"
+public_flat_rd -module "tb_top" -var "rack"
+public_flat_rd -module "tb_top" -var "busy"
+public_flat_rd -module "tb_top" -var "done"
+public_flat_rd -module "tb_top" -var "error"
+public_flat_rd -module "tb_top" -var "clk"
 """
 
 
