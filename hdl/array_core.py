@@ -35,7 +35,7 @@ from .schedule_unit import ScheduleUnit
 
 ENGINE_TARGETS = {"field": TARGET_FIELD, "q": TARGET_Q, "column": TARGET_COLUMN,
                   "entry": TARGET_ENTRY}
-LANE_BANKS = ("weight", "valid", "diag", "tilt")
+LANE_BANKS = ("weight", "valid", "diag", "tilt", "bias")
 CELL_COUNTER_BANKS = ("cell_up", "cell_down")
 SEQ_BITS = 8                 # draw sequence numbers (wrap; in flight is far less than 2**8)
 DRAW_SLOT_BITS = 4
@@ -270,6 +270,8 @@ class ArrayCore(wiring.Component):
         pending = Signal(lanes)
         moved_up = Signal(lanes)
         squash = Signal()
+        init_slot = Signal(g.group_bits + lane_bits + 1)   # field initialisation: slot, group
+        init_sum = Signal(signed(spec.loss_bits))
 
         item = self._item_layout(spec, lanes)
         c_valid, c_group, c_seq = Signal(), Signal(group_bits), Signal(SEQ_BITS)
@@ -361,10 +363,15 @@ class ArrayCore(wiring.Component):
                         m.d.sync += [status["busy"].eq(1), status["done"].eq(0),
                                      remaining.eq(regs["run_steps"]), stop_requested.eq(0)]
                         m.next = "PREPARE"
+                with m.Elif(control["init_field"]):
+                    m.d.sync += [status["busy"].eq(1), status["done"].eq(0), init_slot.eq(0)]
+                    m.next = "INIT_BIAS_READ"
                 with m.Elif(control["clear"]):
                     m.d.comb += [counters.clear.eq(1), barrier.restart.eq(1),
                                  gain.restart.eq(1)]
                     m.d.sync += [status["done"].eq(0), fresh_seq.eq(0), issue_seq.eq(0)]
+            self._init_field(m, spec, lanes, lane_bits, group_bits, banks, engine, regs, status,
+                             init_slot, init_sum, host_index, entry_value)
             with m.State("PREPARE"):
                 with m.If(~barrier.busy & ~gain.busy):
                     m.d.sync += [e0.eq(barrier.value), eta.eq(gain.value), issue_group.eq(0),
@@ -402,7 +409,8 @@ class ArrayCore(wiring.Component):
                     column = Cat(lowest[:lane_bits], retired[:group_bits]) if lane_bits else \
                         retired[:group_bits]
                     m.d.comb += [engine.start.eq(1), engine.column.eq(column),
-                                 engine.up.eq(moved_up.bit_select(lowest, 1))]
+                                 engine.dw.eq(Mux(moved_up.bit_select(lowest, 1), delta,
+                                                  -delta))]
                     m.d.sync += pending.eq(pending & ~(1 << lowest))
                     m.next = "FIELD_WAIT"
             with m.State("FIELD_WAIT"):
@@ -433,6 +441,84 @@ class ArrayCore(wiring.Component):
         with m.If(squash):
             m.d.sync += [c_valid.eq(0), i_stage.eq(0)]
         return m
+
+    def _init_field(self, m, spec, lanes, lane_bits, group_bits, banks, engine, regs, status,
+                    slot, total, host_index, entry_value):
+        """FSM states of `init_field`: g = -b, then g += W_m Q[:, m] for every cell m with
+        W_m != 0 (the field engine, dw = W_m), then the loss register L2 = sum W (g - b)."""
+        g = self.geometry
+        lane = slot[:lane_bits] if lane_bits else Const(0, 1)
+        group = slot[lane_bits:lane_bits + group_bits]
+        last_slot = slot + 1 >= g.slots
+
+        def select(name):
+            datas = [banks[name][k][0].data for k in range(lanes)]
+            out = Signal.like(datas[0], name=f"init_{name}")
+            m.d.comb += out.eq(datas[0])
+            for k in range(1, lanes):
+                with m.If(lane == k):
+                    m.d.comb += out.eq(datas[k])
+            return out
+
+        def read(*names):
+            for name in names:
+                for k in range(lanes):
+                    m.d.comb += banks[name][k][0].addr.eq(group)
+
+        with m.State("INIT_BIAS_READ"):
+            read("bias")
+            m.next = "INIT_BIAS_WRITE"
+        with m.State("INIT_BIAS_WRITE"):
+            with m.If(lane < lanes):
+                m.d.comb += [host_index.eq(slot), entry_value.eq(-select("bias")),
+                             engine.host_we.eq(1), engine.host_target.eq(TARGET_FIELD)]
+            m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
+            with m.If(last_slot):
+                m.next = "INIT_WEIGHT_READ"
+            with m.Else():
+                m.next = "INIT_BIAS_READ"
+        with m.State("INIT_WEIGHT_READ"):
+            read("weight", "valid")
+            m.next = "INIT_COLUMN"
+        with m.State("INIT_COLUMN"):
+            w = select("weight")
+            use = (lane < lanes) & select("valid") & (w != 0)
+            with m.If(use):
+                m.d.comb += [engine.start.eq(1), engine.column.eq(slot[:lane_bits + group_bits]),
+                             engine.dw.eq(w)]
+                m.next = "INIT_COLUMN_WAIT"
+            with m.Elif(last_slot):
+                m.d.sync += [slot.eq(0), total.eq(0)]
+                m.next = "INIT_LOSS_READ"
+            with m.Else():
+                m.d.sync += slot.eq(slot + 1)
+                m.next = "INIT_WEIGHT_READ"
+        with m.State("INIT_COLUMN_WAIT"):
+            with m.If(engine.adds_valid):
+                with m.If(last_slot):
+                    m.d.sync += [slot.eq(0), total.eq(0)]
+                    m.next = "INIT_LOSS_READ"
+                with m.Else():
+                    m.d.sync += slot.eq(slot + 1)
+                    m.next = "INIT_WEIGHT_READ"
+        with m.State("INIT_LOSS_READ"):                 # slot counts groups here
+            m.d.comb += engine.eval_addr.eq(slot[:group_bits])
+            for name in ("weight", "valid", "bias"):
+                for k in range(lanes):
+                    m.d.comb += banks[name][k][0].addr.eq(slot[:group_bits])
+            m.next = "INIT_LOSS_ADD"
+        with m.State("INIT_LOSS_ADD"):
+            terms = [Mux(banks["valid"][k][0].data, banks["weight"][k][0].data
+                         * (engine.eval_field[k] - banks["bias"][k][0].data), 0)
+                     for k in range(lanes)]
+            new_total = total + sum(terms[1:], terms[0])
+            with m.If(slot + 1 >= regs["groups"]):
+                m.d.sync += [regs["loss2"].eq(new_total), status["busy"].eq(0),
+                             status["done"].eq(1)]
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += [total.eq(new_total), slot.eq(slot + 1)]
+                m.next = "INIT_LOSS_READ"
 
     @staticmethod
     def _item_layout(spec, lanes):

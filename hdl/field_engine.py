@@ -28,8 +28,9 @@ class FieldEngine(wiring.Component):
 
     * ``eval_addr`` (group): the fields of that group appear on ``eval_field[lane]`` one cycle
       later (when the engine is idle and no host read is under way);
-    * ``start`` (strobe), ``column`` (slot index group * lanes_p2 + lane), ``up`` (sign of
-      dw): update the field for a move; ``busy`` until done; on completion ``adds_valid``
+    * ``start`` (strobe), ``column`` (slot index group * lanes_p2 + lane), ``dw`` (the
+      weight change: +-delta for a move, the whole weight when the field is initialised):
+      g += dw Q[:, column]; ``busy`` until done; on completion ``adds_valid``
       pulses with ``adds``, the additions performed (dense: ``cells``);
     * ``cells``, ``groups``: run-time sizes (dense: additions per move, row groups to sweep);
     * ``host_we``/``host_re``, ``host_target`` (field | q | column | entry), ``host_index``,
@@ -53,7 +54,7 @@ class FieldEngine(wiring.Component):
             "eval_field": Out(signed(spec.field_bits)).array(g.lanes),
             "start": In(1),
             "column": In(g.group_bits + g.lane_bits),
-            "up": In(1),
+            "dw": In(signed(max(spec.weight_bits, 2) + 1)),
             "busy": Out(1),
             "adds": Out(max(self.ptr_bits, spec.cells.bit_length()) + 1),
             "adds_valid": Out(1),
@@ -73,13 +74,12 @@ class FieldEngine(wiring.Component):
         lanes, lane_bits, group_bits = g.lanes, g.lane_bits, g.group_bits
         host_lane = self.host_index[:lane_bits] if lane_bits else Const(0, 1)
         host_addr = self.host_index[lane_bits:]
-        up = Signal()
+        dw = Signal.like(self.dw)
         column = Signal.like(self.column)
 
         def scaled(q):
-            """dw * q for the latched move: +-delta * q (delta is 1 or 2: a shift)."""
-            value = q if self.delta == 1 else q << 1
-            return Mux(up, value, -value)
+            """dw * q for the latched update (one small multiplier per lane)."""
+            return dw * q
 
         # -- field banks ------------------------------------------------------------------------
         field_read, field_write = [], []
@@ -109,7 +109,7 @@ class FieldEngine(wiring.Component):
             read_lane, spec.field_bits) if lanes > 1 else field_read[0].data, 0))
 
         with m.If(self.start):
-            m.d.sync += [column.eq(self.column), up.eq(self.up)]
+            m.d.sync += [column.eq(self.column), dw.eq(self.dw)]
 
         if g.q_storage == "dense":
             host_q = self._dense(m, field_read, field_write, scaled, column, host_lane,

@@ -26,7 +26,7 @@ VERSION = 1
 WORD_BITS = 32
 
 # bits of the control register (write: strobes) and the status register (read)
-CONTROL = {"start": 0, "stop": 1, "clear": 2, "clear_errors": 3}
+CONTROL = {"start": 0, "stop": 1, "clear": 2, "clear_errors": 3, "init_field": 4}
 STATUS = {"busy": 0, "done": 1, "error_busy_write": 2, "error_address": 3,
           "error_config": 4}
 
@@ -145,6 +145,7 @@ class RegisterMap:
         mem("valid", 1, g.slots)
         mem("field", spec.field_bits, g.slots, signed=True)
         mem("diag", spec.q_bits, g.slots, signed=True)
+        mem("bias", spec.field_bits, g.slots, signed=True)
         mem("tilt", spec.tilt_bits, g.slots, signed=True)
         if spec.cell_counter_bits:
             # per-cell move counters: the host zeroes them when it loads a run

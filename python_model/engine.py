@@ -6,11 +6,23 @@ current field g with the step's barrier E0(k) and gain eta(k), and moves it up, 
 then g <- g + dW_m Q[:, m] for every cell m that moved, before the next group.
 
 The model gets the same result without a Python loop per cell: it decides a whole window of
-(step, position) pairs at once against the current g, then keeps the decisions up to the first
-one that a move inside the window has invalidated (a later evaluation of a neighbour of a
-mover, or of the mover itself), applies those moves, and carries on from there. Decisions only
-depend on the draws (fixed in advance), on the schedules and on g and W at the cell, so the
-kept decisions are exactly the hardware's.
+(step, position) pairs at once against the g at the window's start. Decisions only depend on
+the draws (fixed in advance), on the schedules and on g and W at the cell, so a decision is
+the hardware's unless a move earlier in the window changed g or W at its cell (a move of a
+neighbour in an earlier group, or of the cell itself in an earlier step). Two kinds of window
+deal with those:
+
+* a cut window keeps the decisions up to the first one that a move inside it invalidated,
+  applies those moves and carries on from there (one pass per such move);
+* a repaired window (arrays of REPAIR_MIN_CELLS cells or more, with sparse couplings) decides
+  again, round after round, only the positions whose g or W a changed decision alters, with
+  the g and W that the window's moves give them, until no decision changes. Each decision
+  only depends on those of earlier groups, so this fixed point is unique, and it is the
+  hardware's: every decision in it is the one the cell makes with the g and W that the
+  decisions before it leave. The decisions of cells that no move reaches stand as first made.
+
+Which kind and size of window runs next changes nothing but the speed; a sizer (_Sizer) picks
+the one that has been fastest.
 
 Energies are integers in energy LSBs (2**-F u). With dL2 = twice the loss change of a move,
 the half tilt is h = eta_raw * dL2 << tilt_shift, the crossing barrier E0 + h and the heat
@@ -30,15 +42,15 @@ from .schedules import MAX_STEPS
 
 CHUNK_POSITIONS = 1 << 16        # cell evaluations prepared at once
 MAX_DENSE_CELLS = 4096           # a dense Q of N**2 int64
+SCHEDULE_STEPS = 1024            # schedule values computed at once
+REPAIR_MIN_CELLS = 128           # smaller arrays only use cut windows,
+SPARSE_ENTRIES = 32              # and so do problems with more entries of Q per cell
+REPAIR_MAX_ENTRIES = 1 << 23     # or in all (memory)
+SMALLEST_WINDOW = 256            # positions of the smallest repaired window
+REPAIR_ROUNDS = 6                # repair rounds of a window before it is cut
+FILTER_FROM = 256                # positions repaired at once from which they are filtered
 SCALED_SHIFT = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS     # as in crossing._scaled
 SCALED_DRAW_SHIFT = DRAW_BITS - INADMISSIBLE_PRECISION_BITS
-FILTER_FROM = 256                # positions repaired at once from which they are filtered
-SCHEDULE_STEPS = 1024           # schedule values computed at once
-SMALLEST_WINDOW = 256            # positions of the smallest repaired window
-REPAIR_MIN_CELLS = 128           # smaller arrays only use cut windows
-REPAIR_MAX_ENTRIES = 1 << 23     # nor do problems with more couplings (memory)
-DENSE_COUPLINGS = 32             # couplings per cell from which cut windows come first
-REPAIR_ROUNDS = 6                # repair rounds of a window before it is cut
 
 
 class _Chunk:
@@ -51,23 +63,23 @@ class _Repair:
 
 class _Sizer:
     """Chooses the next window: a cut window (size 0) or a repaired window of a size among
-    powers of two, the one that kept the most evaluations per second so far.
+    powers of two, whichever kept the most evaluations per second so far.
 
     It measures in epochs (a few windows of one choice). Every few epochs it tries another
-    choice for an epoch, in turn the next smaller and larger repaired window and the other
-    kind of window (the best choice shifts with the move rate), and keeps it if it is about
-    as fast or faster (trying the next size in the same direction at once), or clearly
-    faster for the other kind; it tries less often while nothing pays. Only the speed depends on these choices: every kind and size
-    of window gives the same, exact, results."""
+    choice for an epoch, in turn the other kind of window and the next smaller and larger
+    repaired window (the best choice shifts with the move rate), and keeps it if it is about
+    as fast or faster (then tries the next size that way at once), or clearly faster for the
+    other kind; it tries less and less often while nothing pays. Only the speed depends on
+    these choices: every kind and size of window gives the same, exact, results."""
 
-    EPOCH_POSITIONS = 1 << 16
-    EPOCH_WINDOWS = 64
-    EPOCH_SECONDS = 0.01
-    PROBE_EVERY = 3
-    SMOOTHING = 0.3
-    TOLERANCE = 0.95                                # another size (crosses plateaus)
-    SWITCH = 1.1                                    # the other kind of window
-    ABANDON = 0.5
+    EPOCH_POSITIONS = 1 << 16       # an epoch ends at this many kept evaluations,
+    EPOCH_WINDOWS = 64              # windows
+    EPOCH_SECONDS = 0.01            # or seconds; trials of another size last a quarter
+    PROBE_EVERY = 3                 # epochs between trials (times 2**failures, up to 16)
+    SMOOTHING = 0.3                 # of the speed of the best choice
+    TOLERANCE = 0.95                # another size: kept at this speed relative to the best
+    SWITCH = 1.1                    # the other kind of window: kept from this speed
+    ABANDON = 0.5                   # trials slower than this end early
 
     def __init__(self, smallest, largest, start):
         self.sizes = [largest]
@@ -75,72 +87,61 @@ class _Sizer:
             self.sizes.insert(0, max(self.sizes[0] // 2, smallest))
         self.sizes.insert(0, 0)
         self.value = [None] * len(self.sizes)       # kept evaluations per second
-        self.repaired = min(range(1, len(self.sizes)), key=lambda i: abs(self.sizes[i] - start))
-        self.best = self.current = self.repaired if start else 0
+        self.best = self.current = self.repaired = min(
+            range(1, len(self.sizes)), key=lambda i: abs(self.sizes[i] - start))
         self.size = self.previous = self.sizes[self.current]
         self.kept = self.windows = 0
         self.seconds = 0.0
-        self.wait = 1                               # epochs until the next probe
-        self.turn = 0                               # which probe is next
-        self.failures = 0
-        self.momentum = 1 if start else 0           # first, larger repaired windows
-        self.first = True                           # (a short first epoch)
+        self.scale = 4                              # a short first epoch,
+        self.momentum = 1                           # then a larger window
+        self.wait = self.turn = self.failures = 0
 
     def record(self, kept, seconds):
         self.kept += kept
         self.seconds += seconds
         self.windows += 1
-        scale = 4 if self.first else 1
-        if self.current != self.best:
-            # probes of another size are shorter; so are probes clearly slower than the best
-            if self.current and self.best or (self.windows >= 4 and self.kept < self.seconds
-                                              * self.ABANDON * self.value[self.best]):
-                scale = 4
-        if (scale * self.kept < self.EPOCH_POSITIONS and scale * self.windows <
-                self.EPOCH_WINDOWS and scale * self.seconds < self.EPOCH_SECONDS):
+        scale = self.scale
+        if (scale == 1 and self.current != self.best and self.windows >= 4
+                and self.kept < self.ABANDON * self.value[self.best] * self.seconds):
+            scale = 4
+        if (scale * self.kept < self.EPOCH_POSITIONS and scale * self.windows < self.EPOCH_WINDOWS
+                and scale * self.seconds < self.EPOCH_SECONDS):
             return
         i, v = self.current, self.kept / max(self.seconds, 1e-9)
         self.kept = self.windows = 0
         self.seconds = 0.0
-        self.wait -= 1
-        if self.first:
-            self.first = False
-            self.wait = 0                           # momentum: try a larger window now
-        else:
-            self.momentum = 0
         if i == self.best:
             old = self.value[i]
             self.value[i] = v if old is None else old + self.SMOOTHING * (v - old)
-        else:                                       # a probe
+        else:                                       # a trial
             self.value[i] = v
-            if v > (self.TOLERANCE if i and self.best else self.SWITCH) * self.value[self.best]:
-                if i and self.best:
-                    self.momentum = i - self.best   # a size step that paid: once more
+            resize = i and self.best
+            if v > (self.TOLERANCE if resize else self.SWITCH) * self.value[self.best]:
+                self.momentum = i - self.best if resize else 0
                 self.best = i
-                self.wait = 0 if self.momentum else self.PROBE_EVERY
                 self.failures = 0
+                self.wait = 0 if self.momentum else self.PROBE_EVERY
             else:
+                self.momentum = 0
                 self.failures = min(self.failures + 1, 4)
                 self.wait = self.PROBE_EVERY << self.failures
         if self.best:
             self.repaired = self.best
         self.previous = self.size
-        self.current = self.best
-        if self.wait <= 0:
-            self.current = self._probe()
+        self.wait -= 1
+        self.current = self._trial() if self.wait < 0 else self.best
         self.size = self.sizes[self.current]
+        self.scale = 4 if self.current and self.best and self.current != self.best else 1
 
-    def _probe(self):
-        last = len(self.sizes) - 1
-        if self.momentum:
-            step = self.best + self.momentum
-            if 1 <= step <= last:
-                return step
+    def _trial(self):
+        top = len(self.sizes) - 1
+        if self.momentum and 1 <= self.best + self.momentum <= top:
+            return self.best + self.momentum
         for _ in range(3):
             self.turn = (self.turn + 1) % 3
-            base = self.repaired
-            choice = (0 if self.best else base, base - 1, base + 1)[self.turn]
-            if 0 <= choice <= last and choice != self.best and (choice or self.best):
+            choice = (self.repaired if not self.best else 0, self.repaired - 1,
+                      self.repaired + 1)[self.turn]
+            if 0 <= choice <= top and choice != self.best:
                 return choice
         return self.best
 
@@ -237,12 +238,10 @@ class LimArray:
         dl_max = 2 * spec.delta * bound_field(problem, spec) + spec.delta**2 * int(
             np.max(np.abs(problem.diag), initial=0))
         self.h_bound = eta_max * dl_max
-        if n >= REPAIR_MIN_CELLS and problem.nnz <= REPAIR_MAX_ENTRIES:
+        if n >= REPAIR_MIN_CELLS and problem.nnz <= min(REPAIR_MAX_ENTRIES, SPARSE_ENTRIES * n):
             self._repair = self._setup_repair()
             size = max(1, CHUNK_POSITIONS // n) * n
-            # dense couplings: start with cut windows, else with repaired windows of a step
-            start = 0 if problem.nnz > DENSE_COUPLINGS * n else n
-            self._sizer = _Sizer(min(max(spec.lanes, SMALLEST_WINDOW), size), size, start)
+            self._sizer = _Sizer(min(max(spec.lanes, SMALLEST_WINDOW), size), size, n)
 
     def _setup_repair(self):
         """Tables of the repaired windows: for a move at each position of a step, the first
@@ -410,8 +409,8 @@ class LimArray:
         return np.flatnonzero(np.less(ch.half_draws[p:b], t, out=ch.mask[:m]))
 
     def _windows(self, ch, step_dl2, step_cross, moves):
-        """Runs the windows of a chunk: cut windows only, or whichever kind (and size) the
-        sizer finds cheaper per kept evaluation."""
+        """Runs the windows of a chunk: cut windows only, or the kind and size of window that
+        the sizer finds fastest."""
         end, sizer = ch.end, self._sizer
         p = 0
         if sizer is None:

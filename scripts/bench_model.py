@@ -5,8 +5,8 @@
 A 4096-spin Max-Cut array (random graph, mean degree 6, 8 lanes) at fixed barriers from
 consolidated (few moves) to plastic (many moves), in colour and natural order, and a whole
 annealing run. The move rate is printed beside each figure: the model's cost per step grows
-with the number of moves (each move that a later evaluation depends on ends a vectorised
-window).
+with the number of moves (the decisions that a move invalidates, those of its neighbours and
+its own in the next step, are made again).
 """
 
 import argparse

@@ -232,3 +232,118 @@ def test_counters_do_not_wrap_in_a_day():
     events = 10**10 * 86400
     assert events < 2 ** layout["up_moves"] and events < 2 ** layout["evaluations"]
     assert events * 2 ** (spec.tilt_bits + 1) < 2 ** (layout["heat_abs"])
+
+
+# -- repaired windows (engine._repair_window) ------------------------------------------------------
+# Large sparse arrays decide windows of many steps at once and repair the decisions that moves
+# invalidate; a sizer picks the kind (repaired or cut) and size of every window by speed. Here
+# small arrays use them too, and every window's kind and size is drawn at random: the results
+# must not depend on any of it.
+
+@pytest.fixture
+def random_windows(monkeypatch):
+    from python_model import engine
+    monkeypatch.setattr(engine, "REPAIR_MIN_CELLS", 1)
+    monkeypatch.setattr(engine, "SMALLEST_WINDOW", 1)
+    choice = np.random.default_rng(11)
+
+    def record(self, kept, seconds):
+        self.previous = self.size
+        self.current = int(choice.integers(len(self.sizes)))
+        self.size = self.sizes[self.current]
+
+    monkeypatch.setattr(engine._Sizer, "record", record)
+    return engine
+
+
+@pytest.mark.parametrize("rounds", [0, 1, 6])
+def test_repaired_windows_match_reference_on_random_configurations(rounds, random_windows,
+                                                                   monkeypatch, rng):
+    monkeypatch.setattr(random_windows, "REPAIR_ROUNDS", rounds)
+    for trial in range(30):
+        n = int(rng.integers(1, 30))
+        spec = Spec(cells=n, lanes=int(rng.integers(1, n + 1)),
+                    weight_bits=int(rng.choice([1, 3, 8])),
+                    q_storage=str(rng.choice(["dense", "sparse"])),
+                    order=str(rng.choice(["natural", "colour"])),
+                    seed=int(rng.integers(2**63)),
+                    barrier=Schedule.linear(int(rng.integers(0, 900)),
+                                            int(rng.integers(-2**18, 2**17))),
+                    gain=Schedule.linear(int(rng.integers(0, 200)),
+                                         int(rng.integers(-2**16, 2**16))))
+        problem = random_problem(rng, n, density=float(rng.choice([0.1, 0.3, 1.0])),
+                                 diagonal=bool(rng.random() < 0.5))
+        array = assert_matches_reference(spec, problem, int(rng.integers(1, 60)))
+        assert array._repair is not None
+
+
+def test_repaired_windows_match_reference_at_high_move_rates(random_windows, rng):
+    # many moves over many steps: repairs are cut short by the rounds and by the budget
+    for bits, order in ((1, "colour"), (3, "natural"), (8, "natural")):
+        problem = random_problem(rng, 10, density=1.0)
+        spec = Spec(cells=10, lanes=3, weight_bits=bits, order=order, q_storage="sparse",
+                    seed=int(rng.integers(2**32)), barrier=Schedule.constant(1 << 6),
+                    gain=Schedule.linear(4, 2**12))
+        array = assert_matches_reference(spec, problem, 400)
+        c = array.counters.exact
+        assert c["up_moves"] + c["down_moves"] > c["evaluations"] // 10
+
+
+def test_repaired_windows_are_the_default_for_large_sparse_arrays(rng):
+    n = 160
+    i, j = rng.integers(0, n, (2, 3 * n))
+    keep = i < j
+    i, j = np.unique(np.stack((i[keep], j[keep])), axis=1)
+    problem = QuadraticProblem.sparse(n, i, j, rng.choice([-2, -1, 1, 2], len(i)),
+                                      rng.integers(-3, 4, n))
+    for order, lanes in (("colour", 8), ("natural", 5)):
+        spec = Spec(cells=n, lanes=lanes, weight_bits=1, q_storage="sparse", order=order,
+                    seed=int(rng.integers(2**32)), barrier=Schedule.linear(3 << 8, -2**14),
+                    gain=Schedule.exponential(8, 2**13))
+        array = assert_matches_reference(spec, problem, 30)
+        assert array._repair is not None
+
+
+def test_repaired_windows_clip_fields_where_tilts_could_overflow(random_windows, rng):
+    # tentative weights off the ladder give fields beyond the bound: clipped when the tilts of
+    # such fields could overflow int64 (never for a decision that is kept)
+    n = 12
+    upper = np.triu(rng.integers(-2**20, 2**20, (n, n)) * (rng.random((n, n)) < 0.3), 1)
+    problem = QuadraticProblem.dense(upper + upper.T, rng.integers(-5, 6, n))
+    spec = Spec(cells=n, lanes=2, weight_bits=1, q_bits=24, gain_bits=24, field_bits=32,
+                q_storage="sparse", seed=5, barrier=Schedule.linear(2 << 8, -2**15),
+                gain=Schedule.linear(1, 4))
+    array = assert_matches_reference(spec, problem, 80)
+    assert array._repair.g_clip is not None
+
+
+def test_repaired_windows_snapshots_and_split_runs(random_windows, rng):
+    problem = random_problem(rng, 9, density=0.5)
+    spec = Spec(cells=9, lanes=2, weight_bits=3, order="natural", q_storage="sparse",
+                barrier=Schedule.constant(1 << 8), gain=Schedule.constant(30))
+    whole = LimArray(spec, problem)
+    snaps = whole.run(300, snapshot_every=3)
+    parts = LimArray(spec, problem)
+    for k in range(100):
+        parts.run(3)
+        assert np.array_equal(snaps[k], parts.W)
+    assert whole.counters.exact == parts.counters.exact
+    assert whole.coupling_error == parts.coupling_error
+
+
+@pytest.mark.parametrize("fastest", [0, 256, 4096, 65536])
+def test_window_sizer_settles_on_the_fastest_choice(fastest):
+    # only speed depends on the sizer; here windows of `fastest` positions (0: cut windows)
+    # keep the most evaluations per second
+    from python_model.engine import _Sizer
+    sizer = _Sizer(256, 65536, 4096)
+
+    def speed(size):
+        if not size:
+            return 3e7 if fastest == 0 else 5e6
+        return 1e7 * 0.8 ** abs(np.log2(size / (fastest or 4096)))
+
+    for _ in range(3000):
+        kept = sizer.size or 2000
+        sizer.record(kept, kept / speed(sizer.size))
+    assert sizer.sizes[sizer.best] == fastest

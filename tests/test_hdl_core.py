@@ -13,8 +13,8 @@ from hdl.array_core import ArrayCore
 from hdl.counter_bank import CounterBank
 from hdl.field_engine import TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine
 from hdl.regmap import STATUS, Geometry, RegisterMap, to_words
-from limemu.host import (bank_indices, decode_state, entry_writes, geometry_for, load_plan,
-                         register_writes, run_plan, state_addresses)
+from limemu.host import (bank_indices, decode_state, entry_writes, geometry_for,
+                         load_sequence, register_writes, run_plan, state_addresses)
 from python_model.counters import CellCounters, Counters, counter_layout
 from python_model.engine import LimArray
 from python_model.problem import QuadraticProblem
@@ -85,7 +85,7 @@ def test_counter_bank_matches_model_counters_and_flags(rng):
 @pytest.mark.parametrize("storage,lanes", [("dense", 1), ("dense", 3), ("sparse", 2),
                                             ("sparse", 4)])
 def test_field_engine_applies_columns(storage, lanes, rng):
-    """Load g and Q through the host port, apply random moves, read g back: g must equal
+    """Load g and Q through the host port, apply random updates, read g back: g must equal
     g0 + sum dw Q[:, m]; the engine reports the additions it made."""
     n = 10
     problem = random_problem(n, 3, density=0.4)
@@ -102,7 +102,8 @@ def test_field_engine_applies_columns(storage, lanes, rng):
     for cell in range(n):
         writes.append((TARGET_FIELD, int(index[cell]), int(g[cell])))
     plan_q = _q_entries(rmap, problem, index)
-    moves = [(int(rng.integers(n)), bool(rng.random() < 0.5)) for _ in range(12)]
+    # moves (dw = +-1) and field initialisation steps (dw = a whole weight)
+    moves = [(int(rng.integers(n)), int(rng.choice([-1, 1, -8, -3, 5, 7]))) for _ in range(12)]
 
     async def testbench(ctx):
         for target, i, value in writes + plan_q:
@@ -115,9 +116,9 @@ def test_field_engine_applies_columns(storage, lanes, rng):
         ctx.set(dut.cells, n)
         ctx.set(dut.groups, order.groups)
         expected = g.copy()
-        for cell, up in moves:
+        for cell, dw in moves:
             ctx.set(dut.column, int(index[cell]))
-            ctx.set(dut.up, up)
+            ctx.set(dut.dw, dw)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
@@ -129,7 +130,7 @@ def test_field_engine_applies_columns(storage, lanes, rng):
                 if adds is not None:
                     break
             column = problem.to_dense()[:, cell]
-            expected += (spec.delta if up else -spec.delta) * column
+            expected += dw * column
             assert adds == (n if storage == "dense" else np.count_nonzero(column))
         for cell in range(n):
             ctx.set(dut.host_target, TARGET_FIELD)
@@ -196,6 +197,13 @@ class Bus:
             words.append(ctx.get(dut.rdata))
         return words
 
+    async def load(self, sequence):
+        for kind, words in sequence:
+            await self.write(words)
+            if kind == "run":
+                await self.ctx.tick()
+                await self.wait_done()
+
     async def wait_done(self, limit=100_000):
         for _ in range(limit):
             if not self.ctx.get(self.dut.busy):
@@ -219,7 +227,7 @@ def test_core_matches_model_in_amaranth_simulator(storage, lanes, bits):
 
     async def testbench(ctx):
         bus = Bus(ctx, dut)
-        await bus.write(load_plan(rmap, problem, model.order, model.W0))
+        await bus.load(load_sequence(rmap, problem, model.order, model.W0))
         for steps in (1, 4, 12, 40):
             await bus.write(run_plan(rmap, steps))
             await ctx.tick()
@@ -266,7 +274,7 @@ def test_core_refuses_bad_accesses_and_changes_nothing():
 
     async def testbench(ctx):
         bus = Bus(ctx, dut)
-        await bus.write(load_plan(rmap, problem, model.order, model.W0))
+        await bus.load(load_sequence(rmap, problem, model.order, model.W0))
         before = await bus.read([weight0, rmap["counter_steps"].base])
         await bus.write(register_writes(rmap, "magic", 7))           # read-only
         assert (await flags(bus))["error_address"]

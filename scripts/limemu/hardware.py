@@ -13,7 +13,7 @@ from hdl.regmap import from_words
 from python_model.engine import LimArray
 from python_model.errors import IdentityError, require
 
-from .host import (bank_indices, decode_state, geometry_for, load_plan, run_plan,
+from .host import (bank_indices, decode_state, geometry_for, load_sequence, run_plan,
                    state_addresses, tilt_plan)
 from .runner import Progress
 from .verilator import VerilatorArray
@@ -40,8 +40,12 @@ class HardwareSession:
         self.device = VerilatorArray(spec, self.geometry, waves=waves, log=log)
         from hdl.regmap import RegisterMap                 # noqa: PLC0415
         self.rmap = RegisterMap(spec, self.geometry)
-        self.device.write(load_plan(self.rmap, problem, order, self.probe.W0,
-                                    external=spec.tilt == "external"))
+        for kind, words in load_sequence(self.rmap, problem, order, self.probe.W0,
+                                         external=spec.tilt == "external"):
+            if kind == "run":
+                self.device.run(words)
+            else:
+                self.device.write(words)
         self.progress = Progress(name, spec.cells, progress)
         self.step = 0
         self.cycles = 0

@@ -45,9 +45,10 @@ def control_write(rmap, *names):
 
 
 def load_plan(rmap, problem, order, weights, *, external=False):
-    """Writes that load a complete run: sizes, schedules, seeds, weights, field, Q, loss
-    register; then `clear` (counters to 0, schedules to step 0). `problem` may be None in
-    external-tilt mode."""
+    """Writes that load a complete run: sizes, schedules, seeds, weights, b, Q. Then the host
+    runs `init_field` (when there is a problem: the core computes g = QW - b and the loss
+    register; wait for done) and `clear` (counters to 0, schedules to step 0): see
+    load_sequence. `problem` may be None in external-tilt mode."""
     spec, geo = rmap.spec, rmap.geometry
     require(order.groups <= geo.groups, "groups", order.groups,
             f"the hardware holds at most {geo.groups} groups")
@@ -76,16 +77,22 @@ def load_plan(rmap, problem, order, weights, *, external=False):
         for i in range(geo.slots):
             plan += entry_writes(rmap, name, i, values[i])
     if problem is not None:
-        field = problem.field(w)
-        loss2 = problem.loss2(w)
-        for name, values in (("field", _scatter(geo, index, field)),
+        for name, values in (("bias", _scatter(geo, index, problem.b)),
                              ("diag", _scatter(geo, index, problem.diag))):
             for i in range(geo.slots):
                 plan += entry_writes(rmap, name, i, values[i])
-        plan += register_writes(rmap, "loss2", loss2)
         plan += q_plan(rmap, problem, index)
-    plan += control_write(rmap, "clear")
     return plan
+
+
+def load_sequence(rmap, problem, order, weights, *, external=False):
+    """[(kind, writes)]: the load, in the order a device performs it; kind "write" sends the
+    words, kind "run" sends them and waits until the core is done."""
+    sequence = [("write", load_plan(rmap, problem, order, weights, external=external))]
+    if problem is not None:
+        sequence.append(("run", control_write(rmap, "init_field")))
+    sequence.append(("write", control_write(rmap, "clear")))
+    return sequence
 
 
 def _scatter(geo, index, values):
@@ -199,6 +206,6 @@ def _words(region):
     return -(-region.width // 32)
 
 
-__all__ = ["RegisterMap", "geometry_for", "load_plan", "q_plan", "tilt_plan", "run_plan",
+__all__ = ["RegisterMap", "geometry_for", "load_plan", "load_sequence", "q_plan", "tilt_plan", "run_plan",
            "state_addresses", "decode_state", "control_write", "register_writes",
            "entry_writes", "bank_indices"]
