@@ -31,6 +31,8 @@ def test_train_mh_writes_counters_and_energy_like_run(tmp_path, capsys):
     assert r["identities"]["first_law"] == "exact"
     text = capsys.readouterr().out
     assert "test accuracy on the chip" in text and "first law: exact" in text
+    assert main(["report", str(out)]) == 0                 # the energy report reads it
+    assert (tmp_path / "mh.report.html").stat().st_size > 10_000
 
 
 def test_train_backprop_writes_its_result(tmp_path, capsys):

@@ -281,6 +281,9 @@ def run_training(options, progress=None, data=None):
     }
     result["loss"] = float(cross_entropy(chip.logits(X, cells, noisy=False), y))
     result["seconds"] = time.perf_counter() - started
+    # the key `limemu report` reads, as in `limemu run`'s JSON (no array run: 0)
+    evaluations = (result.get("counters") or {}).get("evaluations", 0)
+    result["cell_evaluations_per_s"] = evaluations / max(result["seconds"], 1e-9)
     return _jsonable(result)
 
 
