@@ -1,22 +1,26 @@
 """The LIM synapse array core: lanes, field engine, schedules, counters and the host bus.
 
 Built from a Spec (widths, formats) and a Geometry (capacities); the run-time configuration
-(problem, weights, schedules, seeds) is loaded by the host through the register map of
-hdl/regmap.py. What happens in a step is python_model/reference.py, cycle by cycle:
+(problem, b, weights, schedules, seeds) is loaded by the host through the register map of
+hdl/regmap.py. A step does what python_model/reference.py does, group after group:
 
     for each group r (slots r * lanes .. r * lanes + lanes - 1, in update order):
-        READ    the lanes' weight, valid bit, Q_nn, tilt and field at bank address r
-        CALC    dL2 = delta^2 Q_nn +- 2 delta g; half tilts h = eta dL2 << shift (or the
-                host's tilt); barriers E0 + h
-        ISSUE   every lane draws (idle lanes too) and feeds its crossing unit
-        DECIDE  (after the crossing latency) move, block or stay; write weights; count
-        FIELD   for each lane that moved: the field engine applies g += dw Q[:, m]
+        R   read the lanes' weight, valid bit, Q_nn, tilt and field at bank address r
+        C   dL2 = delta^2 Q_nn +- 2 delta g; half tilts h = eta dL2 << shift (or the host's
+            tilt); barriers E0 + h
+        I   every lane draws (idle lanes too) and feeds its crossing unit
+        D   (after the crossing latency) move, block or stay; write weights; count
+        and for each lane that moved, the field engine applies g += dw Q[:, m]
     at the end of the step: both schedules advance; barrier and annealing work are counted.
 
+Groups enter R one per cycle (a pipeline); see the run section below for how a move squashes
+and replays the groups behind it. `init_field` builds g = QW - b and the loss register.
+
 Bus: ``addr``/``wdata``/``we`` write a word in one cycle; ``addr``/``re`` read one, answered
-by ``rdata`` with ``rack`` three cycles later (the bus inputs are registered). Writes other than ``control`` while a run is in
-progress, and memory reads then, are refused (status ``error_busy``); unknown addresses and
-writes to read-only registers set ``error_address``; a refused access changes nothing.
+by ``rdata`` with ``rack`` three cycles later (the bus inputs are registered). Writes other
+than ``control`` while a run is in progress, and memory reads then, are refused (status
+``error_busy_write``); unknown addresses and writes to read-only registers set
+``error_address``; a refused access changes nothing.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -116,7 +120,7 @@ class ArrayCore(wiring.Component):
                      self.error.eq(status["error_busy_write"] | status["error_address"]
                                    | status["error_config"])]
         for unit_name, unit in (("barrier", barrier), ("gain", gain)):
-            for port_name, port in unit.signature.members.items():
+            for port_name in unit.signature.members:
                 if port_name.startswith("cfg_"):
                     m.d.comb += getattr(unit, port_name).eq(
                         regs[f"{unit_name}_{port_name[4:]}"])
@@ -148,7 +152,8 @@ class ArrayCore(wiring.Component):
         index_of = {}
         for region in rmap:
             offset = bus["addr"] - region.base
-            hit[region.name] = (bus["addr"] >= region.base) & (bus["addr"] < region.base + region.size)
+            hit[region.name] = ((bus["addr"] >= region.base)
+                                & (bus["addr"] < region.base + region.size))
             if region.is_memory:
                 stride_bits = (region.stride - 1).bit_length()
                 word_of[region.name] = offset[:stride_bits] if stride_bits else Const(0, 1)

@@ -71,7 +71,7 @@ class FieldEngine(wiring.Component):
     def elaborate(self, platform):
         spec, g = self.spec, self.geometry
         m = Module()
-        lanes, lane_bits, group_bits = g.lanes, g.lane_bits, g.group_bits
+        lanes, lane_bits = g.lanes, g.lane_bits
         host_lane = self.host_index[:lane_bits] if lane_bits else Const(0, 1)
         host_addr = self.host_index[lane_bits:]
         dw = Signal.like(self.dw)
@@ -105,7 +105,8 @@ class FieldEngine(wiring.Component):
                              field_write[lane].data.eq(self.host_wdata),
                              field_write[lane].en.eq(1)]
         host_field = Signal(signed(spec.field_bits))
-        m.d.comb += host_field.eq(Mux(read_lane < lanes, Cat(*[p.data for p in field_read]).word_select(
+        fields = Cat(*[p.data for p in field_read])
+        m.d.comb += host_field.eq(Mux(read_lane < lanes, fields.word_select(
             read_lane, spec.field_bits) if lanes > 1 else field_read[0].data, 0))
 
         with m.If(self.start):

@@ -67,7 +67,8 @@ def test_counter_bank_matches_model_counters_and_flags(rng):
             flags = ctx.get(dut.overflow)
             for i, (name, _, _) in enumerate(layout):
                 actual = ctx.get(getattr(dut, f"value_{name}"))
-                assert actual == expected[name], f"cycle {cycle}: {name} {actual} != {expected[name]}"
+                assert actual == expected[name], \
+                    f"cycle {cycle}: {name} {actual} != {expected[name]}"
                 assert bool(flags >> i & 1) == model.overflow[name], f"cycle {cycle}: flag {name}"
         assert any(model.overflow.values())
         for name, _, _ in layout:
@@ -305,7 +306,7 @@ def test_register_map_is_aligned_and_disjoint():
     spec = Spec(cells=40, weight_bits=8, lanes=5)
     rmap = RegisterMap(spec, Geometry(lanes=5, groups=8, q_storage="sparse", q_capacity=100))
     spans = sorted((r.base, r.base + r.size, r.name) for r in rmap)
-    for (a0, a1, n0), (b0, _, n1) in zip(spans, spans[1:]):
+    for (_, a1, n0), (b0, _, n1) in zip(spans, spans[1:]):
         assert a1 <= b0, f"{n0} overlaps {n1}"
     for region in rmap:
         if region.is_memory:

@@ -65,7 +65,8 @@ def crosscheck(spec, reference, other, steps, *, segments=4, half_tilt=None, log
         done += count
         difference = first_difference(spec, reference, other, field=half_tilt is None)
         if log:
-            log(f"  checkpoint at step {done}: {'identical' if difference is None else 'DIFFERENT'}")
+            verdict = "identical" if difference is None else "DIFFERENT"
+            log(f"  checkpoint at step {done}: {verdict}")
         if difference is not None:
             return (f"after step {done} (seed {spec.seed}): first mismatch {difference} "
                     f"[{spec!r}]"), done

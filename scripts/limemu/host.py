@@ -206,6 +206,6 @@ def _words(region):
     return -(-region.width // 32)
 
 
-__all__ = ["RegisterMap", "geometry_for", "load_plan", "load_sequence", "q_plan", "tilt_plan", "run_plan",
-           "state_addresses", "decode_state", "control_write", "register_writes",
+__all__ = ["RegisterMap", "geometry_for", "load_plan", "load_sequence", "q_plan", "tilt_plan",
+           "run_plan", "state_addresses", "decode_state", "control_write", "register_writes",
            "entry_writes", "bank_indices"]

@@ -179,7 +179,7 @@ public_flat_rd -module "tb_top" -var "clk"
 
 
 def _runner():
-    from cocotb_tools.runner import Verilator, VerilatorControlFile   # noqa: PLC0415
+    from cocotb_tools.runner import Verilator                  # noqa: PLC0415
 
     class PortsOnlyVerilator(Verilator):
         def _build_command(self):
@@ -187,7 +187,6 @@ def _runner():
             commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
             return commands
 
-    del VerilatorControlFile
     return PortsOnlyVerilator()
 
 
