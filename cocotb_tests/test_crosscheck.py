@@ -77,7 +77,7 @@ CASES = {
 }
 
 
-def run_case(name, case, tmp_path=None):
+def run_case(name, case):
     problem = case["problem"]()
     spec = Spec(cells=problem.n, seed=11, **case["spec"])
     workload = Workload(problem)
@@ -87,17 +87,20 @@ def run_case(name, case, tmp_path=None):
         message, steps = crosscheck(spec, model, rtl, case["steps"], segments=4)
         evaluations = rtl.counters()["evaluations"]
         moves = rtl.counters()["up_moves"] + rtl.counters()["down_moves"]
+        cell_counters = rtl.cell_counters()
     finally:
         rtl.close()
-    return message, steps, evaluations, moves
+    return message, steps, evaluations, moves, cell_counters
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rtl_matches_model(name):
-    message, steps, evaluations, moves = run_case(name, CASES[name])
+    message, steps, evaluations, moves, cell_counters = run_case(name, CASES[name])
     assert message is None, f"{name}: {message}"
     assert evaluations >= 100_000, f"{name}: only {evaluations} cell evaluations"
     assert moves > 0, f"{name}: no cell ever moved: the comparison proves little"
+    if cell_counters is not None:
+        assert cell_counters[2], f"{name}: no per-cell counter wrapped: the flag is untested"
 
 
 def pull_to_target(step, weights):

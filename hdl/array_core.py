@@ -32,7 +32,8 @@ from python_model.errors import require
 
 from .counter_bank import INCREMENT_BITS, CounterBank
 from .crossing_unit import CrossingUnit, crossing_barrier_width
-from .field_engine import TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine
+from .field_engine import (TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine,
+                           lane_select)
 from .lane_rng import LaneRng
 from .regmap import CONTROL, MAGIC, STATUS, VERSION, WORD_BITS, RegisterMap, words
 from .schedule_unit import ScheduleUnit
@@ -222,10 +223,9 @@ class ArrayCore(wiring.Component):
                         elif region.name in ENGINE_TARGETS:
                             m.d.comb += answer.eq(engine.host_rdata)
                         elif region.name in self.lane_banks:
-                            datas = [banks[region.name][lane][0].data for lane in range(lanes)]
-                            selected = Cat(*[d.as_unsigned() for d in datas]).word_select(
-                                read_lane, region.width) if lanes > 1 else datas[0]
-                            m.d.comb += answer.eq(selected)
+                            m.d.comb += answer.eq(lane_select(
+                                [banks[region.name][k][0].data for k in range(lanes)],
+                                read_lane))
             m.d.sync += self.rdata.eq(Mux(read_ok, answer.word_select(read_word, WORD_BITS), 0))
 
         # writes
@@ -485,6 +485,14 @@ class ArrayCore(wiring.Component):
         with m.State("INIT_WEIGHT_READ"):
             read("weight", "valid")
             m.next = "INIT_COLUMN"
+        def next_column():
+            with m.If(last_slot):
+                m.d.sync += [slot.eq(0), total.eq(0)]
+                m.next = "INIT_LOSS_READ"
+            with m.Else():
+                m.d.sync += slot.eq(slot + 1)
+                m.next = "INIT_WEIGHT_READ"
+
         with m.State("INIT_COLUMN"):
             w = select("weight")
             use = (lane < lanes) & select("valid") & (w != 0)
@@ -492,20 +500,11 @@ class ArrayCore(wiring.Component):
                 m.d.comb += [engine.start.eq(1), engine.column.eq(slot[:lane_bits + group_bits]),
                              engine.dw.eq(w)]
                 m.next = "INIT_COLUMN_WAIT"
-            with m.Elif(last_slot):
-                m.d.sync += [slot.eq(0), total.eq(0)]
-                m.next = "INIT_LOSS_READ"
             with m.Else():
-                m.d.sync += slot.eq(slot + 1)
-                m.next = "INIT_WEIGHT_READ"
+                next_column()
         with m.State("INIT_COLUMN_WAIT"):
             with m.If(engine.adds_valid):
-                with m.If(last_slot):
-                    m.d.sync += [slot.eq(0), total.eq(0)]
-                    m.next = "INIT_LOSS_READ"
-                with m.Else():
-                    m.d.sync += slot.eq(slot + 1)
-                    m.next = "INIT_WEIGHT_READ"
+                next_column()
         with m.State("INIT_LOSS_READ"):                 # slot counts groups here
             m.d.comb += engine.eval_addr.eq(slot[:group_bits])
             for name in ("weight", "valid", "bias"):

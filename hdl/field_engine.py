@@ -23,6 +23,15 @@ from amaranth.lib.wiring import In, Out
 TARGET_FIELD, TARGET_Q, TARGET_COLUMN, TARGET_ENTRY = range(4)
 
 
+def lane_select(values, lane):
+    """values[lane] (0 when lane is past the last one): the host's view of one bank."""
+    if len(values) == 1:
+        return Mux(lane == 0, values[0], 0)
+    width = len(values[0])
+    return Mux(lane < len(values),
+               Cat(*[v.as_unsigned() for v in values]).word_select(lane, width), 0)
+
+
 class FieldEngine(wiring.Component):
     """Ports:
 
@@ -41,13 +50,12 @@ class FieldEngine(wiring.Component):
         self.spec, self.geometry = spec, geometry
         g = geometry
         self.delta = spec.delta
-        self.ptr_bits = max(1, g.q_capacity.bit_length())
-        if g.q_storage == "dense":
-            self.index_bits = (g.dense_q_depth * g.lanes_p2 - 1).bit_length()
-        else:
-            self.index_bits = max(g.slots - 1, g.q_capacity - 1, 1).bit_length()
-        self.index_bits = max(self.index_bits, (g.slots - 1).bit_length(), 1)
-        self.entry_bits = spec.q_bits + g.lane_bits + g.group_bits
+        self.ptr_bits = g.ptr_bits
+        # the host's index into the largest table: the field, dense Q or the sparse entries
+        largest = max(g.slots, g.dense_q_depth * g.lanes_p2 if g.q_storage == "dense"
+                      else g.q_capacity)
+        self.index_bits = (largest - 1).bit_length()
+        self.entry_bits = g.entry_bits(spec.q_bits)
         host_bits = max(spec.field_bits, spec.q_bits, 2 * self.ptr_bits, self.entry_bits)
         super().__init__({
             "eval_addr": In(g.group_bits),
@@ -104,10 +112,7 @@ class FieldEngine(wiring.Component):
                 m.d.comb += [field_write[lane].addr.eq(host_addr),
                              field_write[lane].data.eq(self.host_wdata),
                              field_write[lane].en.eq(1)]
-        host_field = Signal(signed(spec.field_bits))
-        fields = Cat(*[p.data for p in field_read])
-        m.d.comb += host_field.eq(Mux(read_lane < lanes, fields.word_select(
-            read_lane, spec.field_bits) if lanes > 1 else field_read[0].data, 0))
+        host_field = lane_select([p.data for p in field_read], read_lane)
 
         with m.If(self.start):
             m.d.sync += [column.eq(self.column), dw.eq(self.dw)]
@@ -169,8 +174,7 @@ class FieldEngine(wiring.Component):
                 with m.Elif(~pending):
                     m.d.comb += [self.adds.eq(self.cells), self.adds_valid.eq(1)]
                     m.next = "IDLE"
-        return Mux(read_lane < lanes, Cat(*[p.data for p in q_read]).word_select(
-            read_lane, spec.q_bits) if lanes > 1 else q_read[0].data, 0)
+        return lane_select([p.data for p in q_read], read_lane)
 
     # -- sparse Q -----------------------------------------------------------------------------
     def _sparse(self, m, field_read, field_write, scaled, column):
@@ -196,10 +200,15 @@ class FieldEngine(wiring.Component):
         s2_lane = Signal(range(g.lanes_p2))
         s2_addr = Signal(group_bits)
         s2_value = Signal(signed(spec.q_bits))
-        entry_value = ent_read.data[:spec.q_bits].as_signed()
-        entry_lane = ent_read.data[spec.q_bits:spec.q_bits + lane_bits] if lane_bits else \
-            Const(0, 1)
-        entry_addr = ent_read.data[spec.q_bits + lane_bits:]
+        layout = g.entry_layout(spec.q_bits)
+
+        def entry_field(name):
+            at, width = layout[name]
+            return ent_read.data[at:at + width]
+
+        entry_value = entry_field("value").as_signed()
+        entry_lane = entry_field("lane") if lane_bits else Const(0, 1)
+        entry_addr = entry_field("group")
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):

@@ -99,6 +99,30 @@ class Geometry:
         return (self.groups_p2 - 1).bit_length()
 
     @property
+    def ptr_bits(self):
+        """Width of a sparse column's start and of its length."""
+        return max(1, self.q_capacity.bit_length())
+
+    def entry_layout(self, q_bits):
+        """(offset, width) of the fields of a sparse Q entry: value, target lane, target group."""
+        return {"value": (0, q_bits), "lane": (q_bits, self.lane_bits),
+                "group": (q_bits + self.lane_bits, self.group_bits)}
+
+    def entry_bits(self, q_bits):
+        return sum(width for _, width in self.entry_layout(q_bits).values())
+
+    def pack_entry(self, q_bits, value, index):
+        """A sparse entry: Q value (two's complement) for the row at bank index `index`."""
+        layout = self.entry_layout(q_bits)
+        return ((value & ((1 << q_bits) - 1))
+                | ((index & (self.lanes_p2 - 1)) << layout["lane"][0])
+                | ((index >> self.lane_bits) << layout["group"][0]))
+
+    def pack_column(self, start, length):
+        """A sparse column's table entry: its first entry and its length."""
+        return start | (length << self.ptr_bits)
+
+    @property
     def dense_q_depth(self):
         """Per-bank entries of a dense Q: column index (slots) x row group (groups_p2)."""
         return self.slots * self.groups_p2
@@ -155,9 +179,8 @@ class RegisterMap:
             mem("q", spec.q_bits, g.dense_q_depth * g.lanes_p2, signed=True)
         else:
             require(g.q_capacity >= 1, "geometry.q_capacity", g.q_capacity, "must be >= 1")
-            ptr_bits = max(1, g.q_capacity.bit_length())
-            mem("column", 2 * ptr_bits, g.slots)               # start | length << ptr_bits
-            mem("entry", spec.q_bits + g.lane_bits + g.group_bits, g.q_capacity)
+            mem("column", 2 * g.ptr_bits, g.slots)             # Geometry.pack_column
+            mem("entry", g.entry_bits(spec.q_bits), g.q_capacity)
         mem("barrier_table", spec.barrier_bits, g.table_depth, access="wo")
         mem("gain_table", spec.gain_bits, g.table_depth, access="wo")
         self.address_bits = max(1, (self._next - 1).bit_length())
@@ -179,9 +202,6 @@ class RegisterMap:
 
     def __iter__(self):
         return iter(self.regions.values())
-
-    def ptr_bits(self):
-        return max(1, self.geometry.q_capacity.bit_length())
 
     def bank_index(self, group, lane):
         return group * self.geometry.lanes_p2 + lane

@@ -41,6 +41,14 @@ class Counters:
         self.exact = {name: 0 for name, _, _ in self.layout}
         self.overflow = {name: False for name, _, _ in self.layout}
 
+    @classmethod
+    def from_exact(cls, spec, exact):
+        """Counters holding these exact counts, with their overflow flags set."""
+        counters = cls(spec)
+        counters.exact.update(exact)
+        counters.check_overflow()
+        return counters
+
     def add(self, name, amount):
         self.exact[name] += int(amount)
 

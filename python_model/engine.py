@@ -685,12 +685,7 @@ class LimArray:
         s = rp.dec[movers] // spec.delta
         dl2 = self.qd_seq[movers - step * n] + 2 * spec.delta * rp.gm[movers] * s
         h = ch.eta_k[step] * dl2
-        if self.h_bound * len(h) < 1 << 62:
-            c.add("heat_net", -2 * int(h.sum()))
-            c.add("heat_abs", 2 * int(np.abs(h).sum()))
-        else:
-            c.add("heat_net", -2 * _exact_sum(h))
-            c.add("heat_abs", 2 * _exact_sum(np.abs(h)))
+        self._add_heat(h)
         np.add.at(step_dl2, step, dl2)
         c.add("field_adds", n * len(movers) if self.dense_Q is not None else
               int(self.col_nnz[cells].sum()))
@@ -725,15 +720,20 @@ class LimArray:
         h = np.where(is_up, h_up[movers], h_down[movers])
         return up, down, inadmissible, blocked, movers, is_up, dl2, h
 
-    def _apply_moves(self, cells, is_up, dl2, h, step, step_dl2, step_cross, moves):
-        spec, c = self.spec, self.counters
-        dw = np.where(is_up, spec.delta, -spec.delta)
-        if self.h_bound * len(h) < 1 << 62:
+    def _add_heat(self, h):
+        """Heat of moves with half tilts h: -2h released each, 2|h| gross; exact."""
+        c = self.counters
+        if self.h_bound * len(h) < 1 << 62:        # int64 sums cannot overflow
             c.add("heat_net", -2 * int(h.sum()))
             c.add("heat_abs", 2 * int(np.abs(h).sum()))
         else:
             c.add("heat_net", -2 * _exact_sum(h))
             c.add("heat_abs", 2 * _exact_sum(np.abs(h)))
+
+    def _apply_moves(self, cells, is_up, dl2, h, step, step_dl2, step_cross, moves):
+        spec, c = self.spec, self.counters
+        dw = np.where(is_up, spec.delta, -spec.delta)
+        self._add_heat(h)
         self.W[cells] += dw
         np.add.at(step_dl2, step, dl2)
         if self.dense_Q is not None:
@@ -806,15 +806,9 @@ class LimArray:
         """
         spec, order, n = self.spec, self.order, self.spec.cells
         require(spec.tilt == "external", "tilt", spec.tilt, "run_external() needs 'external'")
-        limit = 1 << (spec.tilt_bits - 1)
         c = self.counters
         for _ in range(int(steps)):
-            h = np.asarray(half_tilt(self.step, self.W.copy()))
-            require(h.shape == (n,), "half_tilt", f"shape {h.shape}", f"must return {n} values")
-            require(h.dtype.kind in "iu", "half_tilt", f"dtype {h.dtype}", "must be integers")
-            h = h.astype(np.int64)
-            require(np.all(np.abs(h) < limit), "half_tilt", int(np.max(np.abs(h))),
-                    f"must be < {limit} in magnitude (tilt_bits = {spec.tilt_bits})")
+            h = checked_half_tilts(spec, half_tilt(self.step, self.W.copy()))
             e0 = spec.barrier.values_at([self.step, self.step + 1])
             draws = self.streams.take(order.groups).T.reshape(-1)[order.slot]
             cell = order.sequence
@@ -885,6 +879,20 @@ class LimArray:
     @property
     def loss(self):
         return self.problem.loss2(self.W) / 2 if self.problem is not None else None
+
+
+def checked_half_tilts(spec, h):
+    """A caller's half tilts (one per cell, energy LSBs) as int64; ConfigError unless they
+    are integers that fit the hardware's tilt_bits."""
+    h = np.asarray(h)
+    require(h.shape == (spec.cells,), "half_tilt", f"shape {h.shape}",
+            f"must return {spec.cells} values")
+    require(h.dtype.kind in "iu", "half_tilt", f"dtype {h.dtype}", "must be integers")
+    h = h.astype(np.int64)
+    limit = 1 << (spec.tilt_bits - 1)
+    require(bool(np.all(np.abs(h) < limit)), "half_tilt", int(np.max(np.abs(h))),
+            f"must be < {limit} in magnitude (tilt_bits = {spec.tilt_bits})")
+    return h
 
 
 def bound_field(problem, spec):

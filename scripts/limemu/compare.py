@@ -10,9 +10,7 @@ from python_model.counters import Counters
 
 
 def hardware_view(spec, exact):
-    counters = Counters(spec)
-    counters.exact.update(exact)
-    return counters.hardware()
+    return Counters.from_exact(spec, exact).hardware()
 
 
 def first_difference(spec, reference, other, *, field=True):

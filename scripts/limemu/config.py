@@ -26,16 +26,11 @@ the same table with every default filled in (and absolute paths), so that
 ``limemu run --config RESULT.json`` repeats a run exactly: a result JSON is accepted wherever a
 run file is.
 
-TOML reader: ``tomllib`` (Python >= 3.11); on Python 3.10 ``tomli`` when it is installed, else
-a small built-in reader of the subset these files need (tables, arrays of tables, strings,
-integers, floats, booleans, arrays and inline tables; comments). Anything outside that subset
-is refused with a message naming the line, never misread.
+TOML reader: ``tomllib`` (Python >= 3.11), ``tomli`` on Python 3.10 (a dependency there).
 """
 
 import hashlib
 import json
-import math
-import re
 from pathlib import Path
 
 from python_model.errors import ConfigError
@@ -43,10 +38,7 @@ from python_model.errors import ConfigError
 try:                                        # Python >= 3.11
     import tomllib as _toml
 except ModuleNotFoundError:                 # pragma: no cover - Python 3.10
-    try:
-        import tomli as _toml
-    except ModuleNotFoundError:
-        _toml = None
+    import tomli as _toml
 
 #: key -> type of the value in a run file (``formats`` is a table of integers)
 RUN_KEYS = {
@@ -72,242 +64,11 @@ def read_toml(path):
 
 
 def parse_toml(text, name="<toml>"):
-    """Parse TOML text with tomllib / tomli, or the built-in subset reader without them."""
-    if _toml is not None:
-        try:
-            return _toml.loads(text)
-        except _toml.TOMLDecodeError as error:
-            raise ConfigError(f"{name}: not valid TOML ({error})") from None
-    return parse_toml_subset(text, name)
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_NUMBER = re.compile(r"[+-]?(?:0x[0-9A-Fa-f_]+|0o[0-7_]+|0b[01_]+|inf|nan|"
-                     r"[0-9][0-9_]*(?:\.[0-9_]+)?(?:[eE][+-]?[0-9_]+)?)")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}")
-_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
-
-
-def parse_toml_subset(text, name="<toml>"):
-    """A reader of the TOML subset limemu's run and sweep files use (Python 3.10 without tomli).
-
-    Supported: ``[table]``, ``[a.b]``, ``[[array.of.tables]]``, ``key = value`` with bare,
-    quoted or dotted keys; values: basic and literal strings on one line, integers (decimal,
-    hex, octal, binary, with ``_``), floats (incl. ``inf``, ``nan``), booleans, arrays (over
-    several lines too) and inline tables; ``#`` comments. Refused (ConfigError naming the
-    line): multi-line strings, dates and times, redefined keys, anything malformed.
-    """
-    return _SubsetReader(text, name).parse()
-
-
-class _SubsetReader:
-    def __init__(self, text, name):
-        self.s, self.name, self.i = text.replace("\r\n", "\n"), name, 0
-        self.root, self.defined = {}, set()
-
-    def fail(self, what):
-        line = self.s.count("\n", 0, self.i) + 1
-        raise ConfigError(f"{self.name}, line {line}: {what} (limemu's built-in TOML reader; "
-                          "Python >= 3.11 or the tomli package reads all of TOML)")
-
-    # low-level scanning
-    def peek(self, k=1):
-        return self.s[self.i:self.i + k]
-
-    def skip_space(self, newlines=False):
-        while self.i < len(self.s):
-            c = self.s[self.i]
-            if c in " \t" or (newlines and c == "\n"):
-                self.i += 1
-            elif c == "#":
-                while self.i < len(self.s) and self.s[self.i] != "\n":
-                    self.i += 1
-            else:
-                break
-
-    def end_of_line(self):
-        self.skip_space()
-        if self.i < len(self.s) and self.s[self.i] != "\n":
-            self.fail(f"unexpected {self.s[self.i:self.i + 10]!r} after the value")
-
-    # grammar
-    def parse(self):
-        table = self.root
-        while True:
-            self.skip_space(newlines=True)
-            if self.i >= len(self.s):
-                return self.root
-            if self.peek(2) == "[[":
-                self.i += 2
-                keys = self.key_path()
-                if self.peek(2) != "]]":
-                    self.fail("expected ']]'")
-                self.i += 2
-                parent = self.walk(keys[:-1])
-                array = parent.setdefault(keys[-1], [])
-                if not isinstance(array, list):
-                    self.fail(f"{'.'.join(keys)} is already a value, not an array of tables")
-                table = {}
-                array.append(table)
-            elif self.peek() == "[":
-                self.i += 1
-                keys = self.key_path()
-                if self.peek() != "]":
-                    self.fail("expected ']'")
-                self.i += 1
-                if tuple(keys) in self.defined:
-                    self.fail(f"table [{'.'.join(keys)}] defined twice")
-                self.defined.add(tuple(keys))
-                table = self.walk(keys)
-            else:
-                keys = self.key_path()
-                if self.peek() != "=":
-                    self.fail("expected '=' after the key")
-                self.i += 1
-                self.skip_space()
-                self.assign(table, keys, self.value())
-            self.end_of_line()
-
-    def walk(self, keys):
-        table = self.root
-        for key in keys:
-            table = table.setdefault(key, {})
-            if isinstance(table, list):
-                table = table[-1]
-            if not isinstance(table, dict):
-                self.fail(f"{key} is already a value, not a table")
-        return table
-
-    def assign(self, table, keys, value):
-        for key in keys[:-1]:
-            table = table.setdefault(key, {})
-            if not isinstance(table, dict):
-                self.fail(f"{key} is already a value, not a table")
-        if keys[-1] in table:
-            self.fail(f"key {keys[-1]!r} defined twice")
-        table[keys[-1]] = value
-
-    def key_path(self):
-        keys = []
-        while True:
-            self.skip_space()
-            if self.peek() in ('"', "'"):
-                keys.append(self.string())
-            else:
-                m = _BARE_KEY.match(self.s, self.i)
-                if not m:
-                    self.fail("expected a key")
-                keys.append(m.group())
-                self.i = m.end()
-            self.skip_space()
-            if self.peek() != ".":
-                return keys
-            self.i += 1
-
-    def value(self):
-        c = self.peek()
-        if c in ('"', "'"):
-            if self.peek(3) in ('"""', "'''"):
-                self.fail("multi-line strings are not supported")
-            return self.string()
-        if c == "[":
-            return self.array()
-        if c == "{":
-            return self.inline_table()
-        for word, v in (("true", True), ("false", False)):
-            if self.s.startswith(word, self.i):
-                self.i += len(word)
-                return v
-        if _DATE.match(self.s, self.i):
-            self.fail("dates and times are not supported")
-        m = _NUMBER.match(self.s, self.i)
-        if not m:
-            self.fail(f"cannot read a value at {self.s[self.i:self.i + 10]!r}")
-        self.i = m.end()
-        return _number(m.group(), self.fail)
-
-    def string(self):
-        quote = self.s[self.i]
-        self.i += 1
-        out = []
-        while True:
-            if self.i >= len(self.s) or self.s[self.i] == "\n":
-                self.fail("unterminated string")
-            c = self.s[self.i]
-            self.i += 1
-            if c == quote:
-                return "".join(out)
-            if c == "\\" and quote == '"':
-                e = self.s[self.i:self.i + 1]
-                self.i += 1
-                if e in _ESCAPES:
-                    out.append(_ESCAPES[e])
-                elif e in ("u", "U"):
-                    width = 4 if e == "u" else 8
-                    digits = self.s[self.i:self.i + width]
-                    if not re.fullmatch(r"[0-9A-Fa-f]{%d}" % width, digits):
-                        self.fail(f"bad escape \\{e}{digits}")
-                    out.append(chr(int(digits, 16)))
-                    self.i += width
-                else:
-                    self.fail(f"bad escape \\{e}")
-            else:
-                out.append(c)
-
-    def array(self):
-        self.i += 1
-        items = []
-        while True:
-            self.skip_space(newlines=True)
-            if self.peek() == "]":
-                self.i += 1
-                return items
-            items.append(self.value())
-            self.skip_space(newlines=True)
-            if self.peek() == ",":
-                self.i += 1
-            elif self.peek() != "]":
-                self.fail("expected ',' or ']' in an array")
-
-    def inline_table(self):
-        self.i += 1
-        table = {}
-        self.skip_space()
-        if self.peek() == "}":
-            self.i += 1
-            return table
-        while True:
-            keys = self.key_path()
-            if self.peek() != "=":
-                self.fail("expected '=' in an inline table")
-            self.i += 1
-            self.skip_space()
-            self.assign(table, keys, self.value())
-            self.skip_space()
-            if self.peek() == "}":
-                self.i += 1
-                return table
-            if self.peek() != ",":
-                self.fail("expected ',' or '}' in an inline table")
-            self.i += 1
-
-
-def _number(text, fail):
-    t = text.replace("_", "")
-    sign = -1 if t.startswith("-") else 1
-    body = t.lstrip("+-")
-    if body in ("inf", "nan"):
-        return sign * math.inf if body == "inf" else math.nan
-    for prefix, base in (("0x", 16), ("0o", 8), ("0b", 2)):
-        if body.startswith(prefix):
-            if body != t:
-                fail(f"a sign is not allowed on {text!r}")
-            return int(body[2:], base)
-    if re.fullmatch(r"[0-9]+", body):
-        if len(body) > 1 and body[0] == "0":
-            fail(f"leading zeros are not allowed in {text!r}")
-        return sign * int(body)
-    return float(t)
+    """Parse TOML text; ConfigError naming the document when it is not valid TOML."""
+    try:
+        return _toml.loads(text)
+    except _toml.TOMLDecodeError as error:
+        raise ConfigError(f"{name}: not valid TOML ({error})") from None
 
 
 # -- run files ----------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import time
 import numpy as np
 
 from hdl.regmap import from_words
-from python_model.engine import LimArray
-from python_model.errors import IdentityError, require
+from python_model.engine import LimArray, checked_half_tilts
+from python_model.errors import IdentityError
 
 from .host import (bank_indices, decode_state, geometry_for, load_sequence, run_plan,
                    state_addresses, tilt_plan)
@@ -148,17 +148,3 @@ class HardwareSession:
 
     def close(self):
         self.device.close()
-
-
-def checked_half_tilts(spec, h):
-    """The caller's half tilts as int64, checked as the model checks them."""
-    h = np.asarray(h)
-    require(h.shape == (spec.cells,), "half_tilt", f"shape {h.shape}",
-            f"must return {spec.cells} values")
-    require(h.dtype.kind in "iu", "half_tilt", f"dtype {h.dtype}", "must be integers")
-    h = h.astype(np.int64)
-    limit = 1 << (spec.tilt_bits - 1)
-    require(bool(np.all(np.abs(h) < limit)), "half_tilt", int(np.max(np.abs(h))),
-            f"must be < {limit} in magnitude (tilt_bits = {spec.tilt_bits})")
-    return h
-

@@ -8,7 +8,7 @@ the virtual board and a real board all move the same words. A "plan" is a list o
 import numpy as np
 
 from hdl.lane_rng import seed_word
-from hdl.regmap import CONTROL, STATUS, Geometry, RegisterMap, from_words, to_words
+from hdl.regmap import CONTROL, STATUS, Geometry, RegisterMap, from_words, to_words, words
 from python_model.counters import counter_layout
 from python_model.errors import require
 from python_model.schedules import schedule_register_values
@@ -117,19 +117,15 @@ def q_plan(rmap, problem, index):
         return plan
     require(problem.nnz <= geo.q_capacity, "q_capacity", geo.q_capacity,
             f"the problem has {problem.nnz} nonzeros")
-    ptr_bits = rmap.ptr_bits()
     spec = rmap.spec
     start = 0
     columns = np.zeros(geo.slots, dtype=np.int64)
     for cell in range(problem.n):                   # Q is symmetric: column m = row m
         lo, hi = problem.indptr[cell], problem.indptr[cell + 1]
-        columns[index[cell]] = start | ((hi - lo) << ptr_bits)
+        columns[index[cell]] = geo.pack_column(start, hi - lo)
         for row, value in zip(problem.indices[lo:hi].tolist(), problem.data[lo:hi].tolist()):
-            target = index[row]
-            packed = (value & ((1 << spec.q_bits) - 1)) \
-                | ((target & (geo.lanes_p2 - 1)) << spec.q_bits) \
-                | ((target >> geo.lane_bits) << (spec.q_bits + geo.lane_bits))
-            plan += entry_writes(rmap, "entry", start, packed)
+            plan += entry_writes(rmap, "entry", start,
+                                 geo.pack_entry(spec.q_bits, value, int(index[row])))
             start += 1
     for i, value in enumerate(columns.tolist()):
         plan += entry_writes(rmap, "column", i, value)
@@ -156,9 +152,9 @@ def state_addresses(rmap, order, *, field=True):
     for region in _state_regions(rmap, field):
         if region.is_memory:
             for i in bank_indices(rmap, order).tolist():
-                addresses += [region.address(i, j) for j in range(_words(region))]
+                addresses += [region.address(i, j) for j in range(words(region.width))]
         else:
-            addresses += [region.address(0, j) for j in range(_words(region))]
+            addresses += [region.address(0, j) for j in range(words(region.width))]
     return addresses
 
 
@@ -169,7 +165,7 @@ def decode_state(rmap, order, words_read, *, field=True):
     out = {}
     n = len(order.sequence)
     for region in _state_regions(rmap, field):
-        k = _words(region)
+        k = words(region.width)
         if region.is_memory:
             out[region.name] = np.array([from_words([next(it) for _ in range(k)], region.width,
                                                     region.signed) for _ in range(n)],
@@ -200,10 +196,6 @@ def _state_regions(rmap, field):
     if rmap.spec.cell_counter_bits:
         names += ["cell_overflow", "cell_up", "cell_down"]
     return [rmap[name] for name in names]
-
-
-def _words(region):
-    return -(-region.width // 32)
 
 
 __all__ = ["RegisterMap", "geometry_for", "load_plan", "load_sequence", "q_plan", "tilt_plan",

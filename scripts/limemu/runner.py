@@ -137,7 +137,7 @@ class ModelSession:
         if self.cells is None:
             self.array.run(steps, progress=self.progress)
             return
-        segment = max(1, SNAPSHOT_POSITIONS // self.spec_cells)
+        segment = max(1, SNAPSHOT_POSITIONS // self.array.spec.cells)
         done = 0
         while done < steps:                      # weights after every step, in segments
             count = min(segment, steps - done)
@@ -164,10 +164,6 @@ class ModelSession:
 
     def field(self):
         return self.array.g.copy() if self.array.problem is not None else None
-
-    @property
-    def spec_cells(self):
-        return self.array.spec.cells
 
     def cell_counters(self):
         return None if self.cells is None else self.cells.hardware()
@@ -210,10 +206,7 @@ class ReferenceSession:
         return dict(self.exact) if self.exact else dict(Counters(self.spec).exact)
 
     def overflow(self):
-        counters = Counters(self.spec)
-        counters.exact.update(self.counters())
-        counters.check_overflow()
-        return dict(counters.overflow)
+        return dict(Counters.from_exact(self.spec, self.counters()).overflow)
 
     def field(self):
         return np.array(self.g)
@@ -265,9 +258,7 @@ def run_backend(backend, workload, spec, steps, progress=True, **options):
 
 def result_dict(workload, spec, steps, backend, weights, exact, overflow, extra,
                 temperature_K=300.0):
-    counters = Counters(spec)
-    counters.exact.update(exact)
-    hardware = counters.hardware()
+    hardware = Counters.from_exact(spec, exact).hardware()
     lsb = spec.energy_lsb_u
     metrics = workload.evaluate(weights)
     net_updates = int(np.sum(np.abs(weights - extra["weights0"]))) // spec.delta
