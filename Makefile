@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-rtl clean
+.PHONY: demo test bench bench-rtl bench-vboard clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("limemu needs Python >= 3.10, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
@@ -28,6 +28,9 @@ bench: $(STAMP)
 
 bench-rtl: $(STAMP)
 	$(BIN)/python scripts/bench_rtl.py
+
+bench-vboard: $(STAMP)
+	$(BIN)/python scripts/bench_vboard.py
 
 clean:
 	rm -rf $(VENV) runs build sim_build

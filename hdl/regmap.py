@@ -203,6 +203,38 @@ class RegisterMap:
     def __iter__(self):
         return iter(self.regions.values())
 
+    def lane_limited(self, region):
+        """Whether entry i of `region` belongs to lane ``i % lanes_p2``, which must be < lanes
+        (lane banks and the field; seeds are indexed by lane alone)."""
+        return region.is_memory and region.depth == self.geometry.slots and region.name != "q"
+
+    def index_limit(self, region):
+        """Entries of a memory region that exist (seed: one per lane)."""
+        return self.spec.lanes if region.name == "seed" else region.depth
+
+    def refusal(self, address, *, write, running):
+        """Why the core refuses one word access (None: accepted). "address": outside every
+        region, the wrong direction, a word past an entry's words, a lane or seed that does
+        not exist; "busy": anything but a register read or a control write during a run.
+        The host bridge (hdl/host_bridge.py) checks every word of a request against this rule
+        before it applies any."""
+        for region in self:
+            if not region.base <= address < region.base + region.size:
+                continue
+            if region.access == ("ro" if write else "wo"):
+                return "address"
+            if not region.is_memory:
+                if running and write and region.name != "control":
+                    return "busy"
+                return None
+            index, word = divmod(address - region.base, region.stride)
+            lanes_p2 = self.geometry.lanes_p2
+            if (word >= words(region.width) or index >= self.index_limit(region)
+                    or (self.lane_limited(region) and index % lanes_p2 >= self.spec.lanes)):
+                return "address"
+            return "busy" if running else None
+        return "address"
+
     def bank_index(self, group, lane):
         return group * self.geometry.lanes_p2 + lane
 

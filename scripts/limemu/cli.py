@@ -14,9 +14,9 @@ from . import studies
 from .compare import crosscheck
 from .runner import (BACKENDS, SESSIONS, WORKLOAD_DEFAULTS, build_run, open_session,
                      result_dict)
+from .train import add_train_options, command_train
 
 SESSIONS_SEGMENTED = {name: cls.segmented for name, cls in SESSIONS.items()}
-from .train import add_train_options, command_train
 
 
 def add_run_options(p):
@@ -46,6 +46,18 @@ def add_run_options(p):
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def add_hardware_options(p):
+    p.add_argument("--waves", metavar="FILE", help="verilator: write a VCD trace")
+    p.add_argument("--port", help="board: serial port of the board (e.g. /dev/ttyUSB1)")
+    p.add_argument("--baud", type=int, help="board: baud rate of its build (default: 1000000)")
+    p.add_argument("--link-timeout", type=float, default=1.0, metavar="S",
+                   help="board, vboard: seconds to wait for an answer beyond its time on "
+                   "the wire (default 1)")
+    p.add_argument("--retries", type=int, default=3,
+                   help="board, vboard: resends of a request whose answer is lost or "
+                   "damaged (default 3)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="limemu", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,9 +66,10 @@ def main(argv=None):
     add_run_options(run)
     run.add_argument("--backend", choices=BACKENDS, default="model",
                      help="model: vectorised golden model; reference: cycle-by-cycle Python; "
-                     "verilator: the RTL in Verilator")
+                     "verilator: the RTL in Verilator; vboard: the board top (UART included) "
+                     "in Verilator on a pseudo-terminal; board: an FPGA board on --port")
     run.add_argument("--json", metavar="OUT", help="write the result as JSON")
-    run.add_argument("--waves", metavar="FILE", help="verilator: write a VCD trace")
+    add_hardware_options(run)
     studies.add_run_options(run)
 
     check = sub.add_parser("crosscheck", help="run the golden model and another backend on "
@@ -67,7 +80,7 @@ def main(argv=None):
     check.add_argument("--checkpoints", type=int, default=4,
                        help="compare at this many checkpoints (default 4; the reference "
                        "backend compares once, at the end)")
-    check.add_argument("--waves", metavar="FILE", help="verilator: write a VCD trace")
+    add_hardware_options(check)
 
     bound = sub.add_parser("bound", help="energy projection: LIM bound vs conventional")
     bound.add_argument("--params", type=float, required=True, help="model parameters")
@@ -191,12 +204,22 @@ def command_crosscheck(args):
 
 
 def backend_options(args):
-    """Options only the RTL backends take (--waves)."""
+    """Options only the RTL backends take: --waves (verilator), the link's (vboard, board)."""
+    options = {}
     if getattr(args, "waves", None):
         require(args.backend == "verilator", "waves", args.waves,
                 "needs --backend verilator")
-        return {"waves": args.waves}
-    return {}
+        options["waves"] = args.waves
+    for name in ("port", "baud"):
+        if getattr(args, name, None) is not None:
+            require(args.backend == "board", name, getattr(args, name),
+                    "needs --backend board")
+            options[name] = getattr(args, name)
+    if args.backend in ("vboard", "board"):
+        require(args.link_timeout > 0, "link-timeout", args.link_timeout, "must be > 0")
+        require(0 <= args.retries <= 100, "retries", args.retries, "must be in [0, 100]")
+        options.update(timeout=args.link_timeout, retries=args.retries)
+    return options
 
 
 def command_bound(args):

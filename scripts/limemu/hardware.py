@@ -1,8 +1,10 @@
 """A run on the array core (RTL): the same session interface as the golden model's.
 
-The device is anything that moves words over the core's bus: the Verilator simulator now,
-the virtual board and a real board over the host link later. The host loads the run, lets
-the core run K steps on its own, and reads weights, field and counters at checkpoints.
+The device is anything that moves words over the core's bus (`open_device`): the core under
+Verilator (cocotb drives the bus), the virtual board (the whole board top under Verilator,
+over the serial link on a pty) and a real board over the serial link. The host loads the
+run, lets the core run K steps on its own, and reads weights, field and counters at
+checkpoints.
 """
 
 import time
@@ -11,23 +13,100 @@ import numpy as np
 
 from hdl.regmap import from_words
 from python_model.engine import LimArray, checked_half_tilts
-from python_model.errors import IdentityError
+from python_model.errors import ConfigError, IdentityError
 
 from .host import (bank_indices, decode_state, geometry_for, load_sequence, run_plan,
                    state_addresses, tilt_plan)
-from .runner import Progress
-from .verilator import VerilatorArray
+from .runner import HARDWARE, Progress
 
 SEGMENT_EVALUATIONS = 2_000_000        # cell evaluations per run request (progress output)
 
 
+def open_device(backend, spec, geometry, *, waves=None, log=None, port=None, baud=None,
+                timeout=1.0, retries=3):
+    """A device of `backend` that holds a run of `spec` needing `geometry`; its `rmap` is the
+    register map it speaks (a board's own build, which may be larger)."""
+    from hdl.regmap import RegisterMap                     # noqa: PLC0415
+    if backend != "board" and port is not None:
+        raise ConfigError(f"port = {port!r}: only --backend board takes a port")
+    if backend == "verilator":
+        from .verilator import VerilatorArray               # noqa: PLC0415
+        device = VerilatorArray(spec, geometry, waves=waves, log=log)
+        device.rmap = RegisterMap(spec, geometry)
+        return device
+    if waves:
+        raise ConfigError(f"waves = {waves!r}: only --backend verilator writes waves")
+    from .link import BoardDevice, Link                    # noqa: PLC0415
+    if backend == "vboard":
+        from .vboard import VirtualBoard                    # noqa: PLC0415
+        board = VirtualBoard(spec, geometry, log=log)
+        try:
+            link = Link(board.port, baud=board.baud, timeout=timeout, retries=retries)
+            rmap = RegisterMap(spec, geometry)
+            expect_build(link.info(), rmap, "the virtual board")
+        except BaseException:
+            board.close()
+            raise
+        device = BoardDevice(link, rmap, name="vboard")
+        device.board = board
+        return device
+    if backend == "board":
+        if port is None:
+            raise ConfigError("port: --backend board needs --port (e.g. /dev/ttyUSB1)")
+        link = Link(port, baud=baud or 1_000_000, timeout=timeout, retries=retries)
+        try:
+            rmap = RegisterMap(*board_spec(link.info(), spec, geometry, port))
+        except BaseException:
+            link.close()
+            raise
+        return BoardDevice(link, rmap, name="board")
+    raise ConfigError(f"backend = {backend!r}: must be one of {HARDWARE}")
+
+
+def expect_build(info, rmap, what):
+    """Checks that INFO describes exactly the build of `rmap`."""
+    from hdl.protocol import SPEC_FIELDS                    # noqa: PLC0415
+    got = {**info["spec"], "geometry": info["geometry"]}
+    want = {**{k: getattr(rmap.spec, k) for k in SPEC_FIELDS}, "geometry": rmap.geometry}
+    if got != want:
+        raise ConfigError(f"{what} reports a build of {got}, expected {want}")
+
+
+def board_spec(info, spec, needed, port):
+    """(spec, geometry) of a board's build that can hold the run `spec` needing `needed`:
+    every format field equal, capacities at least the run's. The register map then has the
+    board's counter widths (its cells capacity), which are at least the run's."""
+    from hdl.protocol import SPEC_FIELDS                    # noqa: PLC0415
+    board, geo = info["spec"], info["geometry"]
+    problems = [f"{k} = {getattr(spec, k)} (the board has {board[k]})"
+                for k in SPEC_FIELDS if k != "cells" and board[k] != getattr(spec, k)]
+    if spec.cells > board["cells"]:
+        problems.append(f"cells = {spec.cells} (the board holds {board['cells']})")
+    if geo.q_storage != needed.q_storage:
+        problems.append(f"q_storage = {needed.q_storage} (the board has {geo.q_storage})")
+    for name in ("groups", "q_capacity"):
+        if getattr(needed, name) > getattr(geo, name):
+            problems.append(f"{name}: the run needs {getattr(needed, name)}, the board holds "
+                            f"{getattr(geo, name)}")
+    for unit in ("barrier", "gain"):
+        schedule = getattr(spec, unit)
+        if schedule.kind == "table" and len(schedule.values) > geo.table_depth:
+            problems.append(f"{unit} table of {len(schedule.values)} entries (the board holds "
+                            f"{geo.table_depth})")
+    if problems:
+        raise ConfigError(f"the board on {port} cannot run this configuration: "
+                          + "; ".join(problems) + ". Build a bitstream for it with "
+                          "`limemu build` and the same array options.")
+    return spec.replace(cells=board["cells"]), geo
+
+
 class HardwareSession:
-    """Session on the RTL. `device_factory(spec, geometry)` opens the device."""
+    """Session on the RTL: backend verilator, vboard or board (see open_device)."""
 
     segmented = True
 
     def __init__(self, workload, spec, progress=True, *, name="verilator", waves=None,
-                 log=None):
+                 log=None, **link_options):
         self.name = name
         self.spec = spec
         # the model's own set-up gives the update order and the initial weights: both
@@ -36,10 +115,10 @@ class HardwareSession:
         order = self.probe.order
         problem = workload.problem if spec.tilt == "field" else None
         nnz = problem.nnz if problem is not None else 0
-        self.geometry = geometry_for(spec, order, nnz)
-        self.device = VerilatorArray(spec, self.geometry, waves=waves, log=log)
-        from hdl.regmap import RegisterMap                 # noqa: PLC0415
-        self.rmap = RegisterMap(spec, self.geometry)
+        self.device = open_device(name, spec, geometry_for(spec, order, nnz), waves=waves,
+                                  log=log, **link_options)
+        self.rmap = self.device.rmap
+        self.geometry = self.rmap.geometry
         for kind, words in load_sequence(self.rmap, problem, order, self.probe.W0,
                                          external=spec.tilt == "external"):
             if kind == "run":
@@ -148,3 +227,6 @@ class HardwareSession:
 
     def close(self):
         self.device.close()
+        board = getattr(self.device, "board", None)
+        if board is not None:
+            board.close()

@@ -55,7 +55,7 @@ def load_plan(rmap, problem, order, weights, *, external=False):
     index = bank_indices(rmap, order)
     w = np.asarray(weights, dtype=np.int64)
     plan = []
-    plan += register_writes(rmap, "cells", spec.cells)
+    plan += register_writes(rmap, "cells", len(order.sequence))   # a board may hold more
     plan += register_writes(rmap, "groups", order.groups)
     plan += register_writes(rmap, "external_tilt", int(external))
     for unit, bits in (("barrier", spec.barrier_bits), ("gain", spec.gain_bits)):
@@ -67,19 +67,20 @@ def load_plan(rmap, problem, order, weights, *, external=False):
             plan += entry_writes(rmap, f"{unit}_table", i, value)
     for lane in range(spec.lanes):
         plan += entry_writes(rmap, "seed", lane, seed_word(spec.seed, lane))
-    # every bank entry is written, so nothing of an earlier run survives
+    # every bank entry of a lane that exists is written: nothing of an earlier run survives
+    slots = lane_slots(geo)
     valid = np.zeros(geo.slots, dtype=np.int64)
     valid[index] = 1
     banks = [("weight", _scatter(geo, index, w)), ("valid", valid)]
     if spec.cell_counter_bits:
         banks += [("cell_up", np.zeros(geo.slots)), ("cell_down", np.zeros(geo.slots))]
     for name, values in banks:
-        for i in range(geo.slots):
+        for i in slots:
             plan += entry_writes(rmap, name, i, values[i])
     if problem is not None:
         for name, values in (("bias", _scatter(geo, index, problem.b)),
                              ("diag", _scatter(geo, index, problem.diag))):
-            for i in range(geo.slots):
+            for i in slots:
                 plan += entry_writes(rmap, name, i, values[i])
         plan += q_plan(rmap, problem, index)
     return plan
@@ -93,6 +94,11 @@ def load_sequence(rmap, problem, order, weights, *, external=False):
         sequence.append(("run", control_write(rmap, "init_field")))
     sequence.append(("write", control_write(rmap, "clear")))
     return sequence
+
+
+def lane_slots(geo):
+    """Bank indices whose lane exists (lane < lanes): the others are refused."""
+    return [i for i in range(geo.slots) if i % geo.lanes_p2 < geo.lanes]
 
 
 def _scatter(geo, index, values):
@@ -127,8 +133,8 @@ def q_plan(rmap, problem, index):
             plan += entry_writes(rmap, "entry", start,
                                  geo.pack_entry(spec.q_bits, value, int(index[row])))
             start += 1
-    for i, value in enumerate(columns.tolist()):
-        plan += entry_writes(rmap, "column", i, value)
+    for i in lane_slots(geo):
+        plan += entry_writes(rmap, "column", i, int(columns[i]))
     return plan
 
 

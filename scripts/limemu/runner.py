@@ -15,7 +15,8 @@ from python_model.spec import Spec
 from .schedule_options import parse_schedule
 from .workloads import build_workload
 
-BACKENDS = ("model", "reference", "verilator")
+BACKENDS = ("model", "reference", "verilator", "vboard", "board")
+HARDWARE = ("verilator", "vboard", "board")    # RTL sessions: scripts/limemu/hardware.py
 
 # Defaults that make `limemu run` with no options do something meaningful: an annealed
 # Max-Cut whose groups are independent sets (colour order), so the heat is exact.
@@ -228,11 +229,12 @@ SESSIONS = {"model": ModelSession, "reference": ReferenceSession}
 
 def open_session(backend, workload, spec, progress=True, **options):
     """A session of `backend` loaded with the workload (see ModelSession for the methods).
-    Options of the RTL backends: waves (a VCD file to write)."""
-    if backend == "verilator":
+    Options of the RTL backends: waves (verilator: a VCD file to write); port, baud, timeout,
+    retries (board: the serial link)."""
+    if backend in HARDWARE:
         from .hardware import HardwareSession             # noqa: PLC0415 (needs the HDL tools)
-        return HardwareSession(workload, spec, progress, log=_log if progress else None,
-                               **options)
+        return HardwareSession(workload, spec, progress, name=backend,
+                               log=_log if progress else None, **options)
     if backend not in SESSIONS:
         raise ConfigError(f"backend = {backend!r}: must be one of {tuple(SESSIONS)}")
     return SESSIONS[backend](workload, spec, progress)

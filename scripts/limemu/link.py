@@ -1,0 +1,209 @@
+"""The host side of the serial link (hdl/protocol.py): one driver for a real board and for the
+virtual board, which differ only in the port they open.
+
+`Link` sends requests and waits for their answers, with explicit timeouts and retries: a
+request whose answer is lost, damaged, or reports a damaged request (BAD_CRC, TRUNCATED) is
+sent again with the same sequence number, so the bridge never applies a WRITE twice
+(DUPLICATE). Refusals that a retry cannot cure (BAD_ADDRESS, BUSY, BAD_LENGTH,
+UNKNOWN_COMMAND) raise `LinkError` at once.
+
+`BoardDevice` moves the core's words over a Link with the interface the hardware sessions use
+(write, read, run, close), like the Verilator testbench's.
+"""
+
+import struct
+import sys
+import time
+
+from hdl import protocol
+from hdl.regmap import STATUS
+from python_model.errors import ConfigError
+
+RETRIED = ("BAD_CRC", "TRUNCATED")
+POLL_SECONDS = 0.002          # status polls while the core runs
+
+
+class LinkError(RuntimeError):
+    """The board refused a request, or did not answer after every retry."""
+
+
+class Link:
+    """Requests over a serial port (a path: /dev/ttyUSB1, or the virtual board's pty).
+
+    timeout: seconds to wait for an answer beyond the time its bytes need on the wire;
+    retries: how many times a request is sent again after a lost or damaged answer."""
+
+    def __init__(self, port, *, baud=1_000_000, timeout=1.0, retries=3, log=None,
+                 serial_factory=None):
+        if serial_factory is None:
+            import serial                                   # noqa: PLC0415 (host extra)
+            serial_factory = serial.Serial
+        try:
+            self.serial = serial_factory(port, baudrate=baud, timeout=0.05)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"port {port!r}: cannot open it ({error}); is the board "
+                              f"connected and the port right (--port)?") from None
+        self.port, self.baud = port, baud
+        self.timeout, self.retries = timeout, retries
+        self.log = log or (lambda message: sys.stderr.write(f"  link: {message}\n"))
+        self.seq = 0
+        self.skipped = 0          # garbage bytes the board reported discarding
+        self.resent = 0           # requests sent again
+        self.serial.reset_input_buffer()
+
+    # -- requests ------------------------------------------------------------------------------
+    def request(self, command, payload=b"", answer_words=0):
+        """Send one request; return the answer's payload. Retries as documented above."""
+        self.seq = (self.seq + 1) & 0xFF
+        frame = protocol.encode_request(command, self.seq, payload)
+        wire = (len(frame) + protocol.RESPONSE_HEADER + protocol.CRC_BYTES
+                + 4 * answer_words) * 10 / self.baud
+        failure = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.resent += 1
+            self.serial.write(frame)
+            status, payload_in, why = self._answer(self.seq, wire + self.timeout)
+            if status in ("OK",) or (status == "DUPLICATE" and attempt):
+                return payload_in
+            if status is None or status in RETRIED:
+                failure = why or f"{status}: {protocol.STATUS_MEANING[status]}"
+                continue
+            raise LinkError(f"{command} refused by the board: {status} "
+                            f"({protocol.STATUS_MEANING[status]})")
+        raise LinkError(f"{command} (seq {self.seq}) failed {self.retries + 1} times on "
+                        f"{self.port}; last: {failure}")
+
+    def _answer(self, seq, seconds):
+        """(status, payload, None) of the answer to `seq`; (None, None, why) when none came in
+        time or it was damaged. Unsolicited answers (GARBAGE, stale seqs) are logged and
+        skipped."""
+        deadline = time.monotonic() + seconds
+        while True:
+            frame = self._frame(deadline)
+            if isinstance(frame, str):
+                return None, None, frame
+            status, got_seq, skipped, payload = frame
+            if skipped:
+                self.skipped += skipped
+                self.log(f"the board discarded {skipped} byte(s) outside frames")
+            if status == "GARBAGE":
+                continue
+            if got_seq != seq:
+                self.log(f"ignored a stale answer (seq {got_seq}, status {status})")
+                continue
+            return status, payload, None
+
+    def _frame(self, deadline):
+        """One response frame, or a string saying what went wrong."""
+        serial = self.serial
+        while True:                                          # hunt for the sync byte
+            if time.monotonic() > deadline:
+                return "no answer (timeout)"
+            byte = serial.read(1)
+            if byte and byte[0] == protocol.RESPONSE_SYNC:
+                break
+        header = self._exactly(protocol.RESPONSE_HEADER - 1, deadline)
+        if header is None:
+            return "answer cut short (timeout in its header)"
+        status, seq, skipped, length = struct.unpack("<BBBH", header)
+        rest = self._exactly(length + protocol.CRC_BYTES, deadline)
+        if rest is None:
+            return "answer cut short (timeout in its payload)"
+        payload, crc = rest[:length], struct.unpack("<H", rest[length:])[0]
+        if protocol.crc16(header + payload) != crc:
+            return "answer damaged (CRC mismatch)"
+        if status not in protocol.STATUS_NAMES:
+            return f"answer with unknown status {status:#x}"
+        return protocol.STATUS_NAMES[status], seq, skipped, payload
+
+    def _exactly(self, count, deadline):
+        data = b""
+        while len(data) < count:
+            if time.monotonic() > deadline:
+                return None
+            data += self.serial.read(count - len(data))
+        return data
+
+    # -- commands ------------------------------------------------------------------------------
+    def info(self):
+        words = protocol.words_of(self.request("INFO", answer_words=len(protocol.INFO_FIELDS)))
+        try:
+            return protocol.parse_info(words)
+        except ValueError as error:
+            raise LinkError(f"{self.port}: {error}") from None
+
+    def write(self, pairs, progress=None):
+        """Write (address, word) pairs, in order, in bursts of consecutive addresses."""
+        chunks = protocol.bursts(pairs)
+        for done, (address, words) in enumerate(chunks, 1):
+            self.request("WRITE", protocol.write_payload(address, words))
+            if progress:
+                progress(done, len(chunks))
+
+    def read(self, addresses):
+        out = []
+        for address, count in _runs(addresses):
+            payload = self.request("READ", protocol.read_payload(address, count),
+                                   answer_words=count)
+            words = protocol.words_of(payload)
+            if len(words) != count:
+                raise LinkError(f"READ of {count} words at {address:#x} answered {len(words)}")
+            out += words
+        return out
+
+    def close(self):
+        self.serial.close()
+
+
+def _runs(addresses, limit=protocol.MAX_WORDS):
+    """(address, count) runs of consecutive addresses."""
+    runs = []
+    for a in (int(x) for x in addresses):
+        if runs and runs[-1][0] + runs[-1][1] == a and runs[-1][1] < limit:
+            runs[-1][1] += 1
+        else:
+            runs.append([a, 1])
+    return [tuple(r) for r in runs]
+
+
+class BoardDevice:
+    """The core's words over a Link: write(pairs), read(addresses), run(pairs) -> cycles."""
+
+    TRANSFER_PROGRESS_WORDS = 20_000      # show progress on loads longer than this
+
+    def __init__(self, link, rmap, name="board"):
+        self.link, self.rmap, self.name = link, rmap, name
+        self.status_address = rmap["status"].base
+
+    def write(self, pairs):
+        pairs = list(pairs)
+        progress = None
+        if len(pairs) > self.TRANSFER_PROGRESS_WORDS and sys.stderr.isatty():
+            started = time.monotonic()
+
+            def progress(done, total):
+                if done == total or done % 50 == 0:
+                    rate = 4 * len(pairs) * done / total / max(1e-9, time.monotonic() - started)
+                    sys.stderr.write(f"\r  {self.name}: load {100 * done // total:3d} % "
+                                     f"({rate / 1e3:.0f} kB/s)")
+                    if done == total:
+                        sys.stderr.write("\n")
+        self.link.write(pairs, progress)
+
+    def read(self, addresses):
+        return self.link.read(addresses)
+
+    def run(self, pairs):
+        """Write the run's registers (ending in a control strobe), wait until the core is no
+        longer busy; returns the cycles it ran (the bridge's run counter)."""
+        self.link.write(pairs)
+        while True:
+            status = self.link.read([self.status_address])[0]
+            if not status >> STATUS["busy"] & 1:
+                break
+            time.sleep(POLL_SECONDS)
+        return self.link.info()["run_cycles"]
+
+    def close(self):
+        self.link.close()
