@@ -27,10 +27,11 @@ Commands:
   ``address + 1``, ...; n <= MAX_WORDS.
 * ``READ``: payload = address (4) + count (2), 1 <= count <= MAX_WORDS: answers the words.
 
-A request is checked completely before anything is applied: crc, command, length, every
-address of the burst (`RegisterMap.refusal`), the run rule. A refused request is answered with
-its status and changes nothing. A WRITE whose seq equals that of the last applied WRITE is
-answered DUPLICATE and not applied again (the host's retry after a lost answer).
+A request is checked completely before anything is applied, in this order: crc, command,
+length, duplicate, the run rule, every address of the burst (`RegisterMap.refusal`). A refused
+request is answered with its status and changes nothing. A WRITE whose seq equals that of the
+last applied WRITE is answered DUPLICATE and not applied again: the host's resend after a lost
+answer (checked before the run rule, so that a resent start is not answered BUSY).
 While the core runs, the only write accepted is one word to ``control`` without ``start``
 (stop, clear_errors), and only registers can be read.
 A frame whose bytes stop arriving for `timeout` cycles is dropped and answered TRUNCATED;

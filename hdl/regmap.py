@@ -212,6 +212,13 @@ class RegisterMap:
         """Entries of a memory region that exist (seed: one per lane)."""
         return self.spec.lanes if region.name == "seed" else region.depth
 
+    def region_of(self, address):
+        """The region holding `address`, or None."""
+        for region in self:
+            if region.base <= address < region.base + region.size:
+                return region
+        return None
+
     def refusal(self, address, *, write, running):
         """Why the core refuses one word access (None: accepted). "address": outside every
         region, the wrong direction, a word past an entry's words, a lane or seed that does

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from hdl.regmap import from_words
+from hdl.regmap import STATUS, from_words
 from python_model.engine import LimArray, checked_half_tilts
 from python_model.errors import ConfigError, IdentityError
 
@@ -47,9 +47,7 @@ def open_device(backend, spec, geometry, *, waves=None, log=None, port=None, bau
         except BaseException:
             board.close()
             raise
-        device = BoardDevice(link, rmap, name="vboard")
-        device.board = board
-        return device
+        return BoardDevice(link, rmap, name="vboard", board=board)
     if backend == "board":
         if port is None:
             raise ConfigError("port: --backend board needs --port (e.g. /dev/ttyUSB1)")
@@ -142,10 +140,14 @@ class HardwareSession:
             self.step += count
             self._state = None
             self.progress(self.step, target)
-        state = self.state()
-        if state["step"] != self.step or state["status"]["busy"]:
-            raise RuntimeError(f"{self.name}: the core reports step {state['step']} "
-                               f"(busy={state['status']['busy']}), expected {self.step}")
+        step_region, status = self.rmap["step"], self.rmap["status"]
+        words = self.device.read([status.base] + [step_region.address(0, j) for j in
+                                                   range(step_region.size)])
+        step = from_words(words[1:], step_region.width, False)
+        busy = words[0] >> STATUS["busy"] & 1
+        if step != self.step or busy:
+            raise RuntimeError(f"{self.name}: the core reports step {step} (busy={busy}), "
+                               f"expected {self.step}")
 
     def run_external(self, steps, half_tilt):
         """Steps with tilts from the caller (tilt = 'external'): the host writes every cell's

@@ -171,10 +171,19 @@ class BoardDevice:
     """The core's words over a Link: write(pairs), read(addresses), run(pairs) -> cycles."""
 
     TRANSFER_PROGRESS_WORDS = 20_000      # show progress on loads longer than this
+    READ_THROUGH_GAP = 64
 
-    def __init__(self, link, rmap, name="board"):
+    def __init__(self, link, rmap, name="board", board=None):
         self.link, self.rmap, self.name = link, rmap, name
+        self.board = board          # the virtual board's process, if any
         self.status_address = rmap["status"].base
+
+    def _explained(self, error):
+        """A link failure; when the virtual board's simulation died, say so and where its
+        log is (a dead pty only shows as a generic serial error)."""
+        if self.board is not None:
+            self.board.check()
+        raise error
 
     def write(self, pairs):
         pairs = list(pairs)
@@ -189,21 +198,46 @@ class BoardDevice:
                                      f"({rate / 1e3:.0f} kB/s)")
                     if done == total:
                         sys.stderr.write("\n")
-        self.link.write(pairs, progress)
+        self._call(self.link.write, pairs, progress)
+
+    def _call(self, method, *args):
+        import serial                                           # noqa: PLC0415
+        try:
+            return method(*args)
+        except (LinkError, OSError, serial.SerialException) as error:
+            self._explained(error)
 
     def read(self, addresses):
-        return self.link.read(addresses)
+        """Words at `addresses`, read in as few requests as possible: wanted addresses closer
+        than READ_THROUGH_GAP words apart are read as one burst when every word between them is
+        readable in the same region (a round trip costs far more than a few extra words)."""
+        addresses = [int(a) for a in addresses]
+        spans = []
+        for a in sorted(set(addresses)):
+            if spans and a - spans[-1][1] <= self.READ_THROUGH_GAP and self._readable_between(
+                    spans[-1][1] - 1, a):
+                spans[-1][1] = a + 1
+            else:
+                spans.append([a, a + 1])
+        burst = [a for lo, hi in spans for a in range(lo, hi)]
+        got = dict(zip(burst, self._call(self.link.read, burst)))
+        return [got[a] for a in addresses]
+
+    def _readable_between(self, a, b):
+        region = self.rmap.region_of(a)
+        return region is not None and region is self.rmap.region_of(b) and all(
+            self.rmap.refusal(x, write=False, running=False) is None for x in range(a + 1, b))
 
     def run(self, pairs):
         """Write the run's registers (ending in a control strobe), wait until the core is no
         longer busy; returns the cycles it ran (the bridge's run counter)."""
-        self.link.write(pairs)
+        self._call(self.link.write, pairs)
         while True:
-            status = self.link.read([self.status_address])[0]
+            status = self._call(self.link.read, [self.status_address])[0]
             if not status >> STATUS["busy"] & 1:
                 break
             time.sleep(POLL_SECONDS)
-        return self.link.info()["run_cycles"]
+        return self._call(self.link.info)["run_cycles"]
 
     def close(self):
         self.link.close()

@@ -1,0 +1,62 @@
+"""A board: the array core behind the UART host bridge, with four status LEDs.
+
+The one top the FPGA wrappers (synth/) and the Verilator virtual board instantiate: a host
+speaks the protocol of hdl/protocol.py on ``rx``/``tx`` and nothing else reaches the core.
+
+``led_busy``/``led_done``/``led_error`` are the core's outputs; ``led_link`` is the bridge's
+``active`` (a frame is being received, executed or answered, or skipped bytes wait to be
+reported). A simulation may stop clocking while both ``led_link`` and ``led_busy`` are low and
+``rx`` is idle: nothing would change.
+"""
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .array_core import ArrayCore
+from .host_bridge import HostBridge, link_divisor
+from .regmap import RegisterMap
+
+TIMEOUTS_PER_SECOND = 50          # a frame silent for 20 ms is dropped
+
+
+class BoardTop(wiring.Component):
+    """Ports: ``rx`` In(1), ``tx`` Out(1), ``led_busy``, ``led_done``, ``led_error``,
+    ``led_link`` Out(1)."""
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+    led_busy: Out(1)
+    led_done: Out(1)
+    led_error: Out(1)
+    led_link: Out(1)
+
+    def __init__(self, spec, geometry, *, clock_hz, baud, timeout_cycles=None):
+        if timeout_cycles is None:
+            timeout_cycles = clock_hz // TIMEOUTS_PER_SECOND
+        self.regmap = RegisterMap(spec, geometry)           # checks spec against geometry
+        self.divisor = link_divisor(clock_hz=clock_hz, baud=baud, timeout_cycles=timeout_cycles)
+        self.spec, self.geometry = spec, geometry
+        self.clock_hz, self.baud, self.timeout_cycles = clock_hz, baud, timeout_cycles
+        super().__init__()
+
+    def __repr__(self):
+        return (f"BoardTop(spec={self.spec!r}, geometry={self.geometry!r}, "
+                f"clock_hz={self.clock_hz}, baud={self.baud}, "
+                f"timeout_cycles={self.timeout_cycles})")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = ArrayCore(self.spec, self.geometry)
+        m.submodules.bridge = bridge = HostBridge(self.regmap, clock_hz=self.clock_hz,
+                                                  baud=self.baud,
+                                                  timeout_cycles=self.timeout_cycles)
+        m.d.comb += [
+            bridge.rx.eq(self.rx), self.tx.eq(bridge.tx),
+            core.addr.eq(bridge.addr), core.wdata.eq(bridge.wdata), core.we.eq(bridge.we),
+            core.re.eq(bridge.re), bridge.rdata.eq(core.rdata), bridge.rack.eq(core.rack),
+            bridge.core_busy.eq(core.busy),
+            self.led_busy.eq(core.busy), self.led_done.eq(core.done),
+            self.led_error.eq(core.error), self.led_link.eq(bridge.active),
+        ]
+        return m

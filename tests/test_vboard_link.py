@@ -1,0 +1,180 @@
+"""The host link end to end on the virtual board: the whole board top (UART, bridge, core)
+under Verilator on a pseudo-terminal. Every protocol error is answered, and a refused request
+changes nothing: the test reads every readable word of the register map before and after.
+Then a run through the command line agrees with the golden model bit for bit."""
+
+import json
+import struct
+import time
+
+import pytest
+
+from hdl import protocol
+from hdl.regmap import CONTROL, STATUS, Geometry, RegisterMap
+from limemu.cli import main
+from limemu.host import register_writes, run_plan
+from limemu.link import Link, LinkError
+from limemu.vboard import VirtualBoard
+from python_model.errors import ConfigError
+from python_model.spec import Spec
+
+SPEC = Spec(cells=6, lanes=3, weight_bits=4)
+GEOMETRY = Geometry(lanes=3, groups=2, q_storage="dense", q_capacity=1, table_depth=256)
+
+
+@pytest.fixture(scope="module")
+def board():
+    with VirtualBoard(SPEC, GEOMETRY) as vb:
+        link = Link(vb.port, baud=vb.baud, timeout=2.0, retries=0, log=lambda m: None)
+        yield vb, link, RegisterMap(SPEC, GEOMETRY)
+        link.close()
+
+
+def readable(rmap):
+    top = max(r.base + r.size for r in rmap)
+    return [a for a in range(top) if rmap.refusal(a, write=False, running=False) is None]
+
+
+def snapshot(link, rmap):
+    return link.read(readable(rmap))
+
+
+def exchange(link, frame, *, wait=2.0):
+    """Send raw bytes; return the next answer (status name, seq, skipped, payload)."""
+    link.serial.write(frame)
+    answer = link._frame(time.monotonic() + wait)
+    assert not isinstance(answer, str), answer
+    return answer
+
+
+def test_info_describes_the_build(board):
+    vb, link, rmap = board
+    info = link.info()
+    assert info["geometry"] == GEOMETRY and info["spec"]["lanes"] == 3
+    assert info["clock_hz"] == vb.clock_hz and info["baud"] == vb.baud
+
+
+def weight_write(rmap, seq, values, *, index=0):
+    address = rmap["weight"].address(index)
+    return protocol.encode_request("WRITE", seq, protocol.write_payload(address, values))
+
+
+REFUSED = {
+    "BAD_CRC": lambda rmap: weight_write(rmap, 11, [5])[:-1] + b"\x00",
+    "UNKNOWN_COMMAND": lambda rmap: b"\xa5" + _body(0x7E, 12, protocol.write_payload(0, [1])),
+    "BAD_LENGTH": lambda rmap: b"\xa5" + _body(protocol.COMMANDS["WRITE"], 13, b"\0" * 6),
+    # a burst that is valid except for its last word: lane 3 of a 3-lane build
+    "BAD_ADDRESS": lambda rmap: weight_write(rmap, 14, [1, 2, 3, 4]),
+}
+
+
+def _body(command, seq, payload):
+    body = struct.pack("<BBH", command, seq, len(payload)) + payload
+    return body + struct.pack("<H", protocol.crc16(body))
+
+
+@pytest.mark.parametrize("status", sorted(REFUSED))
+def test_a_refused_request_is_answered_and_changes_nothing(board, status):
+    _, link, rmap = board
+    link.write(register_writes(rmap, "cells", 6))
+    before = snapshot(link, rmap)
+    answer = exchange(link, REFUSED[status](rmap))
+    assert answer[0] == status
+    assert snapshot(link, rmap) == before
+
+
+def test_a_truncated_request_is_answered_after_the_timeout_and_changes_nothing(board):
+    _, link, rmap = board
+    before = snapshot(link, rmap)
+    answer = exchange(link, weight_write(rmap, 21, [5, 6])[:-3], wait=5.0)
+    assert answer[:2] == ("TRUNCATED", 21)
+    assert snapshot(link, rmap) == before
+
+
+def test_a_too_long_request_is_refused_from_its_header(board):
+    _, link, rmap = board
+    before = snapshot(link, rmap)
+    header = b"\xa5" + struct.pack("<BBH", protocol.COMMANDS["WRITE"], 22, 60000)
+    assert exchange(link, header)[:2] == ("BAD_LENGTH", 22)
+    time.sleep(0.3)                           # let the bridge report the silence, if it does
+    link.serial.reset_input_buffer()
+    assert snapshot(link, rmap) == before
+
+
+def test_garbage_between_frames_is_counted_and_reported(board):
+    _, link, rmap = board
+    read = protocol.encode_request("READ", 31, protocol.read_payload(rmap["magic"].base, 1))
+    status, seq, skipped, payload = exchange(link, b"\x00\x11\x22" + read)
+    assert (status, seq, skipped) == ("OK", 31, 3)
+    assert exchange(link, b"\x01\x02", wait=5.0)[:3] == ("GARBAGE", 0, 2)
+
+
+def test_a_repeated_write_is_not_applied_twice(board):
+    _, link, rmap = board
+    address = rmap["weight"].address(1)
+    first = protocol.encode_request("WRITE", 41, protocol.write_payload(address, [3]))
+    again = protocol.encode_request("WRITE", 41, protocol.write_payload(address, [7]))
+    assert exchange(link, first)[0] == "OK"
+    assert exchange(link, again)[0] == "DUPLICATE"
+    assert link.read([address]) == [3]
+    link.info()                                # INFO clears the duplicate filter
+    assert exchange(link, again)[0] == "OK"
+    assert link.read([address]) == [7]
+
+
+def test_a_run_requested_during_a_run_is_refused_and_stop_is_accepted(board):
+    _, link, rmap = board
+    link.write(register_writes(rmap, "groups", 2))
+    link.write(run_plan(rmap, 1 << 40))                     # runs until stopped
+    status = rmap["status"].base
+    assert link.read([status])[0] >> STATUS["busy"] & 1
+    steps_register = rmap["run_steps"].base
+    again = run_plan(rmap, 5)
+    with pytest.raises(LinkError, match="BUSY"):
+        link.write(again)
+    with pytest.raises(LinkError, match="BUSY"):
+        link.write([(rmap["control"].base, 1 << CONTROL["start"])])
+    with pytest.raises(LinkError, match="BUSY"):
+        link.read([rmap["weight"].address(0)])              # memories wait for the stop
+    link.write([(rmap["control"].base, 1 << CONTROL["stop"])])
+    deadline = time.monotonic() + 5
+    while link.read([status])[0] >> STATUS["busy"] & 1:
+        assert time.monotonic() < deadline, "the core did not stop"
+    assert link.read([steps_register, steps_register + 1]) == [0, 1 << 8]   # 1 << 40 kept
+    assert not link.read([status])[0] >> STATUS["error_busy_write"] & 1
+
+
+def test_run_on_the_vboard_gives_the_models_json(tmp_path):
+    common = ["run", "--workload", "maxcut", "--cells", "40", "--lanes", "4", "--steps",
+              "200", "--quiet", "--seed", "3"]
+    assert main(common + ["--json", str(tmp_path / "model.json")]) == 0
+    assert main(common + ["--backend", "vboard", "--json", str(tmp_path / "vb.json")]) == 0
+    model = json.loads((tmp_path / "model.json").read_text())
+    vboard = json.loads((tmp_path / "vb.json").read_text())
+    assert vboard["backend"] == "vboard" and set(vboard) == set(model)
+    assert vboard["weights"] == model["weights"] and vboard["counters"] == model["counters"]
+
+
+@pytest.mark.parametrize("options", [
+    ["--workload", "maxcut", "--cells", "48", "--lanes", "5", "--order", "colour"],
+    ["--workload", "lsq", "--bits", "8", "--lanes", "2"],
+])
+def test_crosscheck_on_the_vboard(options, capsys):
+    assert main(["crosscheck", "--backend", "vboard", "--steps", "300", "--checkpoints", "3",
+                 "--quiet"] + options) == 0
+    assert "crosscheck: PASS" in capsys.readouterr().out
+
+
+def test_a_dead_virtual_board_is_reported_with_its_log():
+    from limemu.link import BoardDevice                         # noqa: PLC0415
+    board = VirtualBoard(SPEC, GEOMETRY)
+    link = Link(board.port, baud=board.baud, timeout=0.5, retries=0, log=lambda m: None)
+    device = BoardDevice(link, RegisterMap(SPEC, GEOMETRY), name="vboard", board=board)
+    try:
+        board._process.kill()
+        board._process.wait()
+        with pytest.raises(ConfigError, match="not running.*log"):
+            device.read([0])
+    finally:
+        link.close()
+        board.close()
