@@ -65,15 +65,15 @@ class Board:
 
     async def bus(self, ctx):
         dut, answers = self.dut, deque()
-        async for _, _, we, re, addr, wdata in ctx.tick().sample(dut.we, dut.re, dut.addr,
+        async for _, _, we, read, addr, wdata in ctx.tick().sample(dut.we, dut.re, dut.addr,
                                                                  dut.wdata):
             self.cycle += 1                  # the samples are of cycle self.cycle - 1
-            assert not (we and re)
+            assert not (we and read)
             if we:
                 self.writes.append((addr, wdata))
                 self.write_cycles.append(self.cycle - 1)
                 self.words[addr] = wdata
-            if re:
+            if read:
                 self.reads.append(addr)
                 answers.append((self.cycle - 1 + READ_LATENCY, self.value(addr)))
             if answers and answers[0][0] == self.cycle:

@@ -249,7 +249,7 @@ def run_training(options, progress=None, data=None):
         result["energy"] = energy_report(spec, c.exact, trainer.W0, mh.final,
                                          o["temperature"])
         result["mh"] = _jsonable(mh.stats)
-        result["history"] = [{"step": s, "loss": l, "gain": g} for s, l, g in mh.history]
+        result["history"] = [{"step": s, "loss": loss, "gain": g} for s, loss, g in mh.history]
         result["identities"] = {"first_law": "exact"}
         macs = c.exact["field_adds"]
         result["posterior_mean"] = [round(float(x), 6) for x in mh.mean]
