@@ -178,3 +178,38 @@ def test_a_dead_virtual_board_is_reported_with_its_log():
     finally:
         link.close()
         board.close()
+
+
+RUN = ["--workload", "maxcut", "--cells", "40", "--lanes", "4", "--order", "colour",
+       "--steps", "200", "--seed", "5", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def larger_board():
+    """A board build with more room than the run needs, as a real board has: the
+    `--backend board` path (INFO, capacity checks, the board's own register map) on the
+    virtual board's pty."""
+    from limemu.runner import build_run                          # noqa: PLC0415
+    _, spec, _ = build_run({"workload": "maxcut", "cells": 40, "lanes": 4, "order": "colour"})
+    with VirtualBoard(spec.replace(cells=64), Geometry(
+            lanes=4, groups=32, q_storage="sparse", q_capacity=1024, table_depth=512)) as vb:
+        yield vb
+
+
+def test_backend_board_runs_on_a_larger_build_bit_exactly(larger_board, tmp_path):
+    assert main(["run"] + RUN + ["--json", str(tmp_path / "model.json")]) == 0
+    assert main(["run"] + RUN + ["--backend", "board", "--port", larger_board.port,
+                                 "--json", str(tmp_path / "board.json")]) == 0
+    model = json.loads((tmp_path / "model.json").read_text())
+    board = json.loads((tmp_path / "board.json").read_text())
+    assert board["weights"] == model["weights"] and board["counters"] == model["counters"]
+    assert main(["crosscheck", "--backend", "board", "--port", larger_board.port] + RUN) == 0
+
+
+def test_backend_board_refuses_a_run_its_build_cannot_hold(larger_board, capsys):
+    options = [o if o != "4" else "2" for o in RUN]                  # --lanes 2
+    assert main(["run"] + options + ["--backend", "board", "--port", larger_board.port]) == 2
+    assert "lanes = 2 (the board has 4)" in capsys.readouterr().err
+    assert main(["run", "--workload", "maxcut", "--cells", "100", "--lanes", "4", "--quiet",
+                 "--backend", "board", "--port", larger_board.port]) == 2
+    assert "cells = 100 (the board holds 64)" in capsys.readouterr().err
