@@ -10,7 +10,7 @@ from python_model import physics
 from python_model.counters import counter_layout
 from python_model.errors import ConfigError, IdentityError, require
 
-from . import studies
+from . import build, studies
 from .compare import crosscheck
 from .runner import (BACKENDS, SESSIONS, WORKLOAD_DEFAULTS, build_run, open_session,
                      result_dict)
@@ -91,6 +91,7 @@ def main(argv=None):
                        help="also project with the heat per cell-evaluation of this run")
 
     studies.add_commands(sub)
+    build.add_commands(sub)
 
     train = sub.add_parser("train", help="chip-in-the-loop training on the breast-cancer data: "
                            "Metropolis-Hastings on the array or backprop, on a non-ideal chip")
@@ -103,6 +104,8 @@ def main(argv=None):
             return command_run(args)
         if args.command in studies.COMMANDS:
             return studies.COMMANDS[args.command](args)
+        if args.command in build.COMMANDS:
+            return build.COMMANDS[args.command](args)
         if args.command == "crosscheck":
             return command_crosscheck(args)
         if args.command == "train":
