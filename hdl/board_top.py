@@ -32,13 +32,22 @@ class BoardTop(wiring.Component):
     led_link: Out(1)
 
     def __init__(self, spec, geometry, *, clock_hz, baud, timeout_cycles=None):
+        self.spec, self.geometry = spec, geometry
+        self.clock_hz, self.baud = clock_hz, baud
+        self.regmap, self.divisor, self.timeout_cycles = self.check(
+            spec, geometry, clock_hz=clock_hz, baud=baud, timeout_cycles=timeout_cycles)
+        super().__init__()
+
+    @staticmethod
+    def check(spec, geometry, *, clock_hz, baud, timeout_cycles=None):
+        """Raise ConfigError for a board that cannot be built; else return its register map,
+        link divisor and frame timeout. Callers check first so that a refused configuration
+        leaves no half-built component behind (amaranth warns about unused ones)."""
         if timeout_cycles is None:
             timeout_cycles = clock_hz // TIMEOUTS_PER_SECOND
-        self.regmap = RegisterMap(spec, geometry)           # checks spec against geometry
-        self.divisor = link_divisor(clock_hz=clock_hz, baud=baud, timeout_cycles=timeout_cycles)
-        self.spec, self.geometry = spec, geometry
-        self.clock_hz, self.baud, self.timeout_cycles = clock_hz, baud, timeout_cycles
-        super().__init__()
+        regmap = RegisterMap(spec, geometry)                # checks spec against geometry
+        divisor = link_divisor(clock_hz=clock_hz, baud=baud, timeout_cycles=timeout_cycles)
+        return regmap, divisor, timeout_cycles
 
     def __repr__(self):
         return (f"BoardTop(spec={self.spec!r}, geometry={self.geometry!r}, "

@@ -36,7 +36,8 @@ class QuadraticProblem:
         self.indices = cols
         self.data = vals
         self.b = np.asarray(b, dtype=np.int64).reshape(-1)
-        require(self.b.shape == (self.n,), "b", f"shape {self.b.shape}", f"must have {self.n} entries")
+        require(self.b.shape == (self.n,), "b", f"shape {self.b.shape}",
+                f"must have {self.n} entries")
         self.diag = np.zeros(self.n, dtype=np.int64)
         on_diag = rows == cols
         self.diag[rows[on_diag]] = vals[on_diag]

@@ -97,7 +97,8 @@ class Schedule:
         lo = 0 if self.lo is None else int(self.lo)
         hi = top if self.hi is None else int(self.hi)
         require(0 <= lo <= top, f"{name}.lo", lo, f"must be in [0, {top}] ({bits}-bit format)")
-        require(lo <= hi <= top, f"{name}.hi", hi, f"must be in [lo={lo}, {top}] ({bits}-bit format)")
+        require(lo <= hi <= top, f"{name}.hi", hi,
+                f"must be in [lo={lo}, {top}] ({bits}-bit format)")
         if self.kind != "table":
             require(0 <= self.start <= top, f"{name}.start", self.start,
                     f"must be in [0, {top}] ({bits}-bit format)")

@@ -33,7 +33,7 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from hdl.protocol import SPEC_FIELDS
 from hdl.regmap import Geometry
-from python_model.errors import ConfigError, require
+from python_model.errors import require
 from python_model.schedules import MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES, Schedule
 from python_model.spec import Q_STORAGES, Spec
 
@@ -483,11 +483,16 @@ def build_board(board, spec, geometry, build_dir, log=print, *, baud=None, seed=
     log(f"  in {build_dir}")
 
     t = time.monotonic()
-    wrapper = BoardWrapper(board, spec, geometry, baud=baud, top=top)
+    if top is None:
+        # refuse a bad configuration before any component exists: amaranth warns about
+        # half-built ones when they are collected
+        from hdl.board_top import BoardTop  # noqa: PLC0415 (the HDL only when building)
+        BoardTop.check(spec, geometry, clock_hz=board.clock_hz, baud=baud)
     tools = {tool: find_tool(tool) for tool in ("yosys", f"nextpnr-{board.family}",
                                                 "icepack" if board.family == "ice40"
                                                 else "ecppack")}
     report["tools"] = tools
+    wrapper = BoardWrapper(board, spec, geometry, baud=baud, top=top)
     plan = board.make_platform().build(
         wrapper, name=name, do_build=False, synth_opts=board.synth_opts,
         script_after_synth=f"tee -q -o {STAT_FILE} stat -json",

@@ -1,9 +1,11 @@
 """Shared helpers for the golden-model tests."""
 
+import gc
 import zlib
 
 import numpy as np
 import pytest
+from amaranth.hdl import UnusedElaboratable
 
 from python_model import QuadraticProblem
 
@@ -24,3 +26,15 @@ def rng(request):
     """A generator seeded from the test's id: the same numbers on every run of that test."""
     seed = zlib.crc32(request.node.nodeid.encode())
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_after_each_test():
+    """Collect after every test, so that a warning raised while an object is destroyed (such
+    as amaranth's "created but never used") fails the test that caused it, every time, rather
+    than whichever test the collector happens to run in. Amaranth only emits that warning once
+    something has been elaborated in the process; enabling it from the start makes it
+    independent of the order of the tests too."""
+    UnusedElaboratable._MustUse__silence = False
+    yield
+    gc.collect()

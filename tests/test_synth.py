@@ -110,14 +110,15 @@ def test_build_refuses_bad_baud_before_any_tool(tmp_path):
 
 # -- parsing ----------------------------------------------------------------------------------
 
-# nextpnr-ecp5 0.11 --report of `limemu build --board ulx3s` with a small array (critical
-# paths left out)
+# nextpnr-ecp5 0.11 --report of `limemu build --board ulx3s --cells 64 --lanes 2 --q-capacity
+# 1024 --table-depth 256` (router1, seed 1), critical paths and unused BEL types left out
 ULX3S_REPORT = json.loads("""
-{"fmax": {"$glbnet$cd_sync.clk": {"achieved": 315.7562255859375, "constraint": 25}},
- "utilization": {"DCCA": {"available": 56, "used": 1}, "DP16KD": {"available": 208, "used": 0},
-  "MULT18X18D": {"available": 156, "used": 0},
-  "TRELLIS_COMB": {"available": 83640, "used": 31},
-  "TRELLIS_FF": {"available": 83640, "used": 26}, "TRELLIS_IO": {"available": 365, "used": 2}}}
+{"fmax": {"$glbnet$cd_sync.clk": {"achieved": 38.35091018676758, "constraint": 25}},
+ "utilization": {"DCCA": {"available": 56, "used": 1}, "DP16KD": {"available": 208, "used": 18},
+  "EHXPLLL": {"available": 4, "used": 0}, "MULT18X18D": {"available": 156, "used": 19},
+  "TRELLIS_COMB": {"available": 83640, "used": 16378},
+  "TRELLIS_FF": {"available": 83640, "used": 9405}, "TRELLIS_IO": {"available": 365, "used": 7},
+  "TRELLIS_RAMW": {"available": 10455, "used": 48}}}
 """)
 
 # nextpnr-ice40 0.11 log of the smallest array on the UP5K: placement runs out of logic cells
@@ -146,13 +147,15 @@ Info: Max frequency for clock 'cd_sync.clk': 11.50 MHz (FAIL at 12.00 MHz)
 
 def test_parse_nextpnr_report():
     parsed = parse_nextpnr_report(ULX3S_REPORT)
-    assert parsed["fmax"] == {"sync": {"achieved": pytest.approx(315.756, abs=1e-3),
+    assert parsed["fmax"] == {"sync": {"achieved": pytest.approx(38.3509, abs=1e-4),
                                        "constraint": 25.0}}
-    assert parsed["utilization"]["TRELLIS_COMB"] == {"used": 31, "available": 83640}
+    assert parsed["utilization"]["TRELLIS_COMB"] == {"used": 16378, "available": 83640}
     resources, timing = summarize(ULX3S, None, parsed)
-    assert resources["lut4"] == {"used": 31, "available": 83640}
-    assert resources["ram"] == {"used": 0, "available": 208}
-    assert resources["dsp"] == {"used": 0, "available": 156}
+    assert resources["lut4"] == {"used": 16378, "available": 83640}
+    assert resources["ff"] == {"used": 9405, "available": 83640}
+    assert resources["ram"] == {"used": 18, "available": 208}
+    assert resources["dsp"] == {"used": 19, "available": 156}
+    assert resources["pll"] == {"used": 0, "available": 4}
     assert timing["sync"]["met"] and timing["sync"]["target_mhz"] == 25.0
     assert not over_capacity(resources)
 
