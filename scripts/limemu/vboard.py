@@ -15,7 +15,6 @@ the host driver opens `board.port` with pyserial exactly like a real board's USB
   so an idle virtual board costs no CPU and simulated time stands still.
 """
 
-import fcntl
 import hashlib
 import os
 import secrets
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from python_model.errors import ConfigError, require
 
-from .verilator import REPO, verilator_environment
+from .verilator import REPO, exclusive_build, verilator_environment
 
 HARNESS = Path(__file__).with_name("vboard_harness.cpp")
 BUILD_ROOT = Path(os.environ.get("LIMEMU_VBOARD_BUILD_DIR", REPO / "build" / "vboard"))
@@ -126,14 +125,7 @@ def build_vboard(spec=None, geometry=None, *, clock_hz=VBOARD_CLOCK_HZ, baud=VBO
     key = hashlib.sha256((text + "\n" + recipe).encode()).hexdigest()[:16]
     folder = BUILD_ROOT / key
     if not (folder / EXECUTABLE).exists():
-        BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-        with open(BUILD_ROOT / f"{key}.lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if log:
-                    log(f"  vboard: waiting for another process building {folder}")
-                fcntl.flock(lock, fcntl.LOCK_EX)     # released on close, or if we die
+        with exclusive_build(BUILD_ROOT / f"{key}.lock", folder, log, "vboard"):
             if not (folder / EXECUTABLE).exists():   # else another process built it meanwhile
                 _build(folder, text, flags, log)
     if index is not None:

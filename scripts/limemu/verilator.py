@@ -9,6 +9,7 @@
   talks to it over a local socket: write words, read words, run K steps.
 """
 
+import fcntl
 import hashlib
 import os
 import re
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from multiprocessing.connection import Listener
 from pathlib import Path
 
@@ -126,7 +128,9 @@ def generate_verilog(spec, geometry):
 
 
 def build(spec, geometry, *, waves=False, verilog_text=None, log=None):
-    """Build the simulator; returns its folder. Reused when the Verilog is unchanged."""
+    """Build the simulator; returns its folder. Reused when the Verilog is unchanged.
+    Processes building the same design at once (test workers) take turns: the first builds,
+    the others find its simulator, which appears under its final name only when complete."""
     text = verilog_text if verilog_text is not None else generate_verilog(spec, geometry)
     recipe = f"waves={waves} {BUILD_FLAGS} {MAKE_OVERRIDES} {PUBLIC_PORTS}"
     key = hashlib.sha256((text + recipe).encode()).hexdigest()[:16]
@@ -134,6 +138,27 @@ def build(spec, geometry, *, waves=False, verilog_text=None, log=None):
     binary = folder / TOPLEVEL
     if binary.exists():
         return folder
+    with exclusive_build(BUILD_ROOT / f"{key}.lock", folder, log, "verilator"):
+        if not binary.exists():                   # else another process built it meanwhile
+            _build_simulator(folder, text, waves, log)
+    return folder
+
+
+@contextmanager
+def exclusive_build(lock_path, folder, log, tool):
+    """Hold an exclusive lock on `lock_path` (released on exit, or when the process dies)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if log:
+                log(f"  {tool}: waiting for another process building {folder}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _build_simulator(folder, text, waves, log):
     env, version = verilator_environment()
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / f"{TOPLEVEL}.v"
@@ -158,8 +183,9 @@ def build(spec, geometry, *, waves=False, verilog_text=None, log=None):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    shutil.copy(folder / "sim" / TOPLEVEL, binary)
-    return folder
+    partial = folder / f"{TOPLEVEL}.{os.getpid()}-{secrets.token_hex(4)}"
+    shutil.copy(folder / "sim" / TOPLEVEL, partial)
+    os.replace(partial, folder / TOPLEVEL)        # atomic: the simulator is complete or absent
 
 
 # Only the wrapper's ports are visible to cocotb. The runner makes every signal public
