@@ -7,12 +7,14 @@ normal tier, and the ULX3S default (the README's configuration) behind ``slow``.
 """
 
 import json
+import re
 import stat
 import sys
 from types import SimpleNamespace
 
 import pytest
 
+import synth_breakdown
 from limemu import build as build_cli
 from python_model.errors import ConfigError
 from synth import boards
@@ -377,3 +379,25 @@ def test_ulx3s_default_array_fits_and_meets_timing(tmp_path):
     assert report["geometry"]["q_capacity"] >= 38_400
     for name in ("lut4", "ff", "ram", "dsp"):
         assert report["resources"][name]["used"] <= report["resources"][name]["available"]
+
+
+def test_synth_breakdown_of_the_icebreaker_array(capsys):
+    """scripts/synth_breakdown.py: per-component LUT4/FF of a hierarchical synthesis; the
+    components add up to the whole design."""
+    toolchain_or_fail(ICEBREAKER)
+    synth_breakdown.main(["--board", "icebreaker"])
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        match = re.match(r"^  (\s*)(\S.*?)\s+(\d+)\s+(\d+)$", line)
+        if match:
+            rows[(len(match.group(1)) // 2, match.group(2))] = (int(match.group(3)),
+                                                                int(match.group(4)))
+    whole = rows[(0, "whole design")]
+    top = [v for (depth, name), v in rows.items() if depth == 0 and name != "whole design"]
+    assert {name for depth, name in rows if depth == 0} >= {"bridge", "core"}
+    assert {"barrier", "gain", "counters", "crossing_0", "rng_0", "engine",
+            "(its own logic)"} <= {name for depth, name in rows if depth == 1}
+    assert sum(lut for lut, _ in top) <= whole[0] and whole[0] > 5280   # it does not fit
+    core = rows[(0, "core")]
+    parts = [v for (depth, name), v in rows.items() if depth == 1 and name != "(its own logic)"]
+    assert core[0] > sum(lut for lut, _ in parts)
