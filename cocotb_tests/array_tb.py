@@ -6,8 +6,10 @@ quit: write words, read words, run K steps. Between requests, and while the core
 steps on its own, Python does nothing: the clock is cocotb's C-level GPI clock.
 
 Bus timing: inputs are driven and outputs sampled on the falling edge, so every value is
-settled; a write takes one cycle, reads are issued one per cycle and answered three cycles
-later.
+settled; an access is presented only in a cycle where the core's ``ready`` is high (the
+pipelined core: always; the compact core: not while it stores a wide entry). A write takes one
+cycle; reads are issued one per cycle, at most READ_LATENCY in flight, and answered (``rack``)
+in order, three cycles later or more.
 """
 
 import os
@@ -25,6 +27,9 @@ RESET_CYCLES = 3          # falling edges until a written start shows as busy
 async def write_words(dut, pairs):
     for address, word in pairs:
         await FallingEdge(dut.clk)
+        while not int(dut.ready.value):
+            dut.we.value = 0
+            await FallingEdge(dut.clk)
         dut.addr.value = address
         dut.wdata.value = word
         dut.we.value = 1
@@ -41,7 +46,7 @@ async def read_words(dut, addresses):
         if int(dut.rack.value):
             answers.append(int(dut.rdata.value))
             in_flight -= 1
-        if issued and in_flight < READ_LATENCY:
+        if issued and in_flight < READ_LATENCY and int(dut.ready.value):
             dut.addr.value = issued.pop(0)
             dut.re.value = 1
             in_flight += 1

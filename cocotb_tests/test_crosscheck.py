@@ -6,6 +6,9 @@ flag and field entry with python_model at 4 checkpoints. Together the configurat
 lanes 1, 3, 4, 5, 8; weight bits 1, 4, 8; dense and sparse Q; natural and colour order; every
 schedule kind for the barrier and for the gain; external-tilt mode; >= 1e5 cell evaluations
 each, and one run of >= 1e7; per-cell counters (in one configuration, narrow enough to wrap).
+The compact core (one lane, hdl/compact_core.py) runs its own cases of the same kinds: spins
+and multi-level weights, dense and sparse, every schedule kind, entries of one and of two
+16-bit planes, per-cell counters, external tilts, and the mutation check.
 """
 
 from dataclasses import dataclass
@@ -74,6 +77,26 @@ CASES = {
         spec=dict(weight_bits=1, lanes=3, cell_counter_bits=6,
                   barrier=table([2 * U + (i * 7) % (3 * U) for i in range(300)]),
                   gain=table([ETA_ONE // 8 + i for i in range(256)]))),
+    # the compact core (one lane): Max-Cut spins, sparse, colour order, annealed gain
+    "compact-spins-sparse-exponential": dict(
+        core="compact", problem=lambda: build_workload("maxcut", cells=48, seed=3).problem,
+        steps=2100,
+        spec=dict(weight_bits=1, lanes=1, q_storage="sparse", order="colour",
+                  barrier=Schedule.linear(2 * U, 2**16 // 500),
+                  gain=Schedule.exponential(ETA_ONE // 8, 2**16 // 400))),
+    # compact: 8-bit weights, dense Q, logarithmic schedules, fields and tilts of two planes
+    "compact-bits8-dense-logarithmic-wide": dict(
+        core="compact", problem=lambda: random_qp(20, 6, scale=2), steps=5000,
+        spec=dict(weight_bits=8, lanes=1, barrier=Schedule.logarithmic(U, U, 64),
+                  gain=Schedule.logarithmic(ETA_ONE // 4, ETA_ONE, 100))),
+    # compact: 4-bit weights, sparse, tables, narrow formats (g, b and Q_nn in one plane) and
+    # 5-bit per-cell counters (they wrap)
+    "compact-bits4-sparse-table-narrow-cellcounters": dict(
+        core="compact", problem=lambda: random_qp(25, 7, density=0.2), steps=4000,
+        spec=dict(weight_bits=4, lanes=1, q_storage="sparse", cell_counter_bits=5,
+                  field_bits=12, q_bits=4, gain_bits=10, gain_frac_bits=6,
+                  barrier=table([U + (i * 5) % (3 * U) for i in range(256)]),
+                  gain=table([ETA_ONE // 4 + i % 64 for i in range(300)]))),
 }
 
 
@@ -82,7 +105,7 @@ def run_case(name, case):
     spec = Spec(cells=problem.n, seed=11, **case["spec"])
     workload = Workload(problem)
     model = ModelSession(workload, spec, progress=False)
-    rtl = HardwareSession(workload, spec, progress=False)
+    rtl = HardwareSession(workload, spec, progress=False, core=case.get("core", "pipelined"))
     try:
         message, steps = crosscheck(spec, model, rtl, case["steps"], segments=4)
         evaluations = rtl.counters()["evaluations"]
@@ -112,12 +135,13 @@ def pull_to_target(step, weights):
     return (target - weights) * 24 + ripple
 
 
-def test_rtl_matches_model_with_external_tilts():
-    spec = Spec(cells=32, weight_bits=8, lanes=4, tilt="external", init="zero", seed=12,
+@pytest.mark.parametrize("core,lanes", [("pipelined", 4), ("compact", 1)])
+def test_rtl_matches_model_with_external_tilts(core, lanes):
+    spec = Spec(cells=32, weight_bits=8, lanes=lanes, tilt="external", init="zero", seed=12,
                 barrier=Schedule.exponential(U, 2**16 // 2000))
     workload = Workload(None)
     model = ModelSession(workload, spec, progress=False)
-    rtl = HardwareSession(workload, spec, progress=False)
+    rtl = HardwareSession(workload, spec, progress=False, core=core)
     try:
         message, _ = crosscheck(spec, model, rtl, 3125, segments=4, half_tilt=pull_to_target)
         counters = rtl.counters()

@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from python_model.errors import require
 
+from .address_decode import region_hit, region_offset
 from .counter_bank import INCREMENT_BITS, CounterBank
 from .crossing_unit import CrossingUnit, crossing_barrier_width
 from .field_engine import (TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine,
@@ -48,8 +49,9 @@ DRAW_SLOTS = 1 << DRAW_SLOT_BITS   # kept draws per lane: more than the groups i
 
 
 class ArrayCore(wiring.Component):
-    """Ports: the bus (``addr``, ``wdata``, ``we``, ``re``, ``rdata``, ``rack``) and
-    ``busy``/``done``/``error`` for LEDs and testbenches."""
+    """Ports: the bus (``addr``, ``wdata``, ``we``, ``re``, ``rdata``, ``rack``, and ``ready``,
+    always high: this core takes an access every cycle) and ``busy``/``done``/``error`` for
+    LEDs and testbenches."""
 
     def __init__(self, spec, geometry):
         self.spec, self.geometry = spec, geometry
@@ -68,6 +70,7 @@ class ArrayCore(wiring.Component):
             "re": In(1),
             "rdata": Out(WORD_BITS),
             "rack": Out(1),
+            "ready": Out(1),
             "busy": Out(1),
             "done": Out(1),
             "error": Out(1),
@@ -117,7 +120,7 @@ class ArrayCore(wiring.Component):
                 shape = signed(region.width) if region.signed else unsigned(region.width)
                 regs[region.name] = Signal(shape, name=f"reg_{region.name}")
         status = {name: Signal(name=f"status_{name}") for name in STATUS}
-        m.d.comb += [self.busy.eq(status["busy"]), self.done.eq(status["done"]),
+        m.d.comb += [self.ready.eq(1), self.busy.eq(status["busy"]), self.done.eq(status["done"]),
                      self.error.eq(status["error_busy_write"] | status["error_address"]
                                    | status["error_config"])]
         for unit_name, unit in (("barrier", barrier), ("gain", gain)):
@@ -152,9 +155,8 @@ class ArrayCore(wiring.Component):
         word_of = {}
         index_of = {}
         for region in rmap:
-            offset = bus["addr"] - region.base
-            hit[region.name] = ((bus["addr"] >= region.base)
-                                & (bus["addr"] < region.base + region.size))
+            offset = region_offset(region, bus["addr"])
+            hit[region.name] = region_hit(region, bus["addr"])
             if region.is_memory:
                 stride_bits = (region.stride - 1).bit_length()
                 word_of[region.name] = offset[:stride_bits] if stride_bits else Const(0, 1)

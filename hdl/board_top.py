@@ -1,4 +1,4 @@
-"""A board: the array core behind the UART host bridge, with four status LEDs.
+"""A board: the array core (Geometry.core) behind the UART host bridge, with four status LEDs.
 
 The one top the FPGA wrappers (synth/) and the Verilator virtual board instantiate: a host
 speaks the protocol of hdl/protocol.py on ``rx``/``tx`` and nothing else reaches the core.
@@ -13,7 +13,7 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .array_core import ArrayCore
+from .cores import make_core
 from .host_bridge import HostBridge, link_divisor
 from .regmap import RegisterMap
 
@@ -56,7 +56,7 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = ArrayCore(self.spec, self.geometry)
+        m.submodules.core = core = make_core(self.spec, self.geometry)
         m.submodules.bridge = bridge = HostBridge(self.regmap, clock_hz=self.clock_hz,
                                                   baud=self.baud,
                                                   timeout_cycles=self.timeout_cycles)
@@ -64,7 +64,7 @@ class BoardTop(wiring.Component):
             bridge.rx.eq(self.rx), self.tx.eq(bridge.tx),
             core.addr.eq(bridge.addr), core.wdata.eq(bridge.wdata), core.we.eq(bridge.we),
             core.re.eq(bridge.re), bridge.rdata.eq(core.rdata), bridge.rack.eq(core.rack),
-            bridge.core_busy.eq(core.busy),
+            bridge.core_ready.eq(core.ready), bridge.core_busy.eq(core.busy),
             self.led_busy.eq(core.busy), self.led_done.eq(core.done),
             self.led_error.eq(core.error), self.led_link.eq(bridge.active),
         ]

@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from python_model.errors import require
 
+from .address_decode import region_hit, region_offset
 from .protocol import (COMMANDS, CRC_BYTES, INFO_FIELDS, MAX_WORDS, REQUEST_SYNC, RESPONSE_SYNC,
                        STATUS, crc16, crc16_byte, info_words, read_payload, write_payload)
 from .regmap import CONTROL, WORD_BITS, words
@@ -111,9 +112,6 @@ class AddressRule(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rmap, write, running = self.rmap, self.write, self.running
-        bits = rmap.address_bits
-        low = self.address[:bits]
-        in_map = self.address[bits:] == 0
         m.d.comb += self.bad_address.eq(1)                  # in no region
         for region in rmap:
             wrong_way = {"ro": write, "wo": ~write, "rw": Const(0, 1)}[region.access]
@@ -121,7 +119,7 @@ class AddressRule(wiring.Component):
                 bad = wrong_way
                 busy = running & write if region.name != "control" else Const(0, 1)
             else:
-                offset = (low - region.base)[:bits]
+                offset = region_offset(region, self.address)
                 stride_bits = (region.stride - 1).bit_length()
                 word, index = offset[:stride_bits], offset[stride_bits:]
                 bad = (wrong_way | (word >= words(region.width))
@@ -130,7 +128,7 @@ class AddressRule(wiring.Component):
                 if rmap.lane_limited(region) and lane_bits:
                     bad = bad | (index[:lane_bits] >= rmap.spec.lanes)
                 busy = running
-            with m.If(in_map & (low >= region.base) & (low < region.base + region.size)):
+            with m.If(region_hit(region, self.address)):
                 m.d.comb += [self.bad_address.eq(bad), self.busy.eq(~bad & busy)]
         return m
 
@@ -145,8 +143,9 @@ class Event(enum.Enum, shape=2):
 
 class HostBridge(wiring.Component):
     """Ports: ``rx``/``tx`` (the UART lines); the bus towards the core (``addr``, ``wdata``,
-    ``we``, ``re`` out; ``rdata``, ``rack``, ``core_busy`` in); ``active`` (inside a frame,
-    executing, transmitting, or holding skipped bytes not yet reported)."""
+    ``we``, ``re`` out; ``rdata``, ``rack``, ``core_ready``, ``core_busy`` in: an access is
+    presented only while ``core_ready`` is high); ``active`` (inside a frame, executing,
+    transmitting, or holding skipped bytes not yet reported)."""
 
     def __init__(self, rmap, *, clock_hz, baud, timeout_cycles):
         self.divisor = link_divisor(clock_hz=clock_hz, baud=baud, timeout_cycles=timeout_cycles)
@@ -162,6 +161,7 @@ class HostBridge(wiring.Component):
             "re": Out(1),
             "rdata": In(WORD_BITS),
             "rack": In(1),
+            "core_ready": In(1, init=1),
             "core_busy": In(1),
             "active": Out(1),
         })
@@ -394,15 +394,18 @@ class HostBridge(wiring.Component):
                     respond("OK", seq, total * WORD_BYTES, then="READ")
                 with m.Else():
                     m.next = "APPLY"                    # the buffer's read port is at word 0
-            with m.State("APPLY"):                      # one bus write per cycle
-                m.d.comb += [buffer_read.addr.eq(index + 1), self.we.eq(1),
-                             self.addr.eq(burst_address), self.wdata.eq(buffer_read.data)]
-                m.d.sync += index.eq(index + 1)
-                with m.If(last):
-                    m.d.sync += [last_write_seq.eq(seq), last_write_valid.eq(1)]
-                    respond("OK", seq)
+            with m.State("APPLY"):                      # one bus write per ready cycle
+                with m.If(self.core_ready):
+                    m.d.comb += [buffer_read.addr.eq(index + 1), self.we.eq(1),
+                                 self.addr.eq(burst_address), self.wdata.eq(buffer_read.data)]
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(last):
+                        m.d.sync += [last_write_seq.eq(seq), last_write_valid.eq(1)]
+                        respond("OK", seq)
+                with m.Else():                          # the word stays on the read port
+                    m.d.comb += buffer_read.addr.eq(index)
             with m.State("READ"):                       # next read once the last was handed on
-                with m.If(~word_full):
+                with m.If(~word_full & self.core_ready):
                     m.d.comb += [self.re.eq(1), self.addr.eq(burst_address)]
                     m.next = "READ_WAIT"
             with m.State("READ_WAIT"):

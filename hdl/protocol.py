@@ -43,12 +43,12 @@ import struct
 
 from python_model.errors import require
 
-from .regmap import CONTROL, WORD_BITS, Geometry
+from .regmap import CONTROL, CORES, WORD_BITS, Geometry
 
 REQUEST_SYNC = 0xA5
 RESPONSE_SYNC = 0x5A
 PROTOCOL_MAGIC = 0x4C4C4E4B        # "LLNK"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2                # 2: INFO names the core (Geometry.core)
 MAX_WORDS = 256                    # words of one WRITE burst or READ answer
 REQUEST_HEADER = 5                 # sync, command, seq, length
 RESPONSE_HEADER = 6                # sync, status, seq, skipped, length
@@ -76,8 +76,9 @@ STATUS_MEANING = {
 SPEC_FIELDS = ("cells", "weight_bits", "lanes", "barrier_bits", "barrier_frac_bits",
                "gain_bits", "gain_frac_bits", "field_bits", "q_bits", "mantissa_bits",
                "cell_counter_bits")
-GEOMETRY_FIELDS = ("groups", "q_storage", "q_capacity", "table_depth")
+GEOMETRY_FIELDS = ("groups", "q_storage", "q_capacity", "table_depth", "core")
 Q_STORAGE_CODES = {"dense": 0, "sparse": 1}
+CORE_CODES = {name: code for code, name in enumerate(CORES)}
 INFO_FIELDS = (("protocol_magic", "protocol_version", "max_words", "clock_hz", "baud")
                + SPEC_FIELDS + GEOMETRY_FIELDS + ("run_cycles_lo", "run_cycles_hi"))
 
@@ -141,6 +142,7 @@ def info_words(spec, geometry, *, clock_hz, baud, run_cycles=0):
     values.update({name: getattr(spec, name) for name in SPEC_FIELDS})
     values.update({name: getattr(geometry, name) for name in GEOMETRY_FIELDS})
     values["q_storage"] = Q_STORAGE_CODES[geometry.q_storage]
+    values["core"] = CORE_CODES[geometry.core]
     return [values[name] for name in INFO_FIELDS]
 
 
@@ -157,8 +159,13 @@ def parse_info(words):
         raise ValueError(f"the board speaks protocol version {values['protocol_version']}, "
                          f"this host speaks {PROTOCOL_VERSION}: rebuild the bitstream")
     storage = {code: name for name, code in Q_STORAGE_CODES.items()}[values["q_storage"]]
+    core = {code: name for name, code in CORE_CODES.items()}.get(values["core"])
+    if core is None:
+        raise ValueError(f"INFO names core {values['core']}, which this host does not know "
+                         f"(codes {CORE_CODES})")
     geometry = Geometry(lanes=values["lanes"], groups=values["groups"], q_storage=storage,
-                        q_capacity=values["q_capacity"], table_depth=values["table_depth"])
+                        q_capacity=values["q_capacity"], table_depth=values["table_depth"],
+                        core=core)
     return {"spec": {name: values[name] for name in SPEC_FIELDS}, "geometry": geometry,
             "clock_hz": values["clock_hz"], "baud": values["baud"],
             "max_words": values["max_words"],

@@ -65,16 +65,31 @@ class Region:
     def address(self, index=0, word=0):
         return self.base + index * self.stride + word
 
+    @property
+    def block_bits(self):
+        """k such that the region lies in one aligned block of 2**k words: decoding compares
+        the address bits from k up with ``base >> k`` and only the k low bits with constants
+        (a memory's block is its own aligned span, so its offset is just the low bits)."""
+        return (self.base ^ (self.base + self.size - 1)).bit_length()
+
+
+#: the two array cores: ``pipelined`` (hdl/array_core.py: every lane in one cycle, a speculative
+#: group pipeline) and ``compact`` (hdl/compact_core.py: one lane, one evaluation at a time, for
+#: the smallest FPGAs). They speak the same register map and give the same results.
+CORES = ("pipelined", "compact")
+
 
 @dataclass(frozen=True)
 class Geometry:
-    """The sizes the hardware is built for (the Spec's widths plus capacities)."""
+    """The sizes the hardware is built for (the Spec's widths plus capacities), and which
+    core holds them."""
 
     lanes: int
     groups: int               # group capacity (>= the update order's groups)
     q_storage: str            # dense | sparse
     q_capacity: int           # sparse: entries of Q (nonzeros); dense: unused
     table_depth: int = MAX_TABLE_ENTRIES
+    core: str = "pipelined"   # one of CORES
 
     @property
     def lanes_p2(self):
@@ -139,6 +154,9 @@ class RegisterMap:
                 f"must be >= cells / lanes = {-(-spec.cells // spec.lanes)}")
         require(1 <= g.table_depth <= MAX_TABLE_ENTRIES, "geometry.table_depth", g.table_depth,
                 f"must be in [1, {MAX_TABLE_ENTRIES}]")
+        require(g.core in CORES, "geometry.core", g.core, f"must be one of {CORES}")
+        require(g.core != "compact" or g.lanes == 1, "lanes", g.lanes,
+                "must be 1 for the compact core (it evaluates one cell at a time)")
         self.spec, self.geometry = spec, g
         self.regions = {}
         self._next = 0

@@ -32,14 +32,14 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from hdl.protocol import SPEC_FIELDS
-from hdl.regmap import Geometry
+from hdl.regmap import CORES, Geometry
 from python_model.errors import require
 from python_model.schedules import MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES, Schedule
 from python_model.spec import Q_STORAGES, Spec
 
 GEOMETRY_KEYS = ("groups", "q_capacity", "table_depth")
-#: what a build may set: the Spec's hardware fields, the Q storage and the capacities
-BUILD_KEYS = SPEC_FIELDS + ("q_storage",) + GEOMETRY_KEYS
+#: what a build may set: the Spec's hardware fields, the Q storage, the core and the capacities
+BUILD_KEYS = SPEC_FIELDS + ("q_storage", "core") + GEOMETRY_KEYS
 
 NEXTPNR_REPORT = "nextpnr_report.json"
 STAT_FILE = "synth_stat.json"
@@ -98,7 +98,8 @@ ICEBREAKER = Board(
     # that `limemu build --board icebreaker` shows how far the nearest miss is
     array=dict(cells=2, weight_bits=1, lanes=1, barrier_bits=3, barrier_frac_bits=2,
                gain_bits=1, gain_frac_bits=0, field_bits=8, q_bits=2, mantissa_bits=10,
-               cell_counter_bits=0, q_storage="dense", q_capacity=1, table_depth=256),
+               cell_counter_bits=0, q_storage="dense", q_capacity=1, table_depth=256,
+               core="compact"),
     group_slack=0,
     # LED 0 red, LED 1 green on the board; 2 (red) and 3..6 (green) on the break-off PMOD
     leds=(("led_error", 0), ("led_busy", 1),
@@ -121,7 +122,8 @@ ULX3S = Board(
     capacity={"lut4": 83640, "ff": 83640, "ram": 208, "dsp": 156},
     array=dict(cells=800, weight_bits=1, lanes=1, barrier_bits=14, barrier_frac_bits=8,
                gain_bits=16, gain_frac_bits=6, field_bits=32, q_bits=16, mantissa_bits=14,
-               cell_counter_bits=0, q_storage="sparse", q_capacity=38_400, table_depth=4096),
+               cell_counter_bits=0, q_storage="sparse", q_capacity=38_400, table_depth=4096,
+               core="pipelined"),
     group_slack=24,                # the colour order of a G-set graph needs ~18 more groups
     leds=(("led_busy", 0), ("led_done", 1), ("led_error", 2), ("led_link", 3)),
     synth_opts="",
@@ -156,6 +158,8 @@ def configuration(board, **changes):
                     "must be an integer")
     storage = values["q_storage"]
     require(storage in Q_STORAGES, "q_storage", storage, f"must be one of {Q_STORAGES}")
+    core = values["core"]
+    require(core in CORES, "core", core, f"must be one of {CORES}")
     if storage == "dense":
         require("q_capacity" not in changes, "q_capacity", changes.get("q_capacity"),
                 "applies to sparse Q only (q_storage = dense)")
@@ -174,7 +178,7 @@ def configuration(board, **changes):
     require(MIN_TABLE_ENTRIES <= depth <= MAX_TABLE_ENTRIES, "table_depth", depth,
             f"must be in [{MIN_TABLE_ENTRIES}, {MAX_TABLE_ENTRIES}]")
     return spec, Geometry(lanes=spec.lanes, groups=groups, q_storage=storage,
-                          q_capacity=q_capacity, table_depth=depth)
+                          q_capacity=q_capacity, table_depth=depth, core=core)
 
 
 def build_spec(fields, q_storage):
@@ -583,7 +587,7 @@ def new_report(board, spec, geometry, *, baud, seed):
         "spec": {k: getattr(spec, k) for k in SPEC_FIELDS},
         "geometry": {"lanes": geometry.lanes, "groups": geometry.groups,
                      "q_storage": geometry.q_storage, "q_capacity": geometry.q_capacity,
-                     "table_depth": geometry.table_depth},
+                     "table_depth": geometry.table_depth, "core": geometry.core},
         "resources": {}, "timing": {}, "fits": None, "meets_timing": None, "ok": False,
         "ok_so_far": False, "failure": None, "stopped_after": None,
         "peak_evaluations_per_s": spec.lanes * board.clock_hz,

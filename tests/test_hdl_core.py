@@ -5,11 +5,13 @@ The core test is the same host plan the Verilator backend uses, run on a second 
 for a few steps: weights, field and every counter must equal the golden model's.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.array_core import ArrayCore
+from hdl.cores import make_core
 from hdl.counter_bank import CounterBank
 from hdl.field_engine import TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine
 from hdl.regmap import STATUS, Geometry, RegisterMap, to_words
@@ -165,36 +167,52 @@ def _q_entries(rmap, problem, index):
 
 # -- the whole core ------------------------------------------------------------------------------
 
-READ_LATENCY = 3            # cycles from a read strobe to rack
+READ_LATENCY = 3            # cycles from a read strobe to rack (the pipelined core, always)
 
 
 class Bus:
-    """The core's bus from an Amaranth testbench."""
+    """The core's bus from an Amaranth testbench: an access only when ``ready`` is high, a
+    read answered when ``rack`` rises (three cycles for the pipelined core)."""
 
     def __init__(self, ctx, dut):
         self.ctx, self.dut = ctx, dut
+        self.latencies = set()
+
+    async def _wait_ready(self):
+        for _ in range(100):
+            if self.ctx.get(self.dut.ready):
+                return
+            await self.ctx.tick()
+        raise AssertionError("the core's bus never became ready")
 
     async def write(self, pairs):
         ctx, dut = self.ctx, self.dut
         for address, word in pairs:
+            ctx.set(dut.we, 0)
+            await self._wait_ready()
             ctx.set(dut.addr, address)
             ctx.set(dut.wdata, word)
             ctx.set(dut.we, 1)
             await ctx.tick()
         ctx.set(dut.we, 0)
         await ctx.tick()                   # the last write is applied one cycle later
+        await self._wait_ready()
 
     async def read(self, addresses):
         ctx, dut = self.ctx, self.dut
         words = []
         for address in addresses:
+            await self._wait_ready()
             ctx.set(dut.addr, address)
             ctx.set(dut.re, 1)
             await ctx.tick()
             ctx.set(dut.re, 0)
-            for _ in range(READ_LATENCY - 1):
+            cycles = 1
+            while not ctx.get(dut.rack):
                 await ctx.tick()
-            assert ctx.get(dut.rack)
+                cycles += 1
+                assert cycles < 20, f"no answer to the read of {address:#x}"
+            self.latencies.add(cycles)
             words.append(ctx.get(dut.rdata))
         return words
 
@@ -213,18 +231,26 @@ class Bus:
         raise AssertionError("the core never finished its run")
 
 
-@pytest.mark.parametrize("storage,lanes,bits", [("dense", 2, 4), ("sparse", 3, 1)])
-def test_core_matches_model_in_amaranth_simulator(storage, lanes, bits):
+CORE_CASES = [("pipelined", "dense", 2, 4, {}), ("pipelined", "sparse", 3, 1, {}),
+              ("compact", "dense", 1, 4, {}), ("compact", "sparse", 1, 1, {}),
+              # 16-bit planes: a field and a tilt of two planes, a 4-bit weight
+              ("compact", "sparse", 1, 4, {"field_bits": 20, "gain_bits": 12})]
+
+
+@pytest.mark.parametrize("core,storage,lanes,bits,formats", CORE_CASES,
+                         ids=[f"{c}-{s}-lanes={n}-bits={b}" + ("-wide" if f else "")
+                              for c, s, n, b, f in CORE_CASES])
+def test_core_matches_model_in_amaranth_simulator(core, storage, lanes, bits, formats):
     n = 9
     problem = random_problem(n, 5, density=0.5)
     spec = Spec(cells=n, weight_bits=bits, lanes=lanes, q_storage=storage, seed=3,
                 barrier=Schedule.linear(256, 2**14), gain=Schedule.exponential(32, 2**12),
-                cell_counter_bits=4 if storage == "dense" else 0)
+                cell_counter_bits=4 if storage == "dense" else 0, **formats)
     model = LimArray(spec, problem)
     cells = CellCounters(spec)
-    geometry = geometry_for(spec, model.order, problem.nnz, table_depth=256)
+    geometry = replace(geometry_for(spec, model.order, problem.nnz, table_depth=256), core=core)
     rmap = RegisterMap(spec, geometry)
-    dut = ArrayCore(spec, geometry)
+    dut = make_core(spec, geometry)
 
     async def testbench(ctx):
         bus = Bus(ctx, dut)
@@ -247,6 +273,8 @@ def test_core_matches_model_in_amaranth_simulator(storage, lanes, bits):
             assert state["counters"] == model.counters.hardware()
             assert state["step"] == model.step
             assert state["loss2"] == model.loss2_track
+        if core == "pipelined":
+            assert bus.latencies == {READ_LATENCY}
         moves = model.counters.exact["up_moves"] + model.counters.exact["down_moves"]
         assert moves > 0, "nothing moved: the comparison would prove little"
         if spec.cell_counter_bits:
@@ -255,17 +283,18 @@ def test_core_matches_model_in_amaranth_simulator(storage, lanes, bits):
     simulate(dut, testbench)
 
 
-def test_core_refuses_bad_accesses_and_changes_nothing():
+@pytest.mark.parametrize("core,lanes", [("pipelined", 2), ("compact", 1)])
+def test_core_refuses_bad_accesses_and_changes_nothing(core, lanes):
     """Writes to read-only registers, unknown addresses, and writes while a run is in
     progress set error flags and leave the state as it was; clear_errors clears them."""
     n = 6
     problem = random_problem(n, 7)
-    spec = Spec(cells=n, weight_bits=4, lanes=2, barrier=Schedule.constant(3 * 256))
+    spec = Spec(cells=n, weight_bits=4, lanes=lanes, barrier=Schedule.constant(3 * 256))
     model = LimArray(spec, problem)
-    geometry = Geometry(lanes=2, groups=model.order.groups, q_storage="dense", q_capacity=1,
-                        table_depth=256)
+    geometry = Geometry(lanes=lanes, groups=model.order.groups, q_storage="dense", q_capacity=1,
+                        table_depth=256, core=core)
     rmap = RegisterMap(spec, geometry)
-    dut = ArrayCore(spec, geometry)
+    dut = make_core(spec, geometry)
     status = rmap["status"].base
     weight0 = rmap["weight"].address(0)
 

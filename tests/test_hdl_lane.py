@@ -8,6 +8,7 @@ from amaranth.sim import Simulator
 
 from hdl.crossing_unit import CrossingUnit, crossing_barrier_width
 from hdl.lane_rng import LaneRng, seed_word
+from hdl.serial_crossing_unit import SerialCrossingUnit
 from python_model.crossing import ONE, ZERO_FROM_U, decide_one, threshold
 from python_model.errors import ConfigError
 from python_model.rng import LaneGenerator
@@ -171,12 +172,65 @@ def test_crossing_barrier_width_holds_every_barrier(spec):
     assert all(-(2 ** (width - 1)) <= b < 2 ** (width - 1) for b in extremes)
 
 
+# -- SerialCrossingUnit -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("frac_bits,mantissa_bits,width", FORMATS)
+def test_serial_crossing_unit_matches_decide_one(frac_bits, mantissa_bits, width, rng):
+    """The same cases as the pipelined unit's, one after the other: u changes after its start
+    (it is sampled), the barriers stay; the outcome holds from done until the next start, and
+    done comes exactly ``latency(b_up, b_down)`` cycles after start."""
+    dut = SerialCrossingUnit(frac_bits=frac_bits, mantissa_bits=mantissa_bits,
+                             barrier_width=width)
+    cases = crossing_cases(frac_bits, mantissa_bits, width, rng, n_pairs=250)
+    expected = [decide_one(u, b_up, b_down, frac_bits, mantissa_bits) for u, b_up, b_down in cases]
+    assert {result for result in expected} >= {("up", False), ("down", False), ("stay", False),
+                                              ("up", True), ("down", True)}
+    latencies = []
+
+    async def testbench(ctx):
+        for (u, b_up, b_down), want in zip(cases, expected):
+            for port, value in zip((dut.u, dut.b_up, dut.b_down, dut.start), (u, b_up, b_down, 1)):
+                ctx.set(port, value)
+            assert not ctx.get(dut.busy)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            ctx.set(dut.u, int(rng.integers(0, ONE)))        # sampled at start: no effect
+            cycles = 1
+            while not ctx.get(dut.done):
+                assert ctx.get(dut.busy)
+                await ctx.tick()
+                cycles += 1
+                assert cycles <= 64, f"{dut!r}: no done for u={u}, b_up={b_up}, b_down={b_down}"
+            got = outcome(ctx.get(dut.up), ctx.get(dut.down), ctx.get(dut.inadmissible))
+            assert got == want, (f"F={frac_bits} M={mantissa_bits} width={width}: u={u}, "
+                                 f"b_up={b_up}, b_down={b_down}: expected {want}, got {got}")
+            assert cycles == dut.latency(b_up, b_down), (u, b_up, b_down, cycles)
+            latencies.append(cycles)
+            for _ in range(int(rng.integers(0, 3))):         # idle cycles keep the outcome
+                await ctx.tick()
+                assert outcome(ctx.get(dut.up), ctx.get(dut.down),
+                               ctx.get(dut.inadmissible)) == want
+
+    simulate(dut, testbench)
+    assert min(latencies) >= 7 and max(latencies) <= 48
+
+
+def test_serial_crossing_unit_rejects_bad_parameters_naming_them():
+    with pytest.raises(ConfigError, match="frac_bits = 17"):
+        SerialCrossingUnit(frac_bits=17, mantissa_bits=14, barrier_width=20)
+    with pytest.raises(ConfigError, match="barrier_width = 65"):
+        SerialCrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=65)
+    assert repr(SerialCrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=20)) == (
+        "SerialCrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=20)")
+
+
 # -- Verilog ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make", [
     LaneRng,
     lambda: CrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=52),
-], ids=["LaneRng", "CrossingUnit"])
+    lambda: SerialCrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=52),
+], ids=["LaneRng", "CrossingUnit", "SerialCrossingUnit"])
 def test_converts_to_verilog(make):
     text = verilog.convert(make(), name="top", emit_src=False)
     assert "module top" in text

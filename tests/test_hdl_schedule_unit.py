@@ -17,6 +17,8 @@ from python_model.schedules import (KINDS, LOG2_INPUT_BITS, MAX_STEPS, MAX_TAU, 
 
 BITS = (14, 16, 24)
 TABLE_DEPTH = 512            # a small RAM simulates faster; the default depth is converted below
+SERIAL = (False, True)       # ArrayCore's unit, CompactCore's (the same values, fewer LUTs)
+serial_variants = pytest.mark.parametrize("serial", SERIAL, ids=lambda s: f"serial={s}")
 
 
 def simulate(dut, testbench):
@@ -27,11 +29,26 @@ def simulate(dut, testbench):
 
 
 async def strobe(ctx, port, dut):
-    """One-cycle strobe, then wait until the unit is idle again."""
+    """One-cycle strobe, then wait until the unit is idle again; return how long busy was high
+    (failing rather than hanging beyond any documented latency)."""
     ctx.set(port, 1)
     await ctx.tick()
     ctx.set(port, 0)
-    await ctx.tick().until(~dut.busy)
+    cycles = 0
+    while ctx.get(dut.busy):
+        cycles += 1
+        assert cycles < 1000, f"{dut!r} still busy after {cycles} cycles"
+        await ctx.tick()
+    return cycles
+
+
+def check_latency(dut, kind, cycles, what):
+    """Exactly LATENCY[kind] cycles for serial=False, at most max_latency(kind) for serial=True."""
+    message = f"{kind}: {what}: busy {cycles} cycles; {dut!r}"
+    if dut.serial:
+        assert 0 < cycles <= dut.max_latency(kind), message
+    else:
+        assert cycles == dut.LATENCY[kind], message
 
 
 async def configure(ctx, dut, schedule):
@@ -64,25 +81,28 @@ def check(schedule, k, actual):
                                 f"{schedule!r}")
 
 
-def run_unit(bits, runs):
+def run_unit(bits, runs, serial):
     """Run (schedule, segments) pairs on one unit; a segment (k0, count) checks the values at
-    k0 .. k0 + count - 1: from a restart if k0 = 0, else from the state of step k0 - 1."""
-    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH)
+    k0 .. k0 + count - 1: from a restart if k0 = 0, else from the state of step k0 - 1. Every
+    step also checks the unit's busy time."""
+    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH, serial=serial)
 
     async def testbench(ctx):
         for schedule, segments in runs:
             registers = await configure(ctx, dut, schedule)
             for k0, count in segments:
                 if k0 == 0:
-                    await strobe(ctx, dut.restart, dut)
+                    cycles = await strobe(ctx, dut.restart, dut)
                 else:
                     start_at(ctx, dut, registers, k0 - 1)
-                    await strobe(ctx, dut.advance, dut)
+                    cycles = await strobe(ctx, dut.advance, dut)
                 check(schedule, k0, ctx.get(dut.value))
+                check_latency(dut, schedule.kind, cycles, f"k = {k0}")
                 for k in range(k0 + 1, k0 + count):
-                    await strobe(ctx, dut.advance, dut)
+                    cycles = await strobe(ctx, dut.advance, dut)
                     assert ctx.get(dut.step) == k
                     check(schedule, k, ctx.get(dut.value))
+                    check_latency(dut, schedule.kind, cycles, f"k = {k}")
 
     simulate(dut, testbench)
 
@@ -148,13 +168,14 @@ def schedules(kind, bits, rng):
     return [(schedule.validated("schedule", bits), steps) for schedule, steps in cases]
 
 
+@serial_variants
 @pytest.mark.parametrize("bits", BITS, ids=lambda b: f"bits={b}")
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: f"kind={k}")
-def test_unit_matches_model_from_restart(kind, bits, rng):
+def test_unit_matches_model_from_restart(kind, bits, serial, rng):
     """Every value from k = 0, then a restart in the middle of the run and a second run."""
     runs = [(schedule, [(0, steps // 2), (0, steps)]) for schedule, steps in
             schedules(kind, bits, rng)]
-    run_unit(bits, runs)
+    run_unit(bits, runs, serial)
 
 
 def log_uniform(rng, lo, hi, n):
@@ -163,9 +184,10 @@ def log_uniform(rng, lo, hi, n):
             for _ in range(n)]
 
 
+@serial_variants
 @pytest.mark.parametrize("bits", BITS, ids=lambda b: f"bits={b}")
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: f"kind={k}")
-def test_unit_matches_model_at_any_step(kind, bits, rng):
+def test_unit_matches_model_at_any_step(kind, bits, serial, rng):
     """Steps up to 2**48 - 1, entered through start_at: random schedules at random k (and k next
     to k_sat, entry boundaries and the last step), a few steps each. Rates and scales are spread
     over their bit lengths, and half the schedules have no clamp, so that values at large k are
@@ -198,30 +220,38 @@ def test_unit_matches_model_at_any_step(kind, bits, rng):
             segments = [(max(k, 1), 3) for k in boundaries]
             segments += [(k, 2) for k in log_uniform(rng, 1, MAX_STEPS - 2, 2)]
         runs.append((schedule.validated("schedule", bits), segments + last))
-    run_unit(bits, runs)
+    run_unit(bits, runs, serial)
 
 
-def test_log2_block_matches_log2_fixed(rng):
+@serial_variants
+def test_log2_block_matches_log2_fixed(serial, rng):
     """Log2Fixed on random numbers of every bit length up to 49 (tau + k reaches 2**49 - 2**32),
-    and on powers of two and their neighbours."""
+    and on powers of two and their neighbours; busy lasts latency(n) <= max_latency cycles, and
+    the longest for n = 1 (and for n = 0, whose result is undefined)."""
     top = LOG2_INPUT_BITS
     edges = [v for j in range(top) for v in (2**j - 1, 2**j, 2**j + 1) if 1 <= v < 2**top]
     numbers = edges + log_uniform(rng, 1, 2**top - 1, 3000)
-    dut = Log2Fixed()
+    dut = Log2Fixed(serial=serial)
+    assert dut.max_latency == (Log2Fixed.SERIAL_MAX_LATENCY if serial else Log2Fixed.LATENCY)
 
     async def testbench(ctx):
         for n in numbers:
             ctx.set(dut.n, n)
-            await strobe(ctx, dut.start, dut)
+            cycles = await strobe(ctx, dut.start, dut)
             expected = int(log2_fixed(n))
             actual = ctx.get(dut.result)
             assert actual == expected, f"log2: n = {n}: expected {expected}, got {actual}"
+            assert cycles == dut.latency(n) <= dut.max_latency, f"log2: n = {n}: {cycles} cycles"
+        assert dut.latency(1) == dut.max_latency
+        ctx.set(dut.n, 0)                       # outside the range, but it must not hang
+        assert await strobe(ctx, dut.start, dut) == dut.latency(0) == dut.max_latency
 
     simulate(dut, testbench)
 
 
 def test_busy_lasts_the_documented_latency():
-    """busy rises the cycle after a strobe and stays high exactly LATENCY[kind] cycles."""
+    """serial=False: busy rises the cycle after a strobe and stays high exactly LATENCY[kind]
+    cycles."""
     bits = 16
     dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH)
     examples = {"constant": Schedule.constant(7), "linear": Schedule.linear(3, 2**16),
@@ -235,19 +265,86 @@ def test_busy_lasts_the_documented_latency():
         for kind, schedule in examples.items():
             await configure(ctx, dut, schedule.validated("schedule", bits))
             for port in (dut.restart, dut.advance):
-                ctx.set(port, 1)
-                await ctx.tick()
-                ctx.set(port, 0)
-                cycles = 0
-                while ctx.get(dut.busy):
-                    cycles += 1
-                    await ctx.tick()
-                measured[kind, port.name] = cycles
+                measured[kind, port.name] = await strobe(ctx, port, dut)
 
     simulate(dut, testbench)
     expected = {(kind, port): ScheduleUnit.LATENCY[kind] for kind in examples
                 for port in ("restart", "advance")}
     assert measured == expected
+    assert {kind: dut.max_latency(kind) for kind in KINDS} == ScheduleUnit.LATENCY
+
+
+@pytest.mark.parametrize("bits", (1, 14, 24), ids=lambda b: f"bits={b}")
+def test_serial_busy_reaches_its_documented_worst_case(bits):
+    """serial=True: schedules built for the longest busy time of each kind (log2 of tau + k = 1;
+    an exponent below -bits) reach max_latency(kind) exactly, the others stay below it; and the
+    worst cases are those of the docstring."""
+    top = 2**bits - 1
+    max_rate = 2**(bits + RATE_FRAC_BITS) - 1
+    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH, serial=True)
+    point = max(bits, 16)
+    assert {kind: dut.max_latency(kind) for kind in KINDS} == {
+        "constant": 2, "linear": 2, "table": 2, "exponential": 3 + point + 17 + bits,
+        "logarithmic": 3 + 49 + point + 16}
+    examples = {"constant": [Schedule.constant(top)],
+                "linear": [Schedule.linear(0, max_rate), Schedule.linear(top, -max_rate)],
+                "table": [Schedule.table([top] * MIN_TABLE_ENTRIES)],
+                "logarithmic": [Schedule.logarithmic(0, 2**(bits + 8) - 1, 1),      # n = 1 + k
+                                Schedule.logarithmic(0, 1, MAX_TAU)],
+                "exponential": [Schedule.exponential(top, -max_rate),   # k = 1: e = -2**bits
+                                Schedule.exponential(1, max_rate)]}     # e = 2**bits - 1
+    measured = {}
+
+    async def testbench(ctx):
+        for kind, cases in examples.items():
+            for schedule in cases:
+                schedule = schedule.validated("schedule", bits)
+                await configure(ctx, dut, schedule)
+                for k, port in enumerate((dut.restart, dut.advance, dut.advance)):
+                    cycles = await strobe(ctx, port, dut)
+                    check(schedule, k, ctx.get(dut.value))
+                    check_latency(dut, kind, cycles, f"k = {k}")
+                    measured[kind] = max(measured.get(kind, 0), cycles)
+
+    simulate(dut, testbench)
+    assert measured == {kind: dut.max_latency(kind) for kind in KINDS}
+
+
+@pytest.mark.parametrize("bits", (1, 14, 24), ids=lambda b: f"bits={b}")
+def test_serial_busy_follows_the_exponent(bits):
+    """serial=True, exponential: 3 + P + 16 - e cycles for -bits <= e < P = max(bits, 16),
+    P + 20 + bits below, 3 from P on (e = +-k for a rate of one octave per step); logarithmic:
+    3 + (50 - (tau + k).bit_length()) + P + 16."""
+    top = 2**bits - 1
+    point = max(bits, 16)
+    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH, serial=True)
+
+    def exponential_cycles(e):
+        if e >= point:
+            return 3
+        return 3 + point + 16 - max(e, -bits - 1)
+
+    async def testbench(ctx):
+        for sign in (1, -1):
+            schedule = Schedule.exponential(top if sign < 0 else 1, sign * 2**RATE_FRAC_BITS)
+            schedule = schedule.validated("schedule", bits)
+            await configure(ctx, dut, schedule)
+            for k in range(point + bits + 4):
+                cycles = await strobe(ctx, dut.advance if k else dut.restart, dut)
+                check(schedule, k, ctx.get(dut.value))
+                assert cycles == exponential_cycles(sign * k), f"e = {sign * k}: {cycles} cycles"
+        for tau in (1, 1000, MAX_TAU):
+            schedule = Schedule.logarithmic(top // 2, top, tau).validated("schedule", bits)
+            registers = await configure(ctx, dut, schedule)
+            for k in (0, 1, 2, 2**20, 2**47, MAX_STEPS - 1):
+                if k:
+                    start_at(ctx, dut, registers, k - 1)
+                cycles = await strobe(ctx, dut.advance if k else dut.restart, dut)
+                check(schedule, k, ctx.get(dut.value))
+                expected = 3 + 50 - (tau + k).bit_length() + point + 16
+                assert cycles == expected, f"k = {k}, tau = {tau}: {cycles} cycles"
+
+    simulate(dut, testbench)
 
 
 @pytest.mark.parametrize("bits", (1, 14, 24), ids=lambda b: f"bits={b}")
@@ -289,7 +386,17 @@ def test_register_values_reject_what_the_unit_cannot_hold():
 
 
 def test_constructor_checks_its_arguments():
-    assert repr(ScheduleUnit(bits=14, table_depth=256)) == "ScheduleUnit(bits=14, table_depth=256)"
+    assert (repr(ScheduleUnit(bits=14, table_depth=256))
+            == "ScheduleUnit(bits=14, table_depth=256, serial=False)")
+    assert (repr(ScheduleUnit(bits=14, table_depth=256, serial=True))
+            == "ScheduleUnit(bits=14, table_depth=256, serial=True)")
+    assert repr(Log2Fixed(serial=True)) == "Log2Fixed(serial=True)"
+    with pytest.raises(TypeError, match=r"serial = 1: must be True or False"):
+        ScheduleUnit(bits=16, serial=1)
+    with pytest.raises(TypeError, match=r"serial = 'yes': must be True or False"):
+        Log2Fixed(serial="yes")
+    with pytest.raises(ValueError, match=r"kind = 'cubic': must be one of"):
+        ScheduleUnit(bits=16).max_latency("cubic")
     with pytest.raises(TypeError, match=r"bits = '16': must be an integer"):
         ScheduleUnit(bits="16")
     with pytest.raises(ValueError, match=r"bits = 0: must be in \[1, 24\]"):
@@ -298,6 +405,17 @@ def test_constructor_checks_its_arguments():
         ScheduleUnit(bits=16, table_depth=100)
 
 
-def test_converts_to_verilog():
-    text = verilog.convert(ScheduleUnit(bits=16), name="schedule_unit", emit_src=False)
+def test_both_variants_have_the_same_ports_and_state():
+    """serial only changes the inside: the signature and the state attributes are the same."""
+    for bits in (1, 12, 24):
+        parallel, serial = (ScheduleUnit(bits=bits, table_depth=256, serial=s) for s in SERIAL)
+        assert parallel.signature == serial.signature
+        for name in ("step", "ramp", "entry", "entry_step"):
+            assert getattr(parallel, name).shape() == getattr(serial, name).shape(), name
+
+
+@serial_variants
+def test_converts_to_verilog(serial):
+    text = verilog.convert(ScheduleUnit(bits=16, serial=serial), name="schedule_unit",
+                           emit_src=False)
     assert "module schedule_unit" in text

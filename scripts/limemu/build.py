@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hdl.regmap import CORES
 from python_model.errors import ConfigError, require
 
 BOARD_NAMES = ("icebreaker", "ulx3s")          # synth.boards.BOARDS (checked by the tests)
@@ -38,6 +39,9 @@ def add_commands(sub):
     build.add_argument("--lanes", type=int, help="cells evaluated per cycle")
     build.add_argument("--q-storage", choices=("dense", "sparse"), dest="q_storage",
                        help="how the field engine stores Q")
+    build.add_argument("--core", choices=CORES,
+                       help="the array core: pipelined (every lane each cycle) or compact "
+                       "(one lane, sequential; the iCEBreaker's); default: the board's")
     build.add_argument("--q-capacity", type=int, dest="q_capacity", metavar="E",
                        help="sparse Q: entries (nonzeros, both triangles) it holds")
     build.add_argument("--groups", type=int, help="group capacity (default: cells / lanes, "
@@ -62,12 +66,12 @@ def add_commands(sub):
                          "build/boards/<board>)")
 
 
-BUILD_OPTIONS = ("cells", "weight_bits", "lanes", "q_storage", "q_capacity", "groups",
+BUILD_OPTIONS = ("cells", "weight_bits", "lanes", "q_storage", "core", "q_capacity", "groups",
                  "table_depth")
 
 
 def parse_build_settings(items):
-    """--set KEY=VALUE pairs: integers for every build field, dense|sparse for q_storage."""
+    """--set KEY=VALUE pairs: integers for every build field, names for q_storage and core."""
     from synth.boards import BUILD_KEYS  # noqa: PLC0415 (amaranth only for builds)
 
     out = {}
@@ -76,7 +80,7 @@ def parse_build_settings(items):
         key = key.strip()
         require(sep and key in BUILD_KEYS, "--set", item,
                 f"expected KEY=VALUE with KEY in {BUILD_KEYS}")
-        if key == "q_storage":
+        if key in ("q_storage", "core"):
             out[key] = value.strip()
             continue
         try:

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from hdl.regmap import CORES
 from python_model import physics
 from python_model.counters import counter_layout
 from python_model.errors import ConfigError, IdentityError, require
@@ -48,6 +49,9 @@ def add_run_options(p):
 
 def add_hardware_options(p):
     p.add_argument("--waves", metavar="FILE", help="verilator: write a VCD trace")
+    p.add_argument("--core", choices=CORES,
+                   help="verilator, vboard: the RTL core to simulate (default pipelined; "
+                   "compact: one lane, the iCEBreaker's core); a board's build decides itself")
     p.add_argument("--port", help="board: serial port of the board (e.g. /dev/ttyUSB1)")
     p.add_argument("--baud", type=int, help="board: baud rate of its build (default: 1000000)")
     p.add_argument("--link-timeout", type=float, default=1.0, metavar="S",
@@ -213,6 +217,10 @@ def backend_options(args):
         require(args.backend == "verilator", "waves", args.waves,
                 "needs --backend verilator")
         options["waves"] = args.waves
+    if getattr(args, "core", None):
+        require(args.backend in ("verilator", "vboard"), "core", args.core,
+                "needs --backend verilator or vboard (a board's bitstream has its core)")
+        options["core"] = args.core
     for name in ("port", "baud"):
         if getattr(args, name, None) is not None:
             require(args.backend == "board", name, getattr(args, name),

@@ -104,7 +104,7 @@ class HardwareSession:
     segmented = True
 
     def __init__(self, workload, spec, progress=True, *, name="verilator", waves=None,
-                 log=None, **link_options):
+                 log=None, core="pipelined", **link_options):
         self.name = name
         self.spec = spec
         # the model's own set-up gives the update order and the initial weights: both
@@ -113,8 +113,8 @@ class HardwareSession:
         order = self.probe.order
         problem = workload.problem if spec.tilt == "field" else None
         nnz = problem.nnz if problem is not None else 0
-        self.device = open_device(name, spec, geometry_for(spec, order, nnz), waves=waves,
-                                  log=log, **link_options)
+        self.device = open_device(name, spec, geometry_for(spec, order, nnz, core=core),
+                                  waves=waves, log=log, **link_options)
         self.rmap = self.device.rmap
         self.geometry = self.rmap.geometry
         for kind, words in load_sequence(self.rmap, problem, order, self.probe.W0,

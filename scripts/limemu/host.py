@@ -14,11 +14,12 @@ from python_model.errors import require
 from python_model.schedules import schedule_register_values
 
 
-def geometry_for(spec, order, q_nnz=0, table_depth=None):
-    """The smallest geometry that holds `spec` with this update order (and sparse Q)."""
+def geometry_for(spec, order, q_nnz=0, table_depth=None, core="pipelined"):
+    """The smallest geometry that holds `spec` with this update order (and sparse Q), for
+    the core named `core`."""
     kwargs = {} if table_depth is None else {"table_depth": table_depth}
     return Geometry(lanes=spec.lanes, groups=order.groups, q_storage=spec.q_storage,
-                    q_capacity=max(1, q_nnz), **kwargs)
+                    q_capacity=max(1, q_nnz), core=core, **kwargs)
 
 
 def bank_indices(rmap, order):

@@ -42,11 +42,13 @@ BUILD_FLAGS = ["--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-
 WRAPPER = """`timescale 1ns/1ps
 module tb_top(input wire [{aw}:0] addr, input wire [31:0] wdata,
               input wire we, input wire re, output wire [31:0] rdata, output wire rack,
-              output wire busy, output wire done, output wire error, output reg clk);
+              output wire ready, output wire busy, output wire done, output wire error,
+              output reg clk);
   initial clk = 1'b0;
   always #{half} clk = ~clk;
   array_core core(.clk(clk), .addr(addr), .wdata(wdata), .we(we), .re(re),
-                  .rdata(rdata), .rack(rack), .busy(busy), .done(done), .error(error));
+                  .rdata(rdata), .rack(rack), .ready(ready), .busy(busy), .done(done),
+                  .error(error));
 endmodule
 """
 
@@ -112,10 +114,11 @@ def verilator_environment():
 def generate_verilog(spec, geometry):
     from amaranth.back import verilog                    # noqa: PLC0415 (only when simulating)
 
-    from hdl.array_core import ArrayCore                 # noqa: PLC0415
     from amaranth import ClockDomain, Module                # noqa: PLC0415
 
-    core = ArrayCore(spec, geometry)
+    from hdl.cores import make_core                      # noqa: PLC0415
+
+    core = make_core(spec, geometry)
     # Simulation needs no reset: registers start at their init values. A reset input would
     # feed every flip-flop's next-state logic, which Verilator then re-evaluates at every
     # call: about a third of the simulation time.
@@ -197,6 +200,7 @@ public_flat_rw -module "tb_top" -var "we"
 public_flat_rw -module "tb_top" -var "re"
 public_flat_rd -module "tb_top" -var "rdata"
 public_flat_rd -module "tb_top" -var "rack"
+public_flat_rd -module "tb_top" -var "ready"
 public_flat_rd -module "tb_top" -var "busy"
 public_flat_rd -module "tb_top" -var "done"
 public_flat_rd -module "tb_top" -var "error"

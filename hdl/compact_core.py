@@ -1,0 +1,702 @@
+"""The compact array core: one lane, one cell evaluation at a time, for the smallest FPGAs.
+
+The same array as hdl/array_core.py (the same register map, the same host plans, the same
+results as python_model/reference.py bit for bit), built for an iCE40UP5K rather than for
+speed: a sequential state machine instead of the speculative group pipeline, every per-cell
+bank in one single-port cell store (hdl/cell_store.py) and Q in a second single-port RAM
+(both SPRAM on an UltraPlus), the counters in block RAM behind small accumulators
+(hdl/counter_store.py), a crossing unit with one shared table port and shifter
+(hdl/serial_crossing_unit.py) and schedule units that shift one bit per cycle
+(ScheduleUnit(serial=True)). Geometry.core == "compact"; lanes must be 1.
+
+A step, slot after slot (slot = group, one lane):
+
+    read weight and valid; skip (but draw) an invalid slot
+    read Q_nn and g (field mode) or the host's tilt (external mode)
+    dL2 = delta^2 Q_nn +- 2 delta g; half tilts h = eta dL2 << shift (one multiplier, twice)
+    draw; the crossing unit decides up, down or stay; count
+    on a move: write the weight (and the per-cell counter), loss register += dL2, and in
+    field mode g += dw Q[:, slot] (sparse: 2 cycles per entry of the column; dense: 3 per row)
+    at the end of the step both schedules advance; steps, barrier and annealing work are counted
+
+About 12 + (latency of the crossing unit) cycles per evaluation with 16-bit fields. The
+counters are flushed into their RAM before a run reports done.
+
+Bus: as ArrayCore's (``addr``, ``wdata``, ``we``, ``re``; ``rdata`` with ``rack``; registered
+inputs), plus ``ready``: the core takes a read or a write only in a cycle where ``ready`` is
+high. It is low while an access to a cell-store entry of more than one 16-bit plane is under
+way; a read answers three cycles after its strobe, or 2 + planes for a two-plane word. The same
+refusals as ArrayCore: writes other than ``control`` and memory reads during a run set
+``error_busy_write``, writes to read-only or unknown addresses ``error_address``, a start with
+sizes outside the build ``error_config``; a refused access changes nothing.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from python_model.counters import counter_layout
+from python_model.errors import require
+
+from .address_decode import region_hit, region_offset
+from .cell_store import WORD_BITS as PLANE_BITS
+from .cell_store import CellLayout, CellStore
+from .counter_store import CounterStore
+from .crossing_unit import crossing_barrier_width
+from .lane_rng import LaneRng
+from .regmap import CONTROL, MAGIC, STATUS, VERSION, WORD_BITS, RegisterMap, words
+from .schedule_unit import ScheduleUnit
+from .serial_crossing_unit import SerialCrossingUnit
+from .single_port_ram import SinglePortRam
+
+PLANES_PER_WORD = WORD_BITS // PLANE_BITS
+assert PLANES_PER_WORD * PLANE_BITS == WORD_BITS
+
+
+def increment_bits(spec, geometry):
+    """Signed width of each counter's increment in one cycle of the compact core."""
+    cell_bits = max(1, spec.cells.bit_length())
+    event = 2                                              # 0 or 1
+    heat = spec.tilt_bits + 3                              # 2 |h|, h a signed tilt_bits + 1
+    return {
+        "steps": event, "evaluations": event, "up_moves": event, "down_moves": event,
+        "blocked_moves": event, "inadmissible": event, "heat_net": heat, "heat_abs": heat,
+        "barrier_work": spec.barrier_bits + 1 + cell_bits + 1,
+        "anneal_work": spec.gain_bits + 1 + spec.loss_bits + spec.tilt_shift + 2,
+        "field_adds": max(geometry.ptr_bits, cell_bits) + 2,
+    }
+
+
+class CompactCore(wiring.Component):
+    """Ports: the bus (``addr``, ``wdata``, ``we``, ``re``, ``rdata``, ``rack``, ``ready``) and
+    ``busy``/``done``/``error`` for LEDs and testbenches."""
+
+    def __init__(self, spec, geometry):
+        require(geometry.core == "compact", "geometry.core", geometry.core,
+                "must be 'compact' for CompactCore")
+        self.spec, self.geometry = spec, geometry
+        self.regmap = RegisterMap(spec, geometry)            # checks lanes == 1
+        self.layout = CellLayout(self.regmap)
+        self.increment_bits = increment_bits(spec, geometry)
+        super().__init__({
+            "addr": In(self.regmap.address_bits),
+            "wdata": In(WORD_BITS),
+            "we": In(1),
+            "re": In(1),
+            "rdata": Out(WORD_BITS),
+            "rack": Out(1),
+            "ready": Out(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+        })
+
+    def __repr__(self):
+        return f"CompactCore(spec={self.spec!r}, geometry={self.geometry!r})"
+
+    # -- the cell store -------------------------------------------------------------------------
+    def _access(self, m, name, slot, *, value=None):
+        """Start a read (value None) or a write of region `name`'s whole entry at `slot`."""
+        first, count = self.layout.regions[name]
+        cs = self._cs
+        m.d.comb += [cs.start.eq(1), cs.plane.eq(first), cs.count.eq(count), cs.slot.eq(slot),
+                     cs.write.eq(value is not None)]
+        if value is not None:
+            m.d.comb += cs.wdata.eq(value)          # signed values extend over the planes
+
+    def _value(self, name):
+        """The entry of region `name` the cell store has read, with its sign."""
+        region = self.regmap[name]
+        raw = self._cs.rdata[:region.width]
+        return raw.as_signed() if region.signed else raw
+
+    def elaborate(self, platform):
+        spec, g, rmap, layout = self.spec, self.geometry, self.regmap, self.layout
+        m = Module()
+        delta = spec.delta
+        slot_bits = layout.slot_bits
+        weight_shape = signed(max(spec.weight_bits, 2))
+
+        # -- submodules -------------------------------------------------------------------------
+        m.submodules.cells = cs = self._cs = CellStore(layout)
+        if g.q_storage == "sparse":
+            q_width, q_depth = g.entry_bits(spec.q_bits), g.q_capacity
+        else:
+            q_width, q_depth = spec.q_bits, g.dense_q_depth
+        m.submodules.q = qs = SinglePortRam(width=q_width, depth=q_depth)
+        m.submodules.counters = counters = CounterStore(spec, self.increment_bits)
+        m.submodules.barrier = barrier = ScheduleUnit(bits=spec.barrier_bits,
+                                                      table_depth=g.table_depth, serial=True)
+        m.submodules.gain = gain = ScheduleUnit(bits=spec.gain_bits, table_depth=g.table_depth,
+                                                serial=True)
+        m.submodules.rng = rng = LaneRng()
+        m.submodules.crossing = crossing = SerialCrossingUnit(
+            frac_bits=spec.barrier_frac_bits, mantissa_bits=spec.mantissa_bits,
+            barrier_width=crossing_barrier_width(spec))
+
+        # -- registers --------------------------------------------------------------------------
+        regs = {}
+        for region in rmap:
+            if not region.is_memory and region.access == "rw":
+                shape = signed(region.width) if region.signed else unsigned(region.width)
+                regs[region.name] = Signal(shape, name=f"reg_{region.name}")
+        status = {name: Signal(name=f"status_{name}") for name in STATUS}
+        m.d.comb += [self.busy.eq(status["busy"]), self.done.eq(status["done"]),
+                     self.error.eq(status["error_busy_write"] | status["error_address"]
+                                   | status["error_config"])]
+        for unit_name, unit in (("barrier", barrier), ("gain", gain)):
+            for port_name in unit.signature.members:
+                if port_name.startswith("cfg_"):
+                    m.d.comb += getattr(unit, port_name).eq(
+                        regs[f"{unit_name}_{port_name[4:]}"])
+        cell_overflow = Signal()
+        readable = dict(regs)
+        if spec.cell_counter_bits:
+            readable["cell_overflow"] = cell_overflow
+        readable.update(magic=Const(MAGIC, 32), version=Const(VERSION, 32),
+                        status=Cat(*[status[n] for n in STATUS]), step=barrier.step,
+                        barrier_now=barrier.value, gain_now=gain.value,
+                        overflow=counters.overflow)
+        running = status["busy"]
+        control = {name: Signal(name=f"control_{name}") for name in CONTROL}
+
+        self._bus(m, regs, readable, status, control, running, counters, qs, rng, barrier,
+                  gain)
+
+        # -- the run ----------------------------------------------------------------------------
+        remaining = Signal(48)
+        stop_requested = Signal()
+        e0 = Signal(spec.barrier_bits)
+        eta = Signal(spec.gain_bits)
+        external = regs["external_tilt"]
+        slot = Signal(slot_bits + 1)
+        w = Signal(weight_shape)
+        valid = Signal()
+        q_nn = Signal(signed(spec.q_bits))
+        field = Signal(signed(spec.field_bits))
+        dl_up = Signal(signed(spec.dl2_bits))
+        dl_down = Signal(signed(spec.dl2_bits))
+        h_up = Signal(signed(spec.tilt_bits + 1))
+        h_down = Signal(signed(spec.tilt_bits + 1))
+        moved_up = Signal()
+        cell_count = Signal(max(1, spec.cell_counter_bits))
+        loss_sum = Signal(signed(spec.loss_bits))
+        bias = Signal(signed(spec.field_bits))
+        # the field update: column (slot), weight change, where to go afterwards
+        f_slot = Signal(slot_bits)
+        f_dw = Signal(signed(max(spec.weight_bits, 2) + 1))
+        f_init = Signal()                                  # part of init_field (not counted)
+        f_row = Signal(slot_bits + 1)
+        f_value = Signal(signed(spec.q_bits))
+        f_pointer = Signal(g.ptr_bits)
+        f_left = Signal(g.ptr_bits + 1)
+        f_adds = Signal(max(g.ptr_bits, spec.cells.bit_length()) + 1)
+        last_slot = slot + 1 >= regs["groups"]
+        last_capacity_slot = slot + 1 >= g.slots
+
+        with m.If(control["clear_errors"]):
+            for name in ("error_busy_write", "error_address", "error_config"):
+                m.d.sync += status[name].eq(0)
+        with m.If(control["stop"] & running):
+            m.d.sync += stop_requested.eq(1)
+        with m.If(counters.clear):
+            m.d.sync += cell_overflow.eq(0)
+
+        # the crossing barriers, stable from DRAW until the crossing unit is done
+        m.d.comb += [crossing.b_up.eq(e0 + h_up), crossing.b_down.eq(e0 + h_down)]
+
+        # dL2 and the tilts of the cell just read: one multiplier for both directions
+        m.d.comb += [dl_up.eq(delta * delta * q_nn + 2 * delta * field),
+                     dl_down.eq(delta * delta * q_nn - 2 * delta * field)]
+        multiplier_b = Signal(signed(spec.dl2_bits))
+        product = Signal(signed(spec.gain_bits + spec.dl2_bits + 1))
+        m.d.comb += product.eq(eta * multiplier_b)
+        half_tilt = (product << spec.tilt_shift)
+
+        def entry_field(name):
+            at, width = g.entry_layout(spec.q_bits)[name]
+            return qs.rdata[at:at + width]
+
+        def after_move():
+            """The field update of a move (field mode), else the next slot."""
+            with m.If(external):
+                m.next = "NEXT"
+            with m.Else():
+                m.d.sync += [f_slot.eq(slot), f_dw.eq(Mux(moved_up, delta, -delta)),
+                             f_init.eq(0)]
+                m.next = "FIELD_START"
+
+        def field_read(row):
+            """Read g of `row` for the update: the next entry of the column (sparse) or of the
+            dense column (`row` is then f_row)."""
+            self._access(m, "field", row)
+            m.next = "FIELD_READ"
+
+        def next_entry():
+            """The entry on qs.rdata becomes the update's row; prefetch the one after it."""
+            row = entry_field("group")
+            m.d.sync += [f_row.eq(row), f_value.eq(entry_field("value").as_signed()),
+                         f_pointer.eq(f_pointer + 1)]
+            m.d.comb += [qs.re.eq(1), qs.addr.eq(f_pointer)]
+            field_read(row)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(control["start"]):
+                    bad = (regs["groups"] == 0) | (regs["groups"] > g.groups) | \
+                        (regs["cells"] == 0) | (regs["cells"] > spec.cells)
+                    with m.If(bad):
+                        m.d.sync += status["error_config"].eq(1)
+                    with m.Elif(regs["run_steps"] == 0):
+                        m.d.sync += status["done"].eq(1)
+                    with m.Else():
+                        m.d.sync += [status["busy"].eq(1), status["done"].eq(0),
+                                     remaining.eq(regs["run_steps"]), stop_requested.eq(0)]
+                        m.next = "PREPARE"
+                with m.Elif(control["init_field"]):
+                    m.d.sync += [status["busy"].eq(1), status["done"].eq(0), slot.eq(0)]
+                    m.next = "INIT_BIAS"
+                with m.Elif(control["clear"]):
+                    m.d.comb += [counters.clear.eq(1), barrier.restart.eq(1),
+                                 gain.restart.eq(1)]
+                    m.d.sync += status["done"].eq(0)
+
+            with m.State("PREPARE"):
+                with m.If(~barrier.busy & ~gain.busy):
+                    m.d.sync += [e0.eq(barrier.value), eta.eq(gain.value), slot.eq(0)]
+                    m.next = "EVAL_WEIGHT"
+
+            # -- one evaluation -------------------------------------------------------------
+            with m.State("EVAL_WEIGHT"):
+                self._access(m, "weight", slot)
+                m.next = "EVAL_VALID"
+            with m.State("EVAL_VALID"):
+                with m.If(cs.done):
+                    m.d.sync += w.eq(self._value("weight"))
+                    self._access(m, "valid", slot)
+                    m.next = "EVAL_OPERANDS"
+            with m.State("EVAL_OPERANDS"):
+                with m.If(cs.done):
+                    with m.If(~self._value("valid")):
+                        m.d.comb += rng.next.eq(1)            # an idle slot draws too
+                        m.next = "NEXT"
+                    with m.Elif(external):
+                        self._access(m, "tilt", slot)
+                        m.next = "EVAL_TILT"
+                    with m.Else():
+                        self._access(m, "diag", slot)
+                        m.next = "EVAL_DIAG"
+            with m.State("EVAL_TILT"):
+                with m.If(cs.done):
+                    tilt = self._value("tilt")
+                    m.d.sync += [h_up.eq(-tilt), h_down.eq(tilt), q_nn.eq(0), field.eq(0)]
+                    m.next = "DRAW"
+            with m.State("EVAL_DIAG"):
+                with m.If(cs.done):
+                    m.d.sync += q_nn.eq(self._value("diag"))
+                    self._access(m, "field", slot)
+                    m.next = "EVAL_FIELD"
+            with m.State("EVAL_FIELD"):
+                with m.If(cs.done):
+                    m.d.sync += field.eq(self._value("field"))
+                    m.next = "TILT_UP"
+            with m.State("TILT_UP"):
+                m.d.comb += multiplier_b.eq(dl_up)
+                m.d.sync += h_up.eq(half_tilt)
+                m.next = "TILT_DOWN"
+            with m.State("TILT_DOWN"):
+                m.d.comb += multiplier_b.eq(dl_down)
+                m.d.sync += h_down.eq(half_tilt)
+                m.next = "DRAW"
+            with m.State("DRAW"):
+                m.d.comb += [crossing.start.eq(1), crossing.u.eq(rng.draw), rng.next.eq(1)]
+                m.next = "CROSS"
+            with m.State("CROSS"):
+                with m.If(crossing.done):
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):
+                at_top, at_bottom = w == spec.w_hi, w == spec.w_lo
+                move_up = crossing.up & ~at_top
+                move_down = crossing.down & ~at_bottom
+                h = Mux(move_up, h_up, Mux(move_down, h_down, 0))
+                released = Signal(signed(spec.tilt_bits + 3))
+                m.d.comb += [
+                    released.eq(-2 * h),
+                    counters.inc_evaluations.eq(1),
+                    counters.inc_up_moves.eq(move_up),
+                    counters.inc_down_moves.eq(move_down),
+                    counters.inc_blocked_moves.eq((crossing.up & at_top)
+                                                  | (crossing.down & at_bottom)),
+                    counters.inc_inadmissible.eq(crossing.inadmissible),
+                    counters.inc_heat_net.eq(released),
+                    counters.inc_heat_abs.eq(Mux(released < 0, -released, released)),
+                ]
+                with m.If(move_up | move_down):
+                    with m.If(~external):
+                        m.d.sync += regs["loss2"].eq(regs["loss2"]
+                                                     + Mux(move_up, dl_up, dl_down))
+                    m.d.sync += moved_up.eq(move_up)
+                    self._access(m, "weight", slot,
+                                 value=Mux(move_up, w + delta, w - delta).as_signed())
+                    m.next = "WEIGHT_WRITTEN"
+                with m.Else():
+                    m.next = "NEXT"
+            with m.State("WEIGHT_WRITTEN"):
+                with m.If(cs.done):
+                    if spec.cell_counter_bits:
+                        with m.If(moved_up):
+                            self._access(m, "cell_up", slot)
+                        with m.Else():
+                            self._access(m, "cell_down", slot)
+                        m.next = "CELL_COUNT"
+                    else:
+                        after_move()
+            if spec.cell_counter_bits:
+                with m.State("CELL_COUNT"):
+                    with m.If(cs.done):
+                        count = self._value("cell_up")         # both have the same width
+                        with m.If(count == (1 << spec.cell_counter_bits) - 1):
+                            m.d.sync += cell_overflow.eq(1)
+                        with m.If(moved_up):
+                            self._access(m, "cell_up", slot, value=(count + 1)[:len(count)])
+                        with m.Else():
+                            self._access(m, "cell_down", slot, value=(count + 1)[:len(count)])
+                        m.next = "CELL_COUNTED"
+                with m.State("CELL_COUNTED"):
+                    with m.If(cs.done):
+                        after_move()
+            with m.State("NEXT"):
+                with m.If(last_slot):
+                    m.d.comb += [barrier.advance.eq(1), gain.advance.eq(1)]
+                    m.next = "SCHEDULE"
+                with m.Else():
+                    m.d.sync += slot.eq(slot + 1)
+                    m.next = "EVAL_WEIGHT"
+
+            # -- the end of a step ----------------------------------------------------------
+            with m.State("SCHEDULE"):
+                with m.If(~barrier.busy & ~gain.busy):
+                    rise = Signal(signed(spec.barrier_bits + 1))
+                    m.d.comb += [rise.eq(barrier.value - e0), counters.inc_steps.eq(1),
+                                 counters.inc_barrier_work.eq(
+                                     Mux(rise > 0, rise * regs["cells"], 0))]
+                    with m.If(~external):
+                        d_eta = Signal(signed(spec.gain_bits + 1))
+                        m.d.comb += [d_eta.eq(gain.value - eta),
+                                     counters.inc_anneal_work.eq(
+                                         (d_eta * regs["loss2"]) << (spec.tilt_shift + 1))]
+                    m.d.sync += [e0.eq(barrier.value), eta.eq(gain.value),
+                                 remaining.eq(remaining - 1), slot.eq(0)]
+                    with m.If((remaining == 1) | stop_requested):
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.next = "EVAL_WEIGHT"
+            with m.State("FINISH"):
+                m.d.comb += counters.flush.eq(1)
+                m.next = "FINISH_WAIT"
+            with m.State("FINISH_WAIT"):
+                with m.If(counters.settled):
+                    m.d.sync += [status["busy"].eq(0), status["done"].eq(1)]
+                    m.next = "IDLE"
+
+            # -- the field update g += dw Q[:, f_slot] --------------------------------------
+            with m.State("FIELD_START"):
+                if g.q_storage == "sparse":
+                    self._access(m, "column", f_slot)
+                    m.next = "FIELD_COLUMN"
+                else:
+                    m.d.comb += [qs.re.eq(1), qs.addr.eq(Cat(Const(0, g.group_bits), f_slot))]
+                    m.d.sync += [f_row.eq(0), f_adds.eq(regs["cells"])]
+                    m.next = "FIELD_DENSE_Q"
+            if g.q_storage == "sparse":
+                with m.State("FIELD_COLUMN"):
+                    with m.If(cs.done):
+                        column = self._value("column")
+                        start, length = column[:g.ptr_bits], column[g.ptr_bits:2 * g.ptr_bits]
+                        m.d.sync += [f_pointer.eq(start + 1), f_left.eq(length),
+                                     f_adds.eq(length)]
+                        m.d.comb += [qs.re.eq(1), qs.addr.eq(start)]
+                        with m.If(length == 0):
+                            m.next = "FIELD_END"
+                        with m.Else():
+                            m.next = "FIELD_ENTRY"
+                with m.State("FIELD_ENTRY"):              # the first entry is on qs.rdata
+                    next_entry()
+            else:
+                with m.State("FIELD_DENSE_Q"):           # Q[f_row, f_slot] is on qs.rdata
+                    m.d.sync += f_value.eq(qs.rdata.as_signed())
+                    field_read(f_row)
+            with m.State("FIELD_READ"):
+                with m.If(cs.done):
+                    updated = self._value("field") + f_dw * f_value
+                    self._access(m, "field", f_row, value=updated[:spec.field_bits].as_signed())
+                    m.next = "FIELD_WRITTEN"
+            with m.State("FIELD_WRITTEN"):
+                with m.If(cs.done):
+                    if g.q_storage == "sparse":
+                        m.d.sync += f_left.eq(f_left - 1)
+                        with m.If(f_left == 1):
+                            m.next = "FIELD_END"
+                        with m.Else():
+                            next_entry()
+                    else:
+                        with m.If(f_row + 1 >= regs["groups"]):
+                            m.next = "FIELD_END"
+                        with m.Else():
+                            m.d.sync += f_row.eq(f_row + 1)
+                            m.d.comb += [qs.re.eq(1),
+                                         qs.addr.eq(Cat((f_row + 1)[:g.group_bits], f_slot))]
+                            m.next = "FIELD_DENSE_Q"
+            with m.State("FIELD_END"):
+                with m.If(f_init):
+                    m.next = "INIT_COLUMN_NEXT"
+                with m.Else():
+                    m.d.comb += counters.inc_field_adds.eq(f_adds)
+                    m.next = "NEXT"
+
+            # -- init_field: g = -b, g += W_m Q[:, m] for every cell, L2 = sum W (g - b) ----
+            with m.State("INIT_BIAS"):
+                self._access(m, "bias", slot)
+                m.next = "INIT_BIAS_WRITE"
+            with m.State("INIT_BIAS_WRITE"):
+                with m.If(cs.done):
+                    self._access(m, "field", slot,
+                                 value=(-self._value("bias"))[:spec.field_bits].as_signed())
+                    m.next = "INIT_BIAS_NEXT"
+            with m.State("INIT_BIAS_NEXT"):
+                with m.If(cs.done):
+                    with m.If(last_capacity_slot):
+                        m.d.sync += slot.eq(0)
+                        m.next = "INIT_WEIGHT"
+                    with m.Else():
+                        m.d.sync += slot.eq(slot + 1)
+                        m.next = "INIT_BIAS"
+            with m.State("INIT_WEIGHT"):
+                self._access(m, "weight", slot)
+                m.next = "INIT_VALID"
+            with m.State("INIT_VALID"):
+                with m.If(cs.done):
+                    m.d.sync += w.eq(self._value("weight"))
+                    self._access(m, "valid", slot)
+                    m.next = "INIT_COLUMN"
+            with m.State("INIT_COLUMN"):
+                with m.If(cs.done):
+                    with m.If(self._value("valid") & (w != 0)):
+                        m.d.sync += [f_slot.eq(slot), f_dw.eq(w), f_init.eq(1)]
+                        m.next = "FIELD_START"
+                    with m.Else():
+                        m.next = "INIT_COLUMN_NEXT"
+            with m.State("INIT_COLUMN_NEXT"):
+                with m.If(last_capacity_slot):
+                    m.d.sync += [slot.eq(0), loss_sum.eq(0)]
+                    m.next = "INIT_LOSS"
+                with m.Else():
+                    m.d.sync += slot.eq(slot + 1)
+                    m.next = "INIT_WEIGHT"
+            with m.State("INIT_LOSS"):
+                self._access(m, "weight", slot)
+                m.next = "INIT_LOSS_VALID"
+            with m.State("INIT_LOSS_VALID"):
+                with m.If(cs.done):
+                    m.d.sync += w.eq(self._value("weight"))
+                    self._access(m, "valid", slot)
+                    m.next = "INIT_LOSS_FIELD"
+            with m.State("INIT_LOSS_FIELD"):
+                with m.If(cs.done):
+                    m.d.sync += valid.eq(self._value("valid"))
+                    self._access(m, "field", slot)
+                    m.next = "INIT_LOSS_BIAS"
+            with m.State("INIT_LOSS_BIAS"):
+                with m.If(cs.done):
+                    m.d.sync += field.eq(self._value("field"))
+                    self._access(m, "bias", slot)
+                    m.next = "INIT_LOSS_ADD"
+            with m.State("INIT_LOSS_ADD"):
+                with m.If(cs.done):
+                    m.d.comb += bias.eq(self._value("bias"))
+                    total = loss_sum + Mux(valid, w * (field - bias), 0)
+                    with m.If(last_slot):
+                        m.d.sync += [regs["loss2"].eq(total), status["busy"].eq(0),
+                                     status["done"].eq(1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [loss_sum.eq(total), slot.eq(slot + 1)]
+                        m.next = "INIT_LOSS"
+        return m
+
+    # -- the bus --------------------------------------------------------------------------------
+    def _bus(self, m, regs, readable, status, control, running, counters, qs, rng, barrier,
+             gain):
+        """Decode of the registered bus: registers, counters, memories; refusals; ``ready``."""
+        rmap, g, layout, cs = self.regmap, self.geometry, self.layout, self._cs
+        bus = {name: Signal.like(getattr(self, name), name=f"bus_{name}")
+               for name in ("addr", "wdata", "we", "re")}
+        m.d.sync += [bus[name].eq(getattr(self, name)) for name in bus]
+        max_words = max(words(r.width) for r in rmap if r.is_memory and r.access != "ro")
+        staging = Signal(max(1, (max_words - 1) * WORD_BITS))
+        counter_base = rmap["counter_steps"].base
+        counter_names = {f"counter_{name}" for name, _, _ in counter_layout(self.spec)}
+
+        hit, word_of, index_of = {}, {}, {}
+        for region in rmap:
+            offset = region_offset(region, bus["addr"])
+            hit[region.name] = region_hit(region, bus["addr"])
+            if region.is_memory:
+                stride_bits = (region.stride - 1).bit_length()
+                word_of[region.name] = offset[:stride_bits] if stride_bits else Const(0, 1)
+                index_of[region.name] = offset[stride_bits:]
+            else:
+                word_of[region.name] = offset[:max(1, (region.size - 1).bit_length())]
+        any_hit = Cat(*hit.values()).any()
+
+        # ready: low while a multi-plane cell-store access of the bus is still under way
+        bus_cs = Signal()                   # the cell store works for the bus
+        bus_cs_start = Signal()             # ... from this cycle on
+        m.d.comb += self.ready.eq(~(bus_cs & cs.busy) & ~(bus_cs_start & (cs.count > 1)))
+        with m.If(cs.done):
+            m.d.sync += bus_cs.eq(0)
+
+        # reads: answered when the source has the word (registers, counters, qs: the cycle
+        # after decode; the cell store: its done cycle)
+        sources = ("none", "register", "counter", "q", "cells")
+        read_from = Signal(range(len(sources)))
+        read_sel = Signal(range(len(rmap.regions) + 1))
+        read_word = Signal(max(1, (max(words(r.width) for r in rmap) - 1).bit_length()))
+        read_ok = Signal()
+        read_two_planes = Signal()          # the cell-store word spans two planes
+        read_signed = Signal()
+        m.d.sync += self.rack.eq(0)
+        names = list(rmap.regions)
+
+        with m.If(bus["re"]):
+            m.d.sync += [read_from.eq(sources.index("none")), read_ok.eq(0)]
+            for i, region in enumerate(rmap):
+                with m.If(hit[region.name]):
+                    m.d.sync += [read_sel.eq(i), read_word.eq(word_of[region.name])]
+                    if not region.is_memory:
+                        m.d.sync += read_ok.eq(region.access != "wo")
+                        if region.access == "wo":
+                            m.d.sync += status["error_address"].eq(1)
+                        elif region.name in counter_names:
+                            m.d.comb += [counters.read_en.eq(1), counters.read_addr.eq(
+                                bus["addr"] - counter_base)]
+                            m.d.sync += read_from.eq(sources.index("counter"))
+                        else:
+                            m.d.sync += read_from.eq(sources.index("register"))
+                        continue
+                    ok = ~running & (region.access != "wo")
+                    m.d.sync += read_ok.eq(ok)
+                    with m.If(ok):
+                        index = index_of[region.name]
+                        if region.name in layout.regions:
+                            first, count = layout.regions[region.name]
+                            plane = first + PLANES_PER_WORD * word_of[region.name]
+                            left = count - PLANES_PER_WORD * word_of[region.name]
+                            two = left >= 2
+                            m.d.comb += [cs.start.eq(1), cs.plane.eq(plane),
+                                         cs.count.eq(Mux(two, 2, 1)), cs.slot.eq(index),
+                                         cs.write.eq(0)]
+                            m.d.comb += bus_cs_start.eq(1)
+                            m.d.sync += [read_from.eq(sources.index("cells")), bus_cs.eq(1),
+                                         read_two_planes.eq(two),
+                                         read_signed.eq(int(region.signed))]
+                        else:                                  # entry or q
+                            m.d.comb += [qs.re.eq(1), qs.addr.eq(index)]
+                            m.d.sync += [read_from.eq(sources.index("q")),
+                                         read_signed.eq(int(region.signed))]
+                    with m.Elif(running):
+                        m.d.sync += status["error_busy_write"].eq(1)
+                    with m.Else():
+                        m.d.sync += status["error_address"].eq(1)
+            with m.If(~any_hit):
+                m.d.sync += status["error_address"].eq(1)
+
+        answer = Signal(max(words(r.width) for r in rmap) * WORD_BITS)
+        with m.Switch(read_sel):
+            for i, region in enumerate(rmap):
+                with m.Case(i):
+                    if not region.is_memory and region.name in readable:
+                        m.d.comb += answer.eq(readable[region.name])
+        low_plane = cs.rdata[:PLANE_BITS]
+        cells_word = Mux(read_two_planes, cs.rdata[:WORD_BITS],
+                         Mux(read_signed, low_plane.as_signed(), low_plane))
+        q_word = Mux(read_signed, qs.rdata.as_signed(), qs.rdata)
+        q_shifted = Signal(max(WORD_BITS, len(qs.rdata)))
+        m.d.comb += q_shifted.eq(q_word)
+        pending = Signal()                   # a read waits for its answer
+        with m.If(bus["re"]):
+            m.d.sync += pending.eq(1)
+        with m.If(pending):
+            with m.Switch(read_from):
+                with m.Case(sources.index("cells")):
+                    with m.If(cs.done):
+                        m.d.sync += [self.rdata.eq(Mux(read_ok, cells_word, 0)),
+                                     self.rack.eq(1), pending.eq(bus["re"])]
+                with m.Default():
+                    word = {
+                        sources.index("register"): answer.word_select(read_word, WORD_BITS),
+                        sources.index("counter"): counters.read_data,
+                        sources.index("q"): q_shifted.word_select(read_word, WORD_BITS)
+                        if len(q_shifted) > WORD_BITS else q_shifted,
+                    }
+                    data = Signal(WORD_BITS)
+                    with m.Switch(read_from):
+                        for code, value in word.items():
+                            with m.Case(code):
+                                m.d.comb += data.eq(value)
+                    m.d.sync += [self.rdata.eq(Mux(read_ok, data, 0)), self.rack.eq(1),
+                                 pending.eq(bus["re"])]
+
+        # writes
+        with m.If(bus["we"]):
+            for region in rmap:
+                with m.If(hit[region.name]):
+                    if region.name == "control":
+                        for name, bit in CONTROL.items():
+                            m.d.comb += control[name].eq(bus["wdata"][bit])
+                    elif region.access == "ro":
+                        m.d.sync += status["error_address"].eq(1)
+                    elif not region.is_memory:
+                        with m.If(running):
+                            m.d.sync += status["error_busy_write"].eq(1)
+                        with m.Else():
+                            reg = regs[region.name]
+                            for w in range(words(region.width)):
+                                with m.If(word_of[region.name] == w):
+                                    top = min(region.width, WORD_BITS * (w + 1))
+                                    m.d.sync += reg[WORD_BITS * w:top].eq(bus["wdata"])
+                    else:
+                        self._memory_write(m, region, bus, word_of[region.name],
+                                           index_of[region.name], running, status, staging,
+                                           qs, rng, barrier, gain, bus_cs, bus_cs_start)
+            with m.If(~any_hit):
+                m.d.sync += status["error_address"].eq(1)
+
+    def _memory_write(self, m, region, bus, word, index, running, status, staging, qs, rng,
+                      barrier, gain, bus_cs, bus_cs_start):
+        """A word written into a memory region: staged, or committing the whole entry."""
+        last = words(region.width) - 1
+        entry = Cat(staging[:WORD_BITS * last], bus["wdata"]) if last else bus["wdata"]
+        value = entry[:region.width].as_signed() if region.signed else entry[:region.width]
+        name = region.name
+        with m.If(running):
+            m.d.sync += status["error_busy_write"].eq(1)
+        with m.Elif(word < last):
+            for w in range(last):
+                with m.If(word == w):
+                    m.d.sync += staging[WORD_BITS * w:WORD_BITS * (w + 1)].eq(bus["wdata"])
+        with m.Elif(word == last):
+            if name in self.layout.regions:
+                self._access(m, name, index, value=value)
+                m.d.comb += bus_cs_start.eq(1)
+                m.d.sync += bus_cs.eq(1)
+            elif name in ("entry", "q"):
+                m.d.comb += [qs.addr.eq(index), qs.wdata.eq(value), qs.we.eq(1)]
+            elif name == "seed":
+                m.d.comb += [rng.seed.eq(value), rng.load.eq(1)]
+            elif name in ("barrier_table", "gain_table"):
+                unit = barrier if name == "barrier_table" else gain
+                m.d.comb += [unit.table_we.eq(1), unit.table_addr.eq(index),
+                             unit.table_data.eq(value)]
+        with m.Else():
+            m.d.sync += status["error_address"].eq(1)     # a word past the entry's words

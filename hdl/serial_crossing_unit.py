@@ -1,0 +1,205 @@
+"""The crossing unit for the compact core: python_model.crossing.decide_one bit for bit, one
+evaluation at a time, with one table port, one shifter and one adder.
+
+The same rule and the same threshold as hdl/crossing_unit.py,
+
+    T(B) = (((MANTISSA[f] << (33 - M)) >> i) + 1) >> 1,   i = B >> F,  f = B mod 2**F,
+
+with B clipped to ZERO_FROM_U << F, but computed one threshold after the other instead of three
+in parallel, which is what fits an iCE40UP5K beside the rest of the array:
+
+* one read port of the mantissa ROM, addressed by the barrier of the current *phase*: B+
+  (``UP``), then B- (``DOWN``), then, only for an inadmissible step, min(|B+ - B-|, clip)
+  (``DISTANCE``);
+* one shift register instead of a barrel shifter: it loads MANTISSA[f] << (33 - M) and shifts
+  right by 8 or by 1 a cycle until i is used up (floor division, as the barrel shifter);
+* one accumulator and adder: ``acc + (d >> 1) + d[0]`` adds the rounded threshold (the rounding
+  increment is the adder's carry in). After UP it holds T+ (u < T+: up), after DOWN T+ + T-
+  (u < T+ + T-: down; > 2**32 or a negative barrier: inadmissible), after DISTANCE T(|B+ - B-|);
+* the inadmissible step's scaled compare (u >> 16) * s < a << 16 with its 16 x 17-bit product
+  (one SB_MAC16 on an iCE40UP).
+
+Ports: ``u`` (32-bit draw) is sampled when ``start`` is high at a clock edge (only while ``busy``
+is low); ``b_up``, ``b_down`` (signed ``barrier_width`` bits, as CrossingUnit's) are read from
+that cycle on and must stay unchanged until ``done``. ``done`` is high for one cycle, when
+``up``, ``down`` and ``inadmissible`` hold the outcome; they keep it until the next ``start``.
+``busy`` is high from the cycle after ``start`` until ``done``, which is a cycle where a new
+``start`` may come.
+
+Latency, from ``start`` to ``done``: 7 + s(i+) + s(i-) cycles for an admissible step, where
+s(i) = i // 8 + i % 8 are the shifts of a threshold (at most 10 for i <= 34; up to 14 for the
+meaningless exponent of a negative barrier), plus 3 + s(i_distance) for an inadmissible one
+(:meth:`latency`): 8 to 48 cycles, 8 to 30 when neither barrier is negative.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import enum, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from python_model.crossing import (DRAW_BITS, INADMISSIBLE_PRECISION_BITS, ONE, ZERO_FROM_U,
+                                   decide_one, mantissa_rom)
+from python_model.errors import require
+
+from .crossing_unit import SCALED_SHIFT
+
+BIG_SHIFT = 8                 # the shift register's long step
+
+
+class Phase(enum.Enum, shape=2):
+    UP = 0
+    DOWN = 1
+    DISTANCE = 2
+
+
+def shift_cycles(exponent):
+    """Cycles the shift register needs for a right shift by `exponent`."""
+    return exponent // BIG_SHIFT + exponent % BIG_SHIFT
+
+
+class SerialCrossingUnit(wiring.Component):
+    """One crossing decision at a time (see the module docstring for ports and latency)."""
+
+    def __init__(self, *, frac_bits, mantissa_bits, barrier_width):
+        self.frac_bits = frac_bits          # stored first: __repr__ names a rejected unit too
+        self.mantissa_bits = mantissa_bits
+        self.barrier_width = barrier_width
+        for name, value, low, high, reason in (
+                ("frac_bits", frac_bits, 1, 16, "the ROM has 2**frac_bits rows"),
+                ("mantissa_bits", mantissa_bits, 1, DRAW_BITS,
+                 "a mantissa must fit in the 32-bit draw"),
+                ("barrier_width", barrier_width, 2, 64,
+                 "the golden model holds barriers in int64")):
+            require(isinstance(value, int) and not isinstance(value, bool), name, value,
+                    "must be an integer")
+            require(low <= value <= high, name, value, f"must be in [{low}, {high}]: {reason}")
+        super().__init__({
+            "start": In(1),
+            "u": In(DRAW_BITS),
+            "b_up": In(signed(barrier_width)),
+            "b_down": In(signed(barrier_width)),
+            "busy": Out(1),
+            "done": Out(1),
+            "up": Out(1),
+            "down": Out(1),
+            "inadmissible": Out(1),
+        })
+
+    def __repr__(self):
+        return (f"SerialCrossingUnit(frac_bits={self.frac_bits}, "
+                f"mantissa_bits={self.mantissa_bits}, barrier_width={self.barrier_width})")
+
+    def latency(self, b_up, b_down):
+        """Cycles from a ``start`` to its ``done`` (start in cycle t, done in t + latency) for
+        these barriers (in LSBs)."""
+        clip = ZERO_FROM_U << self.frac_bits
+        clip_mask = (1 << clip.bit_length()) - 1          # a negative barrier's bits wrap
+
+        def cycles(b):                                    # load, shifts, add
+            return 2 + shift_cycles((min(b, clip) & clip_mask) >> self.frac_bits)
+
+        total = cycles(b_up) + 1 + cycles(b_down) + 1     # each followed by its check
+        _, inadmissible = decide_one(0, b_up, b_down, self.frac_bits, self.mantissa_bits)
+        if inadmissible:
+            total += cycles(min(abs(b_up - b_down), clip)) + 1    # + the scaled compare
+        return total + 1                                  # + done, one cycle after the last
+
+    def elaborate(self, platform):
+        m = Module()
+        frac_bits, mantissa_bits = self.frac_bits, self.mantissa_bits
+        clip = ZERO_FROM_U << frac_bits                   # T(B) = 0 from here on
+        exponent_bits = ZERO_FROM_U.bit_length()
+
+        phase = Signal(Phase)
+        u = Signal(DRAW_BITS)
+        difference = Signal(signed(self.barrier_width + 1))
+        m.d.comb += difference.eq(self.b_up - self.b_down)
+
+        # the barrier of this phase, clipped (a negative B+ or B- gives a meaningless threshold:
+        # the step is inadmissible then, which only the DISTANCE phase decides)
+        barrier = Signal(signed(self.barrier_width + 2))
+        with m.Switch(phase):
+            with m.Case(Phase.UP):
+                m.d.comb += barrier.eq(self.b_up)
+            with m.Case(Phase.DOWN):
+                m.d.comb += barrier.eq(self.b_down)
+            with m.Default():
+                m.d.comb += barrier.eq(Mux(difference < 0, -difference, difference))
+        clipped = Signal(range(clip + 1))
+        m.d.comb += clipped.eq(Mux(barrier >= clip, clip, barrier))
+
+        m.submodules.mantissa_rom = rom = Memory(
+            shape=unsigned(mantissa_bits + 1), depth=1 << frac_bits,
+            init=mantissa_rom(frac_bits, mantissa_bits))
+        read = rom.read_port()
+        m.d.comb += read.addr.eq(clipped[:frac_bits])
+
+        # twice the threshold before rounding, (MANTISSA[f] << (33 - M)) >> i
+        doubled = Signal(DRAW_BITS + 2)
+        shifts_left = Signal(exponent_bits)
+        acc = Signal(DRAW_BITS + 2)                       # T+, then T+ + T- (<= 2**33)
+        rounded = doubled.shift_right(1) + doubled[0]
+
+        negative = Signal()
+        up_admissible = Signal()
+        up_lower = Signal()                               # B+ <= B-: T'+ = T(0) = 2**32
+
+        # the inadmissible compare: a = T'+ >> 17, s = (T'+ + T'-) >> 17 with the lower
+        # barrier's threshold 2**32
+        distance_top = acc.shift_right(SCALED_SHIFT)
+        scaled_total = (ONE >> SCALED_SHIFT) + distance_top
+        scaled_up = Mux(up_lower, ONE >> SCALED_SHIFT, distance_top)
+        draw_top = u.shift_right(DRAW_BITS - INADMISSIBLE_PRECISION_BITS)
+        up_scaled = draw_top * scaled_total < scaled_up.shift_left(INADMISSIBLE_PRECISION_BITS)
+
+        def finish(up, down, inadmissible):
+            m.d.sync += [self.up.eq(up), self.down.eq(down),
+                         self.inadmissible.eq(inadmissible), phase.eq(Phase.UP),
+                         self.done.eq(1)]
+            m.next = "IDLE"
+
+        m.d.sync += self.done.eq(0)
+
+        with m.FSM() as fsm:
+            with m.State("IDLE"):                         # the ROM reads B+ (phase UP)
+                with m.If(self.start):
+                    m.d.sync += [u.eq(self.u), acc.eq(0), shifts_left.eq(clipped[frac_bits:]),
+                                 negative.eq((self.b_up < 0) | (self.b_down < 0))]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.sync += doubled.eq(read.data.shift_left(DRAW_BITS + 1 - mantissa_bits))
+                m.next = "SHIFT"
+            with m.State("SHIFT"):
+                with m.If(shifts_left >= BIG_SHIFT):
+                    m.d.sync += [doubled.eq(doubled.shift_right(BIG_SHIFT)),
+                                 shifts_left.eq(shifts_left - BIG_SHIFT)]
+                with m.Elif(shifts_left != 0):
+                    m.d.sync += [doubled.eq(doubled.shift_right(1)),
+                                 shifts_left.eq(shifts_left - 1)]
+                with m.Else():
+                    m.d.sync += acc.eq(acc + rounded)
+                    with m.Switch(phase):
+                        with m.Case(Phase.UP):
+                            m.d.sync += phase.eq(Phase.DOWN)
+                            m.next = "UP_CHECK"
+                        with m.Case(Phase.DOWN):
+                            m.d.sync += phase.eq(Phase.DISTANCE)
+                            m.next = "DOWN_CHECK"
+                        with m.Default():
+                            m.next = "SCALED"
+            with m.State("UP_CHECK"):                     # acc = T+; the ROM reads B-
+                m.d.sync += [up_admissible.eq(u < acc), shifts_left.eq(clipped[frac_bits:])]
+                m.next = "LOAD"
+            with m.State("DOWN_CHECK"):                   # acc = T+ + T-; the ROM reads |B+ - B-|
+                inadmissible = negative | (acc > ONE)
+                with m.If(inadmissible):
+                    m.d.sync += [acc.eq(0), up_lower.eq(difference <= 0),
+                                 shifts_left.eq(clipped[frac_bits:])]
+                    m.next = "LOAD"
+                with m.Else():
+                    finish(up_admissible, ~up_admissible & (u < acc), 0)
+            with m.State("SCALED"):                       # acc = T(min(|B+ - B-|, clip))
+                finish(up_scaled, ~up_scaled, 1)
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m
+
