@@ -7,8 +7,9 @@ lanes 1, 3, 4, 5, 8; weight bits 1, 4, 8; dense and sparse Q; natural and colour
 schedule kind for the barrier and for the gain; external-tilt mode; >= 1e5 cell evaluations
 each, and one run of >= 1e7; per-cell counters (in one configuration, narrow enough to wrap).
 The compact core (one lane, hdl/compact_core.py) runs its own cases of the same kinds: spins
-and multi-level weights, dense and sparse, every schedule kind, entries of one and of two
-16-bit planes, per-cell counters, external tilts, and the mutation check.
+and multi-level weights, dense and sparse, constant and table schedules (the kinds it has; the
+tables sample the other kinds' curves), entries of one and of two 16-bit planes, per-cell
+counters, external tilts, and the mutation check.
 """
 
 from dataclasses import dataclass
@@ -77,18 +78,23 @@ CASES = {
         spec=dict(weight_bits=1, lanes=3, cell_counter_bits=6,
                   barrier=table([2 * U + (i * 7) % (3 * U) for i in range(300)]),
                   gain=table([ETA_ONE // 8 + i for i in range(256)]))),
-    # the compact core (one lane): Max-Cut spins, sparse, colour order, annealed gain
-    "compact-spins-sparse-exponential": dict(
+    # the compact core (one lane, constant and table schedules): Max-Cut spins, sparse, colour
+    # order, a constant barrier and an exponential anneal of the gain as a table
+    "compact-spins-sparse-constant-table": dict(
         core="compact", problem=lambda: build_workload("maxcut", cells=48, seed=3).problem,
         steps=2100,
         spec=dict(weight_bits=1, lanes=1, q_storage="sparse", order="colour",
-                  barrier=Schedule.linear(2 * U, 2**16 // 500),
-                  gain=Schedule.exponential(ETA_ONE // 8, 2**16 // 400))),
-    # compact: 8-bit weights, dense Q, logarithmic schedules, fields and tilts of two planes
-    "compact-bits8-dense-logarithmic-wide": dict(
+                  barrier=Schedule.constant(3 * U),
+                  gain=Schedule.exponential(ETA_ONE // 8, 2**16 // 400).tabulated(
+                      "gain", 16, 300, 7))),
+    # compact: 8-bit weights, dense Q, logarithmic curves as tables, fields and tilts of two
+    # planes
+    "compact-bits8-dense-table-wide": dict(
         core="compact", problem=lambda: random_qp(20, 6, scale=2), steps=5000,
-        spec=dict(weight_bits=8, lanes=1, barrier=Schedule.logarithmic(U, U, 64),
-                  gain=Schedule.logarithmic(ETA_ONE // 4, ETA_ONE, 100))),
+        spec=dict(weight_bits=8, lanes=1,
+                  barrier=Schedule.logarithmic(U, U, 64).tabulated("barrier", 14, 256, 19),
+                  gain=Schedule.logarithmic(ETA_ONE // 4, ETA_ONE, 100).tabulated(
+                      "gain", 16, 1000, 5))),
     # compact: 4-bit weights, sparse, tables, narrow formats (g, b and Q_nn in one plane) and
     # 5-bit per-cell counters (they wrap)
     "compact-bits4-sparse-table-narrow-cellcounters": dict(
@@ -137,8 +143,11 @@ def pull_to_target(step, weights):
 
 @pytest.mark.parametrize("core,lanes", [("pipelined", 4), ("compact", 1)])
 def test_rtl_matches_model_with_external_tilts(core, lanes):
+    barrier = Schedule.exponential(U, 2**16 // 2000)
+    if core == "compact":                  # it computes tables (and constants) only
+        barrier = barrier.tabulated("barrier", 14, 256, 13)
     spec = Spec(cells=32, weight_bits=8, lanes=lanes, tilt="external", init="zero", seed=12,
-                barrier=Schedule.exponential(U, 2**16 // 2000))
+                barrier=barrier)
     workload = Workload(None)
     model = ModelSession(workload, spec, progress=False)
     rtl = HardwareSession(workload, spec, progress=False, core=core)
@@ -170,25 +179,29 @@ def test_rtl_matches_model_over_ten_million_evaluations():
     assert counters["evaluations"] >= 10_000_000
 
 
-def test_crosscheck_catches_a_probability_table_off_by_one(monkeypatch):
+@pytest.mark.parametrize("core,lanes", [("pipelined", 2), ("compact", 1)])
+def test_crosscheck_catches_a_probability_table_off_by_one(monkeypatch, core, lanes):
     """Mutation check: one mantissa ROM entry one LSB high must make the cross-check fail."""
     import hdl.crossing_unit
+    import hdl.serial_crossing_unit
+
+    original = hdl.crossing_unit.mantissa_rom
 
     def mutated_rom(frac_bits, mantissa_bits):
-        rom = mantissa_rom(frac_bits, mantissa_bits)
+        rom = original(frac_bits, mantissa_bits)
         rom[MUTATED_ENTRY] += 1
         return rom
 
-    mantissa_rom = hdl.crossing_unit.mantissa_rom
-    monkeypatch.setattr(hdl.crossing_unit, "mantissa_rom", mutated_rom)
+    for module in (hdl.crossing_unit, hdl.serial_crossing_unit):   # each core's unit
+        monkeypatch.setattr(module, "mantissa_rom", mutated_rom)
     # No tilt and E0 = 1.5 u: every lookup is the entry of fraction 1/2 at shift 1, where
     # one mantissa LSB (M = 11) moves a threshold by 2**-12: about 16 differing decisions
     # are expected in 2000 steps x 16 cells, the first one in the first few hundred steps.
-    spec = Spec(cells=16, weight_bits=4, lanes=2, mantissa_bits=11, seed=14, tilt="external",
-                init="zero", barrier=Schedule.constant(U + U // 2))
+    spec = Spec(cells=16, weight_bits=4, lanes=lanes, mantissa_bits=11, seed=14,
+                tilt="external", init="zero", barrier=Schedule.constant(U + U // 2))
     workload = Workload(None)
     model = ModelSession(workload, spec, progress=False)
-    rtl = HardwareSession(workload, spec, progress=False)
+    rtl = HardwareSession(workload, spec, progress=False, core=core)
     try:
         message, step = crosscheck(spec, model, rtl, 2000, segments=20,
                                    half_tilt=lambda step, w: np.zeros(16, dtype=np.int64))

@@ -89,8 +89,10 @@ class ArrayCore(wiring.Component):
         m.submodules.counters = counters = CounterBank(spec)
         m.submodules.engine = engine = FieldEngine(spec, g)
         m.submodules.barrier = barrier = ScheduleUnit(bits=spec.barrier_bits,
-                                                      table_depth=g.table_depth)
-        m.submodules.gain = gain = ScheduleUnit(bits=spec.gain_bits, table_depth=g.table_depth)
+                                                      table_depth=g.table_depth,
+                                                      kinds=g.schedule_kinds)
+        m.submodules.gain = gain = ScheduleUnit(bits=spec.gain_bits, table_depth=g.table_depth,
+                                                kinds=g.schedule_kinds)
         rngs, units = [], []
         for lane in range(lanes):
             rng = LaneRng()

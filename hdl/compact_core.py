@@ -41,7 +41,7 @@ from python_model.errors import require
 from .address_decode import region_hit, region_offset
 from .cell_store import WORD_BITS as PLANE_BITS
 from .cell_store import CellLayout, CellStore
-from .counter_store import CounterStore
+from .counter_ram import CounterRam
 from .crossing_unit import crossing_barrier_width
 from .lane_rng import LaneRng
 from .regmap import CONTROL, MAGIC, STATUS, VERSION, WORD_BITS, RegisterMap, words
@@ -54,13 +54,13 @@ assert PLANES_PER_WORD * PLANE_BITS == WORD_BITS
 
 
 def increment_bits(spec, geometry):
-    """Signed width of each counter's increment in one cycle of the compact core."""
+    """Signed width of the amounts the compact core adds to each counter at a time."""
     cell_bits = max(1, spec.cells.bit_length())
-    event = 2                                              # 0 or 1
-    heat = spec.tilt_bits + 3                              # 2 |h|, h a signed tilt_bits + 1
+    event = 2                                              # 1
     return {
-        "steps": event, "evaluations": event, "up_moves": event, "down_moves": event,
-        "blocked_moves": event, "inadmissible": event, "heat_net": heat, "heat_abs": heat,
+        "steps": event, "evaluations": cell_bits + 1, "up_moves": event, "down_moves": event,
+        "blocked_moves": event, "inadmissible": event,
+        "heat_net": spec.tilt_bits + 2, "heat_abs": spec.tilt_bits + 2,     # 2 h
         "barrier_work": spec.barrier_bits + 1 + cell_bits + 1,
         "anneal_work": spec.gain_bits + 1 + spec.loss_bits + spec.tilt_shift + 2,
         "field_adds": max(geometry.ptr_bits, cell_bits) + 2,
@@ -124,11 +124,12 @@ class CompactCore(wiring.Component):
         else:
             q_width, q_depth = spec.q_bits, g.dense_q_depth
         m.submodules.q = qs = SinglePortRam(width=q_width, depth=q_depth)
-        m.submodules.counters = counters = CounterStore(spec, self.increment_bits)
-        m.submodules.barrier = barrier = ScheduleUnit(bits=spec.barrier_bits,
-                                                      table_depth=g.table_depth, serial=True)
-        m.submodules.gain = gain = ScheduleUnit(bits=spec.gain_bits, table_depth=g.table_depth,
-                                                serial=True)
+        m.submodules.counters = counters = CounterRam(spec, self.increment_bits)
+        m.submodules.barrier = barrier = ScheduleUnit(
+            bits=spec.barrier_bits, table_depth=g.table_depth, serial=True,
+            kinds=g.schedule_kinds)
+        m.submodules.gain = gain = ScheduleUnit(
+            bits=spec.gain_bits, table_depth=g.table_depth, serial=True, kinds=g.schedule_kinds)
         m.submodules.rng = rng = LaneRng()
         m.submodules.crossing = crossing = SerialCrossingUnit(
             frac_bits=spec.barrier_frac_bits, mantissa_bits=spec.mantissa_bits,
@@ -212,6 +213,24 @@ class CompactCore(wiring.Component):
         product = Signal(signed(spec.gain_bits + spec.dl2_bits + 1))
         m.d.comb += product.eq(eta * multiplier_b)
         half_tilt = (product << spec.tilt_shift)
+
+        # the outcome of the evaluation (the crossing unit holds it until the next draw)
+        at_top, at_bottom = w == spec.w_hi, w == spec.w_lo
+        move_up = crossing.up & ~at_top
+        move_down = crossing.down & ~at_bottom
+        moves = move_up | move_down
+        blocked = (crossing.up & at_top) | (crossing.down & at_bottom)
+        h = Mux(moved_up, h_up, h_down)            # the half tilt of the move (after DECIDE)
+        # the end of a step: the schedules' new values against those of the step
+        rise = Signal(signed(spec.barrier_bits + 1))
+        d_eta = Signal(signed(spec.gain_bits + 1))
+        m.d.comb += [rise.eq(barrier.value - e0), d_eta.eq(gain.value - eta)]
+        counter_index = {name: i for i, (name, _, _) in enumerate(counter_layout(spec))}
+
+        def add_to_counter(index, amount, subtract=0):
+            """Add `amount` to counter `index` (only while counters.ready)."""
+            m.d.comb += [counters.add.eq(1), counters.index.eq(index),
+                         counters.amount.eq(amount), counters.subtract.eq(subtract)]
 
         def entry_field(name):
             at, width = g.entry_layout(spec.q_bits)[name]
@@ -315,32 +334,34 @@ class CompactCore(wiring.Component):
                 with m.If(crossing.done):
                     m.next = "DECIDE"
             with m.State("DECIDE"):
-                at_top, at_bottom = w == spec.w_hi, w == spec.w_lo
-                move_up = crossing.up & ~at_top
-                move_down = crossing.down & ~at_bottom
-                h = Mux(move_up, h_up, Mux(move_down, h_down, 0))
-                released = Signal(signed(spec.tilt_bits + 3))
-                m.d.comb += [
-                    released.eq(-2 * h),
-                    counters.inc_evaluations.eq(1),
-                    counters.inc_up_moves.eq(move_up),
-                    counters.inc_down_moves.eq(move_down),
-                    counters.inc_blocked_moves.eq((crossing.up & at_top)
-                                                  | (crossing.down & at_bottom)),
-                    counters.inc_inadmissible.eq(crossing.inadmissible),
-                    counters.inc_heat_net.eq(released),
-                    counters.inc_heat_abs.eq(Mux(released < 0, -released, released)),
-                ]
-                with m.If(move_up | move_down):
-                    with m.If(~external):
+                with m.If(counters.ready):
+                    with m.If(moves | blocked):
+                        add_to_counter(Mux(move_up, counter_index["up_moves"],
+                                  Mux(move_down, counter_index["down_moves"],
+                                      counter_index["blocked_moves"])), 1)
+                    with m.If(moves & ~external):
                         m.d.sync += regs["loss2"].eq(regs["loss2"]
                                                      + Mux(move_up, dl_up, dl_down))
                     m.d.sync += moved_up.eq(move_up)
+                    m.next = "COUNT_INADMISSIBLE"
+            with m.State("COUNT_INADMISSIBLE"):
+                with m.If(counters.ready):
+                    with m.If(crossing.inadmissible):
+                        add_to_counter(counter_index["inadmissible"], 1)
+                    with m.If(moves):
+                        m.next = "COUNT_HEAT_NET"
+                    with m.Else():
+                        m.next = "NEXT"
+            with m.State("COUNT_HEAT_NET"):                  # released: -2h
+                with m.If(counters.ready):
+                    add_to_counter(counter_index["heat_net"], 2 * h, subtract=1)
+                    m.next = "COUNT_HEAT_ABS"
+            with m.State("COUNT_HEAT_ABS"):                  # |2h|; then the move itself
+                with m.If(counters.ready):
+                    add_to_counter(counter_index["heat_abs"], 2 * h, subtract=h < 0)
                     self._access(m, "weight", slot,
-                                 value=Mux(move_up, w + delta, w - delta).as_signed())
+                                 value=Mux(moved_up, w + delta, w - delta).as_signed())
                     m.next = "WEIGHT_WRITTEN"
-                with m.Else():
-                    m.next = "NEXT"
             with m.State("WEIGHT_WRITTEN"):
                 with m.If(cs.done):
                     if spec.cell_counter_bits:
@@ -376,26 +397,33 @@ class CompactCore(wiring.Component):
             # -- the end of a step ----------------------------------------------------------
             with m.State("SCHEDULE"):
                 with m.If(~barrier.busy & ~gain.busy):
-                    rise = Signal(signed(spec.barrier_bits + 1))
-                    m.d.comb += [rise.eq(barrier.value - e0), counters.inc_steps.eq(1),
-                                 counters.inc_barrier_work.eq(
-                                     Mux(rise > 0, rise * regs["cells"], 0))]
-                    with m.If(~external):
-                        d_eta = Signal(signed(spec.gain_bits + 1))
-                        m.d.comb += [d_eta.eq(gain.value - eta),
-                                     counters.inc_anneal_work.eq(
-                                         (d_eta * regs["loss2"]) << (spec.tilt_shift + 1))]
+                    m.next = "COUNT_STEPS"
+            with m.State("COUNT_STEPS"):
+                with m.If(counters.ready):
+                    add_to_counter(counter_index["steps"], 1)
+                    m.next = "COUNT_EVALUATIONS"
+            with m.State("COUNT_EVALUATIONS"):               # every cell of the run, once
+                with m.If(counters.ready):
+                    add_to_counter(counter_index["evaluations"], regs["cells"])
+                    m.next = "COUNT_BARRIER_WORK"
+            with m.State("COUNT_BARRIER_WORK"):
+                with m.If(counters.ready):
+                    with m.If(rise > 0):
+                        add_to_counter(counter_index["barrier_work"], rise * regs["cells"])
+                    m.next = "COUNT_ANNEAL_WORK"
+            with m.State("COUNT_ANNEAL_WORK"):
+                with m.If(counters.ready):
+                    with m.If(~external & (d_eta != 0)):
+                        add_to_counter(counter_index["anneal_work"],
+                              (d_eta * regs["loss2"]) << (spec.tilt_shift + 1))
                     m.d.sync += [e0.eq(barrier.value), eta.eq(gain.value),
                                  remaining.eq(remaining - 1), slot.eq(0)]
                     with m.If((remaining == 1) | stop_requested):
                         m.next = "FINISH"
                     with m.Else():
                         m.next = "EVAL_WEIGHT"
-            with m.State("FINISH"):
-                m.d.comb += counters.flush.eq(1)
-                m.next = "FINISH_WAIT"
-            with m.State("FINISH_WAIT"):
-                with m.If(counters.settled):
+            with m.State("FINISH"):                          # the last addition is in
+                with m.If(counters.ready):
                     m.d.sync += [status["busy"].eq(0), status["done"].eq(1)]
                     m.next = "IDLE"
 
@@ -450,8 +478,8 @@ class CompactCore(wiring.Component):
             with m.State("FIELD_END"):
                 with m.If(f_init):
                     m.next = "INIT_COLUMN_NEXT"
-                with m.Else():
-                    m.d.comb += counters.inc_field_adds.eq(f_adds)
+                with m.Elif(counters.ready):
+                    add_to_counter(counter_index["field_adds"], f_adds)
                     m.next = "NEXT"
 
             # -- init_field: g = -b, g += W_m Q[:, m] for every cell, L2 = sum W (g - b) ----
@@ -552,7 +580,9 @@ class CompactCore(wiring.Component):
         # ready: low while a multi-plane cell-store access of the bus is still under way
         bus_cs = Signal()                   # the cell store works for the bus
         bus_cs_start = Signal()             # ... from this cycle on
-        m.d.comb += self.ready.eq(~(bus_cs & cs.busy) & ~(bus_cs_start & (cs.count > 1)))
+        # and while the counters are zeroed after a clear (reads would see old words)
+        m.d.comb += self.ready.eq(~(bus_cs & cs.busy) & ~(bus_cs_start & (cs.count > 1))
+                                  & (counters.ready | running))
         with m.If(cs.done):
             m.d.sync += bus_cs.eq(0)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from python_model.counters import counter_layout
 from python_model.errors import require
-from python_model.schedules import MAX_TABLE_ENTRIES, schedule_registers
+from python_model.schedules import KINDS, MAX_TABLE_ENTRIES, schedule_registers
 
 MAGIC = 0x4C494D45            # "LIME"
 VERSION = 1
@@ -77,6 +77,11 @@ class Region:
 #: group pipeline) and ``compact`` (hdl/compact_core.py: one lane, one evaluation at a time, for
 #: the smallest FPGAs). They speak the same register map and give the same results.
 CORES = ("pipelined", "compact")
+#: the schedule kinds each core's schedule units compute. The compact core has the constant and
+#: the table (piecewise constant, any curve in up to table_depth pieces): the datapaths of the
+#: computed kinds (a ramp, a leading-one normaliser, a multiplier, two ROMs, the clamp) would
+#: not fit an iCE40UP5K beside the array.
+CORE_SCHEDULE_KINDS = {"pipelined": KINDS, "compact": ("constant", "table")}
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,10 @@ class Geometry:
     q_capacity: int           # sparse: entries of Q (nonzeros); dense: unused
     table_depth: int = MAX_TABLE_ENTRIES
     core: str = "pipelined"   # one of CORES
+
+    @property
+    def schedule_kinds(self):
+        return CORE_SCHEDULE_KINDS[self.core]
 
     @property
     def lanes_p2(self):
@@ -179,7 +188,8 @@ class RegisterMap:
         if spec.cell_counter_bits:
             reg("cell_overflow", 1, access="ro")          # sticky: a per-cell counter wrapped
         for unit, bits in (("barrier", spec.barrier_bits), ("gain", spec.gain_bits)):
-            for name, width, signed in schedule_registers(bits, g.table_depth):
+            for name, width, signed in schedule_registers(bits, g.table_depth,
+                                                          g.schedule_kinds):
                 reg(f"{unit}_{name}", width, signed=signed)
         mem = self._memory
         mem("seed", 216, g.lanes_p2, access="wo")
@@ -199,8 +209,9 @@ class RegisterMap:
             require(g.q_capacity >= 1, "geometry.q_capacity", g.q_capacity, "must be >= 1")
             mem("column", 2 * g.ptr_bits, g.slots)             # Geometry.pack_column
             mem("entry", g.entry_bits(spec.q_bits), g.q_capacity)
-        mem("barrier_table", spec.barrier_bits, g.table_depth, access="wo")
-        mem("gain_table", spec.gain_bits, g.table_depth, access="wo")
+        if "table" in g.schedule_kinds:
+            mem("barrier_table", spec.barrier_bits, g.table_depth, access="wo")
+            mem("gain_table", spec.gain_bits, g.table_depth, access="wo")
         self.address_bits = max(1, (self._next - 1).bit_length())
 
     def _register(self, name, width, signed=False, access="rw"):

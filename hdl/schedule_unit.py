@@ -56,7 +56,8 @@ from amaranth.lib.wiring import In, Out
 from python_model.schedules import (EXP2_TABLE, EXP_RANGE_OCTAVES, KIND_CODES, KINDS, LOG2_BITS,
                                     LOG2_INPUT_BITS, LOG2_TABLE, LOG_FRAC_BITS,
                                     MAX_STEPS_PER_ENTRY, RATE_FRAC_BITS, STEP_BITS,
-                                    TABLE_INDEX_BITS, schedule_registers)
+                                    TABLE_INDEX_BITS, COMPUTED_KINDS, check_kinds,
+                                    schedule_registers)
 
 #: EXP2_TABLE[f] = 2**16 * 2**(f/256): its fraction bits are those of EXP2_TABLE[0] = 1.0
 EXP2_FRAC_BITS = int(EXP2_TABLE[0]).bit_length() - 1
@@ -203,14 +204,15 @@ class ScheduleUnit(wiring.Component):
         "logarithmic": 4 + Log2Fixed.LATENCY + MULTIPLY_CYCLES,     # + the loading cycle, SCALE
     }
 
-    def __init__(self, *, bits, table_depth=4096, serial=False):
+    def __init__(self, *, bits, table_depth=4096, serial=False, kinds=KINDS):
         for name, value in (("bits", bits), ("table_depth", table_depth)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} = {value!r}: must be an integer")
         self.bits = bits
         self.table_depth = table_depth
         self.serial = _check_serial(serial)
-        self.registers = schedule_registers(bits, table_depth)    # checks the ranges
+        self.kinds = check_kinds(kinds)
+        self.registers = schedule_registers(bits, table_depth, self.kinds)   # checks the ranges
         ports = {f"cfg_{name}": In(signed(width) if is_signed else unsigned(width))
                  for name, width, is_signed in self.registers}
         ports.update(table_we=In(1), table_addr=In(range(table_depth)), table_data=In(bits),
@@ -239,13 +241,13 @@ class ScheduleUnit(wiring.Component):
 
     def __repr__(self):
         return (f"ScheduleUnit(bits={self.bits}, table_depth={self.table_depth}, "
-                f"serial={self.serial})")
+                f"serial={self.serial}, kinds={self.kinds})")
 
     def max_latency(self, kind):
         """The longest ``busy`` time after a strobe for a kind (a name of KINDS), in cycles:
         LATENCY[kind] if not serial (where it is also the shortest)."""
-        if kind not in KINDS:
-            raise ValueError(f"kind = {kind!r}: must be one of {KINDS}")
+        if kind not in self.kinds:
+            raise ValueError(f"kind = {kind!r}: must be one of {self.kinds}")
         if not self.serial:
             return self.LATENCY[kind]
         return {"exponential": 3 + self._vanish_cycles,           # START, READ_EXP2, CLAMP
@@ -257,18 +259,41 @@ class ScheduleUnit(wiring.Component):
         bits = self.bits
         kind = self.cfg_kind
         serial = self.serial
+        # only the parts of the kinds this unit computes
+        has_ramp = bool({"linear", "exponential"} & set(self.kinds))
+        has_table = "table" in self.kinds
+        has_log = "logarithmic" in self.kinds
+        has_exp = "exponential" in self.kinds
+        multiplies = has_log or has_exp
+        clamps = bool(set(COMPUTED_KINDS) & set(self.kinds))   # else values come clamped
+        start = getattr(self, "cfg_start", 0)                   # (no start: a table-only unit)
 
-        m.submodules.table = table = Memory(shape=unsigned(bits), depth=self.table_depth, init=[])
-        table_write = table.write_port()
-        table_read = table.read_port()
-        m.submodules.exp2_rom = exp2_rom = _rom(EXP2_OFFSETS)
-        exp2_read = exp2_rom.read_port()
-        exp2 = Cat(exp2_read.data, 1)               # EXP2_TABLE[f]: the constant bit 16 back
-        m.submodules.log2 = log2 = Log2Fixed(serial=serial)
+        if has_table:
+            m.submodules.table = table = Memory(shape=unsigned(bits), depth=self.table_depth,
+                                                init=[])
+            table_write = table.write_port()
+            table_read = table.read_port()
+            m.d.comb += [table_write.addr.eq(self.table_addr),
+                         table_write.data.eq(self.table_data),
+                         table_write.en.eq(self.table_we),
+                         table_read.addr.eq(self.entry)]
+            table_data = table_read.data
+        else:
+            table_data = None
+        if has_exp:
+            m.submodules.exp2_rom = exp2_rom = _rom(EXP2_OFFSETS)
+            exp2_read = exp2_rom.read_port()
+            exp2 = Cat(exp2_read.data, 1)           # EXP2_TABLE[f]: the constant bit 16 back
+            m.d.comb += exp2_read.addr.eq(
+                self.ramp[RATE_FRAC_BITS - TABLE_INDEX_BITS:RATE_FRAC_BITS])
+        if has_log:
+            m.submodules.log2 = log2 = Log2Fixed(serial=serial)
+            m.d.comb += log2.n.eq(self.cfg_tau + self.step)
 
         # multiplier: {product_hi, product_lo} = a * b, b shifted out of product_lo bit by bit
-        multiplicand = Signal(self.cfg_scale.shape())          # scale or start
-        product_hi = Signal(self.cfg_scale.shape())
+        # (a: scale or start, at most bits + 9 bits signed)
+        multiplicand = Signal(signed(bits + 9))
+        product_hi = Signal(signed(bits + 9))
         product_lo = Signal(self._lo_bits)                      # octaves or EXP2_TABLE[f] at first
         multiply_count = Signal(range(self._vanish_cycles if serial else self.MULTIPLY_CYCLES))
         multiply_last = Signal.like(multiply_count)             # serial: the loop's last cycle
@@ -279,17 +304,8 @@ class ScheduleUnit(wiring.Component):
         exp_overflow = Signal()                                 # e >= P: the value saturates
         no_shift_exponent = self._point                         # 16 + headroom, the P of serial
 
-        m.d.comb += [
-            table_write.addr.eq(self.table_addr),
-            table_write.data.eq(self.table_data),
-            table_write.en.eq(self.table_we),
-            table_read.addr.eq(self.entry),
-            exp2_read.addr.eq(self.ramp[RATE_FRAC_BITS - TABLE_INDEX_BITS:RATE_FRAC_BITS]),
-            log2.n.eq(self.cfg_tau + self.step),
-        ]
-
         if serial:
-            x = self._serial_result(m, product, exp_overflow, table_read.data)
+            x = self._serial_result(m, product, exp_overflow, table_data)
         else:
             # exponential: value = start * EXP2_TABLE[f] * 2**(e - 16), e and f from the ramp. A
             # product >= 2**16 shifted left by `headroom` or more exceeds every hi < 2**bits;
@@ -321,72 +337,81 @@ class ScheduleUnit(wiring.Component):
                     m.next = "START"
                 with m.Elif(self.advance):
                     m.d.sync += self.step.eq(self.step + 1)
-                    with m.If(self.step < self.cfg_k_sat):
-                        m.d.sync += self.ramp.eq(self.ramp + self.cfg_rate)
-                    with m.If(self.entry_step + 1 == self.cfg_steps_per_entry):
-                        m.d.sync += self.entry_step.eq(0)
-                        with m.If(self.entry + 1 < self.cfg_table_length):
-                            m.d.sync += self.entry.eq(self.entry + 1)
-                    with m.Else():
-                        m.d.sync += self.entry_step.eq(self.entry_step + 1)
+                    if has_ramp:
+                        with m.If(self.step < self.cfg_k_sat):
+                            m.d.sync += self.ramp.eq(self.ramp + self.cfg_rate)
+                    if has_table:
+                        with m.If(self.entry_step + 1 == self.cfg_steps_per_entry):
+                            m.d.sync += self.entry_step.eq(0)
+                            with m.If(self.entry + 1 < self.cfg_table_length):
+                                m.d.sync += self.entry.eq(self.entry + 1)
+                        with m.Else():
+                            m.d.sync += self.entry_step.eq(self.entry_step + 1)
                     m.next = "START"
 
             with m.State("START"):
                 with m.Switch(kind):
-                    with m.Case(KIND_CODES["linear"]):
+                    if "linear" in self.kinds:
+                        with m.Case(KIND_CODES["linear"]):
+                            if not serial:
+                                m.d.sync += x.eq(self.cfg_start + (self.ramp >> RATE_FRAC_BITS))
+                            m.next = "CLAMP"
+                    if has_log:
+                        with m.Case(KIND_CODES["logarithmic"]):
+                            m.d.comb += log2.start.eq(1)
+                            m.next = "LOG2"
+                    if has_exp:
+                        with m.Case(KIND_CODES["exponential"]):
+                            m.next = "READ_EXP2"
+                    if has_table:
+                        with m.Case(KIND_CODES["table"]):
+                            m.next = "CLAMP" if serial else "READ_TABLE"  # serial: CLAMP reads
+                    with m.Default():           # constant, and codes of no kind here (never hang)
                         if not serial:
-                            m.d.sync += x.eq(self.cfg_start + (self.ramp >> RATE_FRAC_BITS))
-                        m.next = "CLAMP"
-                    with m.Case(KIND_CODES["logarithmic"]):
-                        m.d.comb += log2.start.eq(1)
-                        m.next = "LOG2"
-                    with m.Case(KIND_CODES["exponential"]):
-                        m.next = "READ_EXP2"
-                    with m.Case(KIND_CODES["table"]):
-                        m.next = "CLAMP" if serial else "READ_TABLE"   # serial: CLAMP reads it
-                    with m.Default():           # constant, and unused codes (never hang)
-                        if not serial:
-                            m.d.sync += x.eq(self.cfg_start)
+                            m.d.sync += x.eq(start)
                         m.next = "CLAMP"
 
-            if not serial:
+            if has_table and not serial:
                 with m.State("READ_TABLE"):
-                    m.d.sync += x.eq(table_read.data)
+                    m.d.sync += x.eq(table_data)
                     m.next = "CLAMP"
 
-            with m.State("LOG2"):
-                with m.If(~log2.busy):
-                    load_multiplier(self.cfg_scale, log2.result - self.cfg_log2_tau,
-                                    self._log_cycles - 1)
+            if has_log:
+                with m.State("LOG2"):
+                    with m.If(~log2.busy):
+                        load_multiplier(self.cfg_scale, log2.result - self.cfg_log2_tau,
+                                        self._log_cycles - 1)
 
-            with m.State("READ_EXP2"):
-                m.d.sync += exp_overflow.eq(exponent >= no_shift_exponent)
-                if serial:
-                    cycles = Mux(exponent < -bits, self._vanish_cycles,
-                                 self._log_cycles - exponent)
-                    load_multiplier(self.cfg_start, exp2, cycles - 1)
-                    with m.If(exponent >= no_shift_exponent):
-                        m.next = "CLAMP"        # saturated: no product needed
-                else:
-                    m.d.sync += exp_right_shift.eq(
-                        Mux(exponent <= no_shift_exponent - shifter_bits, shifter_bits,
-                            right_shift))
-                    load_multiplier(self.cfg_start, exp2)
+            if has_exp:
+                with m.State("READ_EXP2"):
+                    m.d.sync += exp_overflow.eq(exponent >= no_shift_exponent)
+                    if serial:
+                        cycles = Mux(exponent < -bits, self._vanish_cycles,
+                                     self._log_cycles - exponent)
+                        load_multiplier(self.cfg_start, exp2, cycles - 1)
+                        with m.If(exponent >= no_shift_exponent):
+                            m.next = "CLAMP"        # saturated: no product needed
+                    else:
+                        m.d.sync += exp_right_shift.eq(
+                            Mux(exponent <= no_shift_exponent - shifter_bits, shifter_bits,
+                                right_shift))
+                        load_multiplier(self.cfg_start, exp2)
 
-            with m.State("MULTIPLY"):
-                m.d.sync += [product_hi.eq(partial >> 1),
-                             product_lo.eq(Cat(product_lo[1:], partial[0])),
-                             multiply_count.eq(multiply_count + 1)]
-                if serial:
-                    with m.If(multiply_count == self._lo_bits - 1):
-                        m.d.sync += multiplicand.eq(0)      # b consumed: now shift right only
-                    with m.If(multiply_count == multiply_last):
-                        m.next = "CLAMP"
-                else:
-                    with m.If(multiply_count == self.MULTIPLY_CYCLES - 1):
-                        m.next = "SCALE"
+            if multiplies:
+                with m.State("MULTIPLY"):
+                    m.d.sync += [product_hi.eq(partial >> 1),
+                                 product_lo.eq(Cat(product_lo[1:], partial[0])),
+                                 multiply_count.eq(multiply_count + 1)]
+                    if serial:
+                        with m.If(multiply_count == self._lo_bits - 1):
+                            m.d.sync += multiplicand.eq(0)      # b consumed: shift right only
+                        with m.If(multiply_count == multiply_last):
+                            m.next = "CLAMP"
+                    else:
+                        with m.If(multiply_count == self.MULTIPLY_CYCLES - 1):
+                            m.next = "SCALE"
 
-            if not serial:
+            if multiplies and not serial:
                 with m.State("SCALE"):
                     with m.If(kind == KIND_CODES["logarithmic"]):
                         m.d.sync += x.eq(self.cfg_start + (product >> LOG_FRAC_BITS))
@@ -395,8 +420,11 @@ class ScheduleUnit(wiring.Component):
                     m.next = "CLAMP"
 
             with m.State("CLAMP"):
-                m.d.sync += self.value.eq(Mux(x < self.cfg_lo, self.cfg_lo,
-                                              Mux(x > self.cfg_hi, self.cfg_hi, x)))
+                if clamps:
+                    m.d.sync += self.value.eq(Mux(x < self.cfg_lo, self.cfg_lo,
+                                                  Mux(x > self.cfg_hi, self.cfg_hi, x)))
+                else:
+                    m.d.sync += self.value.eq(x)
                 m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
@@ -408,19 +436,29 @@ class ScheduleUnit(wiring.Component):
         saturated to bits + 1 bits (its excess only decides the side of the clamp)."""
         bits = self.bits
         kind = self.cfg_kind
+        if not set(COMPUTED_KINDS) & set(self.kinds):            # constant and table only
+            if table_data is None:
+                return self.cfg_start
+            if "constant" not in self.kinds:
+                return table_data
+            return Mux(kind == KIND_CODES["table"], table_data, self.cfg_start)
         scaled = product[self._lo_bits - self._point:]          # a * b * 2**(P - N)
         excess = scaled[bits:]                                  # all equal: fits bits + 1 bits
         saturated = Mux(excess.all() | ~excess.any(), scaled[:bits + 1].as_signed(),
                         Mux(scaled[-1], -2**bits, 2**bits))
         addend = Signal(signed(bits + 3))
         with m.Switch(kind):
-            with m.Case(KIND_CODES["linear"]):
-                m.d.comb += addend.eq(self.ramp >> RATE_FRAC_BITS)      # |.| < 2**(bits + 1)
-            with m.Case(KIND_CODES["logarithmic"]):
-                m.d.comb += addend.eq(saturated)
-            with m.Case(KIND_CODES["exponential"]):
-                m.d.comb += addend.eq(Mux(exp_overflow, 2**bits, saturated))
-            with m.Case(KIND_CODES["table"]):
-                m.d.comb += addend.eq(table_data)
+            if "linear" in self.kinds:
+                with m.Case(KIND_CODES["linear"]):
+                    m.d.comb += addend.eq(self.ramp >> RATE_FRAC_BITS)  # |.| < 2**(bits + 1)
+            if "logarithmic" in self.kinds:
+                with m.Case(KIND_CODES["logarithmic"]):
+                    m.d.comb += addend.eq(saturated)
+            if "exponential" in self.kinds:
+                with m.Case(KIND_CODES["exponential"]):
+                    m.d.comb += addend.eq(Mux(exp_overflow, 2**bits, saturated))
+            if table_data is not None:
+                with m.Case(KIND_CODES["table"]):
+                    m.d.comb += addend.eq(table_data)
         plain = (kind == KIND_CODES["exponential"]) | (kind == KIND_CODES["table"])
         return Mux(plain, 0, self.cfg_start) + addend

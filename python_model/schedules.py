@@ -89,6 +89,20 @@ class Schedule:
         return cls("table", values=tuple(int(v) for v in values),
                    steps_per_entry=int(steps_per_entry))
 
+    def tabulated(self, name, bits, entries, steps_per_entry):
+        """This schedule as a table schedule (for hardware that computes tables only): its
+        value at the first step of each of `entries` pieces of `steps_per_entry` steps, held
+        through the piece, the last piece to the end of the run. Exact at those steps."""
+        require(isinstance(entries, int) and MIN_TABLE_ENTRIES <= entries <= MAX_TABLE_ENTRIES,
+                f"{name} table entries", entries,
+                f"must be in [{MIN_TABLE_ENTRIES}, {MAX_TABLE_ENTRIES}]")
+        require(isinstance(steps_per_entry, int) and 1 <= steps_per_entry <= MAX_STEPS_PER_ENTRY,
+                f"{name} steps per entry", steps_per_entry,
+                f"must be in [1, {MAX_STEPS_PER_ENTRY}]")
+        steps = np.arange(entries, dtype=np.int64) * steps_per_entry
+        values = self.validated(name, bits).values_at(np.minimum(steps, MAX_STEPS))
+        return Schedule.table(values.tolist(), steps_per_entry=steps_per_entry)
+
     # -- validation ---------------------------------------------------------------------------
     def validated(self, name, bits):
         """Check against an unsigned format of `bits` bits; return a copy with lo/hi filled."""
@@ -208,13 +222,37 @@ def _check_unit(bits, table_depth):
             f"accepts)")
 
 
-def schedule_registers(bits, table_depth):
+#: the registers each kind reads besides kind. The clamp to [lo, hi] belongs to the kinds that
+#: compute their value; a constant's start and a table's entries are loaded clamped already
+#: (schedule_register_values, schedule_table_values), so a unit of those kinds alone has none.
+KIND_REGISTERS = {
+    "constant": ("start",),
+    "linear": ("start", "lo", "hi", "rate", "k_sat"),
+    "exponential": ("start", "lo", "hi", "rate", "k_sat"),
+    "logarithmic": ("start", "lo", "hi", "scale", "tau", "log2_tau"),
+    "table": ("steps_per_entry", "table_length"),
+}
+#: the kinds whose value a unit computes (and clamps)
+COMPUTED_KINDS = ("linear", "logarithmic", "exponential")
+
+
+def check_kinds(kinds):
+    """`kinds` as a tuple in KINDS order: a non-empty subset of KINDS."""
+    require(isinstance(kinds, (tuple, list, set, frozenset)) and len(kinds) > 0
+            and set(kinds) <= set(KINDS), "kinds", kinds,
+            f"must be a non-empty collection of {KINDS}")
+    return tuple(kind for kind in KINDS if kind in kinds)
+
+
+def schedule_registers(bits, table_depth, kinds=KINDS):
     """(name, width, signed) of every configuration register of a schedule unit for an unsigned
-    `bits`-bit format and a table RAM of `table_depth` entries. Each width holds every value
-    that Schedule.validated accepts."""
+    `bits`-bit format, a table RAM of `table_depth` entries and the schedule `kinds` it
+    computes (a unit without some kinds has no registers only they read). Each width holds
+    every value that Schedule.validated accepts."""
     _check_unit(bits, table_depth)
+    needed = {name for kind in check_kinds(kinds) for name in KIND_REGISTERS[kind]}
     longest_ramp = max(2**bits, EXP_RANGE_OCTAVES) << RATE_FRAC_BITS    # span << 16 in k_sat
-    return (
+    registers = (
         ("kind", max(KIND_CODES.values()).bit_length(), False),
         ("start", bits, False),
         ("lo", bits, False),
@@ -227,16 +265,36 @@ def schedule_registers(bits, table_depth):
         ("steps_per_entry", MAX_STEPS_PER_ENTRY.bit_length(), False),
         ("table_length", table_depth.bit_length(), False),
     )
+    return tuple(r for r in registers if r[0] == "kind" or r[0] in needed)
 
 
-def schedule_register_values(schedule, bits, table_depth, *, name="schedule"):
-    """Register name -> value of a schedule unit running `schedule` (validated against `bits`
-    here). Registers a kind does not use are 0; a table's entries go into the unit's RAM."""
-    registers = schedule_registers(bits, table_depth)
+def schedule_table_values(schedule, bits, *, name="schedule"):
+    """The entries of a table schedule as its unit's RAM holds them: clamped to [lo, hi], so
+    that they are its values (empty for the other kinds)."""
     s = schedule.validated(name, bits)
-    values = dict.fromkeys((register for register, _, _ in registers), 0)
-    values.update(kind=KIND_CODES[s.kind], lo=s.lo, hi=s.hi)
     if s.kind != "table":
+        return []
+    return [min(max(int(v), s.lo), s.hi) for v in s.values]
+
+
+def schedule_register_values(schedule, bits, table_depth, *, name="schedule", kinds=KINDS):
+    """Register name -> value of a schedule unit running `schedule` (validated against `bits`
+    and the unit's `kinds` here). Registers a kind does not use are 0; a table's entries go
+    into the unit's RAM."""
+    registers = schedule_registers(bits, table_depth, kinds)
+    s = schedule.validated(name, bits)
+    kinds = check_kinds(kinds)
+    require(s.kind in kinds, f"{name}.kind", s.kind,
+            f"this hardware computes only the kinds {kinds}; give the schedule as a table "
+            "(piecewise constant, e.g. sampled from the curve you want) or use a build that "
+            "has it")
+    values = dict.fromkeys((register for register, _, _ in registers), 0)
+    values["kind"] = KIND_CODES[s.kind]
+    if "lo" in values:
+        values.update(lo=s.lo, hi=s.hi)
+    if s.kind == "constant":
+        values["start"] = min(max(s.start, s.lo), s.hi)            # its value at every step
+    elif s.kind != "table":
         values["start"] = s.start
     if s.kind in ("linear", "exponential"):
         values.update(rate=s.rate, k_sat=s.saturation_step())

@@ -13,7 +13,8 @@ from hdl.schedule_unit import Log2Fixed, ScheduleUnit
 from python_model.errors import ConfigError
 from python_model.schedules import (KINDS, LOG2_INPUT_BITS, MAX_STEPS, MAX_TAU, MIN_TABLE_ENTRIES,
                                     RATE_FRAC_BITS, Schedule, log2_fixed,
-                                    schedule_register_values, schedule_registers)
+                                    schedule_register_values, schedule_registers,
+                                    schedule_table_values)
 
 BITS = (14, 16, 24)
 TABLE_DEPTH = 512            # a small RAM simulates faster; the default depth is converted below
@@ -53,10 +54,10 @@ def check_latency(dut, kind, cycles, what):
 
 async def configure(ctx, dut, schedule):
     """Drive the cfg ports as the core would and write a table into the RAM."""
-    registers = schedule_register_values(schedule, dut.bits, dut.table_depth)
+    registers = schedule_register_values(schedule, dut.bits, dut.table_depth, kinds=dut.kinds)
     for name, value in registers.items():
         ctx.set(getattr(dut, f"cfg_{name}"), value)
-    for address, entry in enumerate(schedule.values):
+    for address, entry in enumerate(schedule_table_values(schedule, dut.bits)):
         ctx.set(dut.table_we, 1)
         ctx.set(dut.table_addr, address)
         ctx.set(dut.table_data, entry)
@@ -69,8 +70,9 @@ def start_at(ctx, dut, registers, k):
     """Test-only: put the unit in the state it has after k steps (the invariants its docstring
     states, which the runs from k = 0 check), so that large k can be reached."""
     ctx.set(dut.step, k)
-    ctx.set(dut.ramp, min(k, registers["k_sat"]) * registers["rate"])
-    if registers["steps_per_entry"]:
+    if "rate" in registers:
+        ctx.set(dut.ramp, min(k, registers["k_sat"]) * registers["rate"])
+    if registers.get("steps_per_entry"):
         ctx.set(dut.entry, min(k // registers["steps_per_entry"], registers["table_length"] - 1))
         ctx.set(dut.entry_step, k % registers["steps_per_entry"])
 
@@ -81,11 +83,11 @@ def check(schedule, k, actual):
                                 f"{schedule!r}")
 
 
-def run_unit(bits, runs, serial):
+def run_unit(bits, runs, serial, kinds=KINDS):
     """Run (schedule, segments) pairs on one unit; a segment (k0, count) checks the values at
     k0 .. k0 + count - 1: from a restart if k0 = 0, else from the state of step k0 - 1. Every
     step also checks the unit's busy time."""
-    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH, serial=serial)
+    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH, serial=serial, kinds=kinds)
 
     async def testbench(ctx):
         for schedule, segments in runs:
@@ -385,11 +387,41 @@ def test_register_values_reject_what_the_unit_cannot_hold():
         schedule_register_values(Schedule("exponential", start=0), 16, 4096)
 
 
+FEWER_KINDS = ("constant", "table")     # the compact core's
+
+
+@serial_variants
+def test_unit_with_fewer_kinds_matches_model(serial, rng):
+    """A unit built for constant and table schedules only (the compact core's) computes them as
+    the full unit does (its values come clamped from the host: it has no clamp), has no
+    registers of the other kinds, and the host refuses those kinds for it, naming the schedule,
+    its kind and the kinds there are."""
+    bits = 14
+    runs = [(schedule, [(0, steps)]) for kind in FEWER_KINDS
+            for schedule, steps in schedules(kind, bits, rng)]
+    long_entries = Schedule("table", values=tuple(rng.integers(0, 2**bits, 300).tolist()),
+                            steps_per_entry=2**32 - 5, lo=100, hi=2**bits - 100)
+    runs.append((long_entries.validated("schedule", bits),
+                 [(2**32 - 6, 3), (2**40 + 7, 2), (299 * (2**32 - 5) - 1, 3), (MAX_STEPS - 2, 3)]))
+    run_unit(bits, runs, serial, kinds=FEWER_KINDS)
+    dut = ScheduleUnit(bits=bits, table_depth=TABLE_DEPTH, serial=serial, kinds=FEWER_KINDS)
+    ports = {name for name in dut.signature.members if name.startswith("cfg_")}
+    assert ports == {"cfg_kind", "cfg_start", "cfg_steps_per_entry", "cfg_table_length"}
+    with pytest.raises(ConfigError, match=r"gain\.kind = 'exponential': this hardware computes "
+                       r"only the kinds \('constant', 'table'\)"):
+        schedule_register_values(Schedule.exponential(3, 100), bits, TABLE_DEPTH, name="gain",
+                                 kinds=FEWER_KINDS)
+    with pytest.raises(ValueError, match="kind = 'logarithmic': must be one of"):
+        dut.max_latency("logarithmic")
+
+
 def test_constructor_checks_its_arguments():
     assert (repr(ScheduleUnit(bits=14, table_depth=256))
-            == "ScheduleUnit(bits=14, table_depth=256, serial=False)")
-    assert (repr(ScheduleUnit(bits=14, table_depth=256, serial=True))
-            == "ScheduleUnit(bits=14, table_depth=256, serial=True)")
+            == "ScheduleUnit(bits=14, table_depth=256, serial=False, kinds=" + repr(KINDS) + ")")
+    assert (repr(ScheduleUnit(bits=14, table_depth=256, serial=True, kinds=["table", "linear"]))
+            == "ScheduleUnit(bits=14, table_depth=256, serial=True, kinds=('linear', 'table'))")
+    with pytest.raises(ConfigError, match=r"kinds = \('cubic',\): must be a non-empty"):
+        ScheduleUnit(bits=14, kinds=("cubic",))
     assert repr(Log2Fixed(serial=True)) == "Log2Fixed(serial=True)"
     with pytest.raises(TypeError, match=r"serial = 1: must be True or False"):
         ScheduleUnit(bits=16, serial=1)

@@ -15,8 +15,8 @@ from hdl.regmap import STATUS, from_words
 from python_model.engine import LimArray, checked_half_tilts
 from python_model.errors import ConfigError, IdentityError
 
-from .host import (bank_indices, decode_state, geometry_for, load_sequence, run_plan,
-                   state_addresses, tilt_plan)
+from .host import (bank_indices, check_schedules, decode_state, geometry_for, load_sequence,
+                   run_plan, state_addresses, tilt_plan)
 from .runner import HARDWARE, Progress
 
 SEGMENT_EVALUATIONS = 2_000_000        # cell evaluations per run request (progress output)
@@ -113,8 +113,9 @@ class HardwareSession:
         order = self.probe.order
         problem = workload.problem if spec.tilt == "field" else None
         nnz = problem.nnz if problem is not None else 0
-        self.device = open_device(name, spec, geometry_for(spec, order, nnz, core=core),
-                                  waves=waves, log=log, **link_options)
+        geometry = geometry_for(spec, order, nnz, core=core)
+        check_schedules(spec, geometry)
+        self.device = open_device(name, spec, geometry, waves=waves, log=log, **link_options)
         self.rmap = self.device.rmap
         self.geometry = self.rmap.geometry
         for kind, words in load_sequence(self.rmap, problem, order, self.probe.W0,

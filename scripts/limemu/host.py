@@ -10,8 +10,8 @@ import numpy as np
 from hdl.lane_rng import seed_word
 from hdl.regmap import CONTROL, STATUS, Geometry, RegisterMap, from_words, to_words, words
 from python_model.counters import counter_layout
-from python_model.errors import require
-from python_model.schedules import schedule_register_values
+from python_model.errors import ConfigError, require
+from python_model.schedules import schedule_register_values, schedule_table_values
 
 
 def geometry_for(spec, order, q_nnz=0, table_depth=None, core="pipelined"):
@@ -20,6 +20,17 @@ def geometry_for(spec, order, q_nnz=0, table_depth=None, core="pipelined"):
     kwargs = {} if table_depth is None else {"table_depth": table_depth}
     return Geometry(lanes=spec.lanes, groups=order.groups, q_storage=spec.q_storage,
                     q_capacity=max(1, q_nnz), core=core, **kwargs)
+
+
+def check_schedules(spec, geometry):
+    """Raises ConfigError for a schedule the build's schedule units do not compute (or that
+    does not fit them), naming it: before anything is built or loaded."""
+    for unit, bits in (("barrier", spec.barrier_bits), ("gain", spec.gain_bits)):
+        try:
+            schedule_register_values(getattr(spec, unit), bits, geometry.table_depth, name=unit,
+                                     kinds=geometry.schedule_kinds)
+        except ConfigError as error:
+            raise ConfigError(f"{error} (the {geometry.core} core)") from None
 
 
 def bank_indices(rmap, order):
@@ -61,10 +72,11 @@ def load_plan(rmap, problem, order, weights, *, external=False):
     plan += register_writes(rmap, "external_tilt", int(external))
     for unit, bits in (("barrier", spec.barrier_bits), ("gain", spec.gain_bits)):
         schedule = getattr(spec, unit)
-        values = schedule_register_values(schedule, bits, geo.table_depth, name=unit)
+        values = schedule_register_values(schedule, bits, geo.table_depth, name=unit,
+                                          kinds=geo.schedule_kinds)
         for name, value in values.items():
             plan += register_writes(rmap, f"{unit}_{name}", value)
-        for i, value in enumerate(schedule.values if schedule.kind == "table" else ()):
+        for i, value in enumerate(schedule_table_values(schedule, bits, name=unit)):
             plan += entry_writes(rmap, f"{unit}_table", i, value)
     for lane in range(spec.lanes):
         plan += entry_writes(rmap, "seed", lane, seed_word(spec.seed, lane))
