@@ -33,6 +33,7 @@ sizes outside the build ``error_config``; a refused access changes nothing.
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from python_model.counters import counter_layout
@@ -43,7 +44,7 @@ from .cell_store import WORD_BITS as PLANE_BITS
 from .cell_store import CellLayout, CellStore
 from .counter_ram import CounterRam
 from .crossing_unit import crossing_barrier_width
-from .lane_rng import LaneRng
+from .lane_rng import SEED_WORDS, LaneRng
 from .regmap import CONTROL, MAGIC, STATUS, VERSION, WORD_BITS, RegisterMap, words
 from .schedule_unit import ScheduleUnit
 from .serial_crossing_unit import SerialCrossingUnit
@@ -555,12 +556,14 @@ class CompactCore(wiring.Component):
     # -- the bus --------------------------------------------------------------------------------
     def _bus(self, m, regs, readable, status, control, running, counters, qs, rng, barrier,
              gain):
-        """Decode of the registered bus: registers, counters, memories; refusals; ``ready``."""
+        """Decode of the bus: registers, counters, memories; refusals; ``ready``."""
         rmap, g, layout, cs = self.regmap, self.geometry, self.layout, self._cs
-        bus = {name: Signal.like(getattr(self, name), name=f"bus_{name}")
-               for name in ("addr", "wdata", "we", "re")}
-        m.d.sync += [bus[name].eq(getattr(self, name)) for name in bus]
-        max_words = max(words(r.width) for r in rmap if r.is_memory and r.access != "ro")
+        # the bus is decoded as it comes (no input registers: 12 MHz leaves time for it)
+        bus = {name: getattr(self, name) for name in ("addr", "wdata", "we", "re")}
+        # the lower words of a wide entry wait here until its last word commits it (the seed
+        # waits in its own RAM: see _seed_loader)
+        max_words = max(words(r.width) for r in rmap
+                        if r.is_memory and r.access != "ro" and r.name != "seed")
         staging = Signal(max(1, (max_words - 1) * WORD_BITS))
         counter_base = rmap["counter_steps"].base
         counter_names = {f"counter_{name}" for name, _, _ in counter_layout(self.spec)}
@@ -576,13 +579,13 @@ class CompactCore(wiring.Component):
             else:
                 word_of[region.name] = offset[:max(1, (region.size - 1).bit_length())]
         any_hit = Cat(*hit.values()).any()
+        seed_loading = self._seed_loader(m, rng, bus, word_of["seed"])
 
         # ready: low while a multi-plane cell-store access of the bus is still under way
         bus_cs = Signal()                   # the cell store works for the bus
-        bus_cs_start = Signal()             # ... from this cycle on
         # and while the counters are zeroed after a clear (reads would see old words)
-        m.d.comb += self.ready.eq(~(bus_cs & cs.busy) & ~(bus_cs_start & (cs.count > 1))
-                                  & (counters.ready | running))
+        m.d.comb += self.ready.eq(~(bus_cs & cs.busy)
+                                  & (counters.ready | running) & ~seed_loading)
         with m.If(cs.done):
             m.d.sync += bus_cs.eq(0)
 
@@ -590,19 +593,20 @@ class CompactCore(wiring.Component):
         # after decode; the cell store: its done cycle)
         sources = ("none", "register", "counter", "q", "cells")
         read_from = Signal(range(len(sources)))
-        read_sel = Signal(range(len(rmap.regions) + 1))
+        register_bits = max(r.base + r.size for r in rmap if not r.is_memory).bit_length()
+        read_address = Signal(register_bits)   # of a register read
         read_word = Signal(max(1, (max(words(r.width) for r in rmap) - 1).bit_length()))
         read_ok = Signal()
         read_two_planes = Signal()          # the cell-store word spans two planes
         read_signed = Signal()
         m.d.sync += self.rack.eq(0)
-        names = list(rmap.regions)
 
         with m.If(bus["re"]):
-            m.d.sync += [read_from.eq(sources.index("none")), read_ok.eq(0)]
-            for i, region in enumerate(rmap):
+            m.d.sync += [read_from.eq(sources.index("none")), read_ok.eq(0),
+                         read_address.eq(bus["addr"][:register_bits])]
+            for region in rmap:
                 with m.If(hit[region.name]):
-                    m.d.sync += [read_sel.eq(i), read_word.eq(word_of[region.name])]
+                    m.d.sync += read_word.eq(word_of[region.name])
                     if not region.is_memory:
                         m.d.sync += read_ok.eq(region.access != "wo")
                         if region.access == "wo":
@@ -626,7 +630,6 @@ class CompactCore(wiring.Component):
                             m.d.comb += [cs.start.eq(1), cs.plane.eq(plane),
                                          cs.count.eq(Mux(two, 2, 1)), cs.slot.eq(index),
                                          cs.write.eq(0)]
-                            m.d.comb += bus_cs_start.eq(1)
                             m.d.sync += [read_from.eq(sources.index("cells")), bus_cs.eq(1),
                                          read_two_planes.eq(two),
                                          read_signed.eq(int(region.signed))]
@@ -641,12 +644,17 @@ class CompactCore(wiring.Component):
             with m.If(~any_hit):
                 m.d.sync += status["error_address"].eq(1)
 
-        answer = Signal(max(words(r.width) for r in rmap) * WORD_BITS)
-        with m.Switch(read_sel):
-            for i, region in enumerate(rmap):
-                with m.Case(i):
-                    if not region.is_memory and region.name in readable:
-                        m.d.comb += answer.eq(readable[region.name])
+        # a register's word, selected by its address: one 32-bit multiplexer over the words
+        register_word = Signal(WORD_BITS)
+        with m.Switch(read_address):
+            for region in rmap:
+                if region.is_memory or region.name not in readable:
+                    continue
+                extended = Signal(region.size * WORD_BITS, name=f"read_{region.name}")
+                m.d.comb += extended.eq(readable[region.name])     # sign or zero extension
+                for j in range(region.size):
+                    with m.Case(region.base + j):
+                        m.d.comb += register_word.eq(extended.word_select(j, WORD_BITS))
         low_plane = cs.rdata[:PLANE_BITS]
         cells_word = Mux(read_two_planes, cs.rdata[:WORD_BITS],
                          Mux(read_signed, low_plane.as_signed(), low_plane))
@@ -664,7 +672,7 @@ class CompactCore(wiring.Component):
                                      self.rack.eq(1), pending.eq(bus["re"])]
                 with m.Default():
                     word = {
-                        sources.index("register"): answer.word_select(read_word, WORD_BITS),
+                        sources.index("register"): register_word,
                         sources.index("counter"): counters.read_data,
                         sources.index("q"): q_shifted.word_select(read_word, WORD_BITS)
                         if len(q_shifted) > WORD_BITS else q_shifted,
@@ -698,13 +706,43 @@ class CompactCore(wiring.Component):
                     else:
                         self._memory_write(m, region, bus, word_of[region.name],
                                            index_of[region.name], running, status, staging,
-                                           qs, rng, barrier, gain, bus_cs, bus_cs_start)
+                                           qs, rng, barrier, gain, bus_cs)
             with m.If(~any_hit):
                 m.d.sync += status["error_address"].eq(1)
 
+    def _seed_loader(self, m, rng, bus, word):
+        """The seed's words go into a small RAM as they are written (refused ones never get
+        there: see _memory_write); its last word starts the copy into the generator, a word a
+        cycle through its shift-in port, during which the bus is not ready. So a seed is loaded
+        whole or not at all, without a 216-bit register. Returns the copy's busy signal."""
+        m.submodules.seed_words = stage = Memory(shape=WORD_BITS, depth=SEED_WORDS, init=[])
+        stage_write, stage_read = stage.write_port(), stage.read_port()
+        self._seed_write = stage_write
+        copying, shifting = Signal(), Signal()            # reading words; shifting them in
+        index = Signal(range(SEED_WORDS))
+        m.d.comb += [stage_write.addr.eq(word), stage_write.data.eq(bus["wdata"]),
+                     stage_read.addr.eq(index),
+                     rng.shift.eq(shifting), rng.shift_data.eq(stage_read.data)]
+        m.d.sync += shifting.eq(copying)
+        with m.If(copying):
+            m.d.sync += index.eq(index + 1)
+            with m.If(index == SEED_WORDS - 1):
+                m.d.sync += copying.eq(0)
+        with m.If(stage_write.en & (word == SEED_WORDS - 1)):
+            m.d.sync += [copying.eq(1), index.eq(0)]
+        return copying | shifting
+
     def _memory_write(self, m, region, bus, word, index, running, status, staging, qs, rng,
-                      barrier, gain, bus_cs, bus_cs_start):
+                      barrier, gain, bus_cs):
         """A word written into a memory region: staged, or committing the whole entry."""
+        if region.name == "seed":                  # every word into the seed's RAM
+            with m.If(running):
+                m.d.sync += status["error_busy_write"].eq(1)
+            with m.Elif(word < SEED_WORDS):
+                m.d.comb += self._seed_write.en.eq(1)
+            with m.Else():
+                m.d.sync += status["error_address"].eq(1)
+            return
         last = words(region.width) - 1
         entry = Cat(staging[:WORD_BITS * last], bus["wdata"]) if last else bus["wdata"]
         value = entry[:region.width].as_signed() if region.signed else entry[:region.width]
@@ -718,12 +756,9 @@ class CompactCore(wiring.Component):
         with m.Elif(word == last):
             if name in self.layout.regions:
                 self._access(m, name, index, value=value)
-                m.d.comb += bus_cs_start.eq(1)
                 m.d.sync += bus_cs.eq(1)
             elif name in ("entry", "q"):
                 m.d.comb += [qs.addr.eq(index), qs.wdata.eq(value), qs.we.eq(1)]
-            elif name == "seed":
-                m.d.comb += [rng.seed.eq(value), rng.load.eq(1)]
             elif name in ("barrier_table", "gain_table"):
                 unit = barrier if name == "barrier_table" else gain
                 m.d.comb += [unit.table_we.eq(1), unit.table_addr.eq(index),

@@ -50,8 +50,6 @@ ADDRESS_BYTES = len(write_payload(0, [0])) - WORD_BYTES     # a payload starts w
 READ_LENGTH = len(read_payload(0, 1))                       # address + count
 COUNT_BYTES = READ_LENGTH - ADDRESS_BYTES
 BUFFER_BYTES = len(write_payload(0, [0] * MAX_WORDS))       # the longest payload there is
-ADDRESS_FIELD_BITS = 8 * ADDRESS_BYTES
-BURST_ADDRESS_BITS = ADDRESS_FIELD_BITS + 1                 # address + index never wraps
 
 CRC_BITS = 8 * CRC_BYTES
 CRC_INIT = crc16(b"")                  # the CRC of nothing: its initial value
@@ -101,12 +99,14 @@ class AddressRule(wiring.Component):
     """`RegisterMap.refusal(address, write=..., running=...)` as combinational logic, built
     from the regions: ``bad_address`` for "address", ``busy`` for "busy".
 
-    ``address`` is a burst address (the 32-bit address field plus the word index), so
-    anything beyond the map's address bits is outside every region."""
+    ``address`` is a burst address (the address field plus the word index) in the map's
+    address bits plus one; ``beyond`` says the address field had a bit set above the map's
+    address bits (outside every region then)."""
 
     def __init__(self, rmap):
         self.rmap = rmap
-        super().__init__({"address": In(BURST_ADDRESS_BITS), "write": In(1), "running": In(1),
+        super().__init__({"address": In(rmap.address_bits + 1), "beyond": In(1),
+                          "write": In(1), "running": In(1),
                           "bad_address": Out(1), "busy": Out(1)})
 
     def elaborate(self, platform):
@@ -128,7 +128,7 @@ class AddressRule(wiring.Component):
                 if rmap.lane_limited(region) and lane_bits:
                     bad = bad | (index[:lane_bits] >= rmap.spec.lanes)
                 busy = running
-            with m.If(region_hit(region, self.address)):
+            with m.If(region_hit(region, self.address) & ~self.beyond):
                 m.d.comb += [self.bad_address.eq(bad), self.busy.eq(~bad & busy)]
         return m
 
@@ -152,6 +152,8 @@ class HostBridge(wiring.Component):
         self.timeout_cycles = timeout_cycles
         self.rmap, self.clock_hz, self.baud = rmap, clock_hz, baud
         self.info = info_words(rmap.spec, rmap.geometry, clock_hz=clock_hz, baud=baud)
+        # a burst address (< 2**address_bits + MAX_WORDS) fits address_bits + 1 bits
+        assert 2**rmap.address_bits >= MAX_WORDS
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -169,6 +171,19 @@ class HostBridge(wiring.Component):
     def __repr__(self):
         return (f"HostBridge({self.rmap!r}, clock_hz={self.clock_hz}, baud={self.baud}, "
                 f"timeout_cycles={self.timeout_cycles})")
+
+    def _address_byte(self, m, position, byte, address, beyond):
+        """Byte `position` (0 first, least significant) of the address field: its bits inside
+        the map go into `address`, any set above them sets `beyond`."""
+        bits = self.rmap.address_bits
+        for q in range(ADDRESS_BYTES):
+            low = 8 * q
+            inside = max(0, min(8, bits - low))           # bits of this byte in the map
+            with m.If(position == q):
+                if inside:
+                    m.d.sync += address[low:low + inside].eq(byte[:inside])
+                above = byte[inside:].any() if inside < 8 else 0
+                m.d.sync += beyond.eq(above if q == 0 else beyond | above)
 
     def elaborate(self, platform):
         rmap = self.rmap
@@ -198,9 +213,11 @@ class HostBridge(wiring.Component):
         # the request as received
         command, seq, length = Signal(8), Signal(8), Signal(16)
         seq_received = Signal()
-        address = Signal(ADDRESS_FIELD_BITS)
+        # the address field's bits inside the map, and whether any above them was set
+        address = Signal(rmap.address_bits)
+        address_beyond = Signal()
         count = Signal(8 * COUNT_BYTES)                 # a READ's word count
-        first_word = Signal(WORD_BITS)                  # for the run rule (stop or start?)
+        first_starts = Signal()                         # the first word's start bit (run rule)
         crc, crc_received = Signal(CRC_BITS), Signal(CRC_BITS)
         event = Signal(Event)
 
@@ -267,7 +284,7 @@ class HostBridge(wiring.Component):
                 with m.If(got):
                     m.d.sync += [crc.eq(crc_next), position.eq(position + 1)]
                     with m.If(position < ADDRESS_BYTES):
-                        m.d.sync += address.eq(Cat(address[8:], byte))
+                        self._address_byte(m, position, byte, address, address_beyond)
                     with m.Else():
                         m.d.sync += assembled.eq(new_word[8:])
                         with m.If(data_offset < COUNT_BYTES):
@@ -276,7 +293,7 @@ class HostBridge(wiring.Component):
                             m.d.comb += [buffer_write.addr.eq(data_offset[2:]),
                                          buffer_write.data.eq(new_word), buffer_write.en.eq(1)]
                             with m.If(data_offset[2:] == 0):
-                                m.d.sync += first_word.eq(new_word)
+                                m.d.sync += first_starts.eq(new_word[CONTROL["start"]])
                     with m.If(position == length - 1):
                         m.next = "CRC_LO"
                 with m.Elif(silent):
@@ -310,13 +327,14 @@ class HostBridge(wiring.Component):
                               (length == READ_LENGTH) & (count >= 1) & (count <= MAX_WORDS)))
         control = rmap["control"].base
         # write_refusal's run rule: during a run only one word to control without start
-        stop_only = ((write_words == 1) & (address == control)
-                     & ~first_word[CONTROL["start"]])
+        stop_only = ((write_words == 1) & (address == control) & ~address_beyond
+                     & ~first_starts)
 
-        base = Signal(ADDRESS_FIELD_BITS)
+        base = Signal(rmap.address_bits)
+        base_beyond = Signal()
         total = Signal(range(MAX_WORDS + 1))            # words of the burst
         index = Signal(range(MAX_WORDS))                # word of the burst / INFO word
-        burst_address = base + index
+        burst_address = base + index                    # < 2**(address_bits + 1)
         last = index == total - 1
         running = Signal()                              # core_busy when the frame was checked
         refused_busy = Signal()
@@ -331,20 +349,28 @@ class HostBridge(wiring.Component):
         with m.Elif(self.core_busy):
             m.d.sync += run_cycles.eq(run_cycles + 1)
 
+        # INFO: the build's words in a ROM (the run's cycles come live from the snapshot)
+        live = {"run_cycles_lo": run_cycles_seen[:WORD_BITS],
+                "run_cycles_hi": run_cycles_seen[WORD_BITS:]}
+        m.submodules.info_rom = info_rom = Memory(
+            shape=WORD_BITS, depth=len(INFO_FIELDS),
+            init=[0 if name in live else value for name, value in zip(INFO_FIELDS, self.info)])
+        info_read = info_rom.read_port()
+        m.d.comb += info_read.addr.eq(index)
         info_word = Signal(WORD_BITS)
-        with m.Switch(index):
-            for i, (name, value) in enumerate(zip(INFO_FIELDS, self.info)):
-                with m.Case(i):
-                    live = {"run_cycles_lo": run_cycles_seen[:WORD_BITS],
-                            "run_cycles_hi": run_cycles_seen[WORD_BITS:]}
-                    m.d.comb += info_word.eq(live.get(name, value))
+        m.d.comb += info_word.eq(info_read.data)
+        for name, value in live.items():
+            with m.If(index == INFO_FIELDS.index(name)):
+                m.d.comb += info_word.eq(value)
+        info_fetched = Signal()                         # the ROM has read word `index`
 
         def respond(status, seq_value, length_value=0, then="FINISH"):
             m.d.comb += [send.eq(1), send_status.eq(STATUS[status]), send_seq.eq(seq_value),
                          send_length.eq(length_value)]
             m.next = then
 
-        m.d.comb += [rule.address.eq(burst_address), rule.write.eq(is_write),
+        m.d.comb += [rule.address.eq(burst_address), rule.beyond.eq(base_beyond),
+                     rule.write.eq(is_write),
                      rule.running.eq(running)]
         with m.FSM(name="executor") as executor:
             with m.State("IDLE"):
@@ -359,7 +385,8 @@ class HostBridge(wiring.Component):
                         with m.Case(Event.FRAME):
                             m.next = "VALIDATE"
             with m.State("VALIDATE"):
-                m.d.sync += [base.eq(address), index.eq(0), running.eq(self.core_busy),
+                m.d.sync += [base.eq(address), base_beyond.eq(address_beyond), index.eq(0),
+                             running.eq(self.core_busy),
                              total.eq(Mux(is_write, write_words, count)),
                              refused_busy.eq(0)]
                 with m.If(crc != crc_received):
@@ -414,11 +441,13 @@ class HostBridge(wiring.Component):
                     m.next = "READ"
                     with m.If(last):
                         m.next = "FINISH"
-            with m.State("INFO"):
+            with m.State("INFO"):                       # a cycle for the ROM, one to hand on
                 with m.If(~word_full):
-                    m.d.sync += [word.eq(info_word), word_full.eq(1), index.eq(index + 1)]
-                    with m.If(index == len(INFO_FIELDS) - 1):
-                        m.next = "FINISH"
+                    m.d.sync += info_fetched.eq(~info_fetched)
+                    with m.If(info_fetched):
+                        m.d.sync += [word.eq(info_word), word_full.eq(1), index.eq(index + 1)]
+                        with m.If(index == len(INFO_FIELDS) - 1):
+                            m.next = "FINISH"
             with m.State("FINISH"):                     # the response's last byte is taken
                 with m.If(tx_idle):
                     m.d.comb += release.eq(1)

@@ -27,6 +27,10 @@ def seed_word(seed, lane):
     return word
 
 
+#: words of 32 bits that hold a seed word (shift-in loading)
+SEED_WORDS = -(-STATE_BITS // DRAW_BITS)
+
+
 class LaneRng(wiring.Component):
     """One lane's generator.
 
@@ -34,24 +38,37 @@ class LaneRng(wiring.Component):
     is high at a clock edge; otherwise ``next`` high at a clock edge advances one draw. ``draw``
     (32 bits, combinational) is the value LaneGenerator.next_draw() would return now. The
     registers reset to zero, whose draws are all zero: load a seed before use.
+
+    Or the seed goes in a word at a time (the compact core, which has no 216-bit register for
+    it): ``shift`` high at a clock edge shifts the registers, in seed-word bit order and padded
+    to SEED_WORDS words, down by 32 bits with ``shift_data`` entering at the top, so that
+    SEED_WORDS shifts of the seed word's 32-bit words, least significant first, load it.
+    ``load`` wins over ``shift``, ``shift`` over ``next``.
     """
 
     seed: In(STATE_BITS)
     load: In(1)
+    shift: In(1)
+    shift_data: In(DRAW_BITS)
     next: In(1)
     draw: Out(DRAW_BITS)
 
     def elaborate(self, platform):
         m = Module()
-        offset, outputs = 0, []
+        offset, outputs, registers = 0, [], []
         for r, s in COMPONENTS:
             register = Signal(r, name=f"register{r}")
+            registers.append(register)
             shifted_in = register[:DRAW_BITS] ^ register[r - s:r - s + DRAW_BITS]
             with m.If(self.load):
                 m.d.sync += register.eq(self.seed[offset:offset + r])
-            with m.Elif(self.next):
+            with m.Elif(self.next & ~self.shift):
                 m.d.sync += register.eq(Cat(register[DRAW_BITS:], shifted_in))
             offset += r
             outputs.append(register[:DRAW_BITS])
+        pad_bits = SEED_WORDS * DRAW_BITS - STATE_BITS
+        chain = Cat(*registers, *([Signal(pad_bits, name="pad")] if pad_bits else []))
+        with m.If(self.shift & ~self.load):
+            m.d.sync += chain.eq(Cat(chain[DRAW_BITS:], self.shift_data))
         m.d.comb += self.draw.eq(functools.reduce(operator.xor, outputs))
         return m

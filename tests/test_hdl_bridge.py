@@ -242,7 +242,8 @@ def test_address_rule_is_the_register_map_refusal(name):
                 ctx.set(dut.write, write)
                 ctx.set(dut.running, running)
                 for address in addresses:
-                    ctx.set(dut.address, address)
+                    ctx.set(dut.address, address & ((2 << rmap.address_bits) - 1))
+                    ctx.set(dut.beyond, address >> (rmap.address_bits + 1) != 0)
                     expected = rmap.refusal(address, write=write, running=running)
                     actual = ("address" if ctx.get(dut.bad_address) else
                               "busy" if ctx.get(dut.busy) else None)

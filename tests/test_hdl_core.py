@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 from hdl.cores import make_core
 from hdl.counter_bank import CounterBank
 from hdl.field_engine import TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine
-from hdl.regmap import STATUS, Geometry, RegisterMap, to_words
+from hdl.regmap import MAGIC, STATUS, Geometry, RegisterMap, from_words, to_words, words
 from limemu.host import (bank_indices, decode_state, entry_writes, geometry_for,
                          load_sequence, register_writes, run_plan, state_addresses)
 from python_model.counters import CellCounters, Counters, counter_layout
@@ -331,6 +331,55 @@ def test_core_refuses_bad_accesses_and_changes_nothing(core, lanes):
         w = decode_state(rmap, model.order, await bus.read(state_addresses(rmap, model.order)))
         assert w["weights"].tolist() == model.W.tolist()             # the refused write did nothing
         assert before[1] == 0
+
+    simulate(dut, testbench)
+
+
+@pytest.mark.parametrize("core,lanes", [("pipelined", 3), ("compact", 1)])
+def test_core_reads_back_what_the_host_wrote(core, lanes, rng):
+    """Every word of every readable register, and entries of every readable memory, written
+    with random words and read back: a register answers its value (its width's bits of what
+    was written) sign- or zero-extended over its words; a memory entry its value in its
+    width's bits (what the host decodes: from_words)."""
+    spec = Spec(cells=7, weight_bits=4, lanes=lanes, q_storage="sparse", cell_counter_bits=5,
+                field_bits=20)
+    geometry = Geometry(lanes=lanes, groups=-(-7 // lanes), q_storage="sparse", q_capacity=9,
+                        table_depth=256, core=core)
+    rmap = RegisterMap(spec, geometry)
+    dut = make_core(spec, geometry)
+    registers = [r for r in rmap if not r.is_memory and r.access == "rw"]
+    memories = [r for r in rmap if r.is_memory and r.access == "rw"]
+    writes, expected, entries = [], {}, []
+    for region in registers:
+        ws = [int(rng.integers(0, 2**32)) for _ in range(region.size)]
+        writes += [(region.base + j, w) for j, w in enumerate(ws)]
+        value = from_words(ws, region.width, region.signed)
+        expected.update(zip(range(region.base, region.base + region.size),
+                            to_words(value, region.size * 32)))
+    for region in memories:
+        for index in {0, int(rng.integers(rmap.index_limit(region)))}:
+            if rmap.lane_limited(region) and index % geometry.lanes_p2 >= lanes:
+                continue
+            ws = [int(rng.integers(0, 2**32)) for _ in range(words(region.width))]
+            writes += [(region.address(index, j), w) for j, w in enumerate(ws)]
+            entries.append((region, index, from_words(ws, region.width, region.signed)))
+    expected[rmap["magic"].base] = MAGIC
+
+    async def testbench(ctx):
+        bus = Bus(ctx, dut)
+        await bus.write(writes)
+        addresses = list(expected)
+        got = await bus.read(addresses)
+        for address, word in zip(addresses, got):
+            region = rmap.region_of(address)
+            assert word == expected[address], (
+                f"{core}: {region.name} word {address - region.base}: wrote for "
+                f"{expected[address]:#x}, read {word:#x}")
+        for region, index, value in entries:
+            ws = await bus.read([region.address(index, j) for j in range(words(region.width))])
+            got = from_words(ws, region.width, region.signed)
+            assert got == value, f"{core}: {region.name}[{index}]: wrote {value}, read {got}"
+        assert not (await bus.read([rmap["status"].base]))[0] >> STATUS["error_address"] & 1
 
     simulate(dut, testbench)
 

@@ -7,7 +7,8 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from hdl.crossing_unit import CrossingUnit, crossing_barrier_width
-from hdl.lane_rng import LaneRng, seed_word
+from hdl.lane_rng import SEED_WORDS, LaneRng, seed_word
+from hdl.regmap import to_words
 from hdl.serial_crossing_unit import SerialCrossingUnit
 from python_model.crossing import ONE, ZERO_FROM_U, decide_one, threshold
 from python_model.errors import ConfigError
@@ -50,6 +51,28 @@ def test_lane_rng_matches_lane_generator(seed, lane, rng):
                 await ctx.tick()
                 if advance:
                     expected, draws = reference.next_draw(), draws + 1
+
+    simulate(dut, testbench)
+
+
+def test_lane_rng_loads_a_seed_a_word_at_a_time():
+    """SEED_WORDS shifts of a seed word's 32-bit words (least significant first) load it as
+    `load` does: the same draws follow; `next` during the shifts is ignored."""
+    dut = LaneRng()
+    seed, lane = 987654321, 2
+    words = to_words(seed_word(seed, lane), SEED_WORDS * 32)
+
+    async def testbench(ctx):
+        ctx.set(dut.next, 1)
+        for word in words:
+            ctx.set(dut.shift, 1)
+            ctx.set(dut.shift_data, word)
+            await ctx.tick()
+        ctx.set(dut.shift, 0)
+        reference = LaneGenerator(seed, lane)
+        for _ in range(100):
+            assert ctx.get(dut.draw) == reference.next_draw()
+            await ctx.tick()
 
     simulate(dut, testbench)
 
