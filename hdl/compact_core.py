@@ -43,7 +43,6 @@ from .address_decode import region_hit, region_offset
 from .cell_store import WORD_BITS as PLANE_BITS
 from .cell_store import CellLayout, CellStore
 from .counter_ram import CounterRam
-from .crossing_unit import crossing_barrier_width
 from .lane_rng import SEED_WORDS, LaneRng
 from .regmap import CONTROL, MAGIC, STATUS, VERSION, WORD_BITS, RegisterMap, words
 from .schedule_unit import ScheduleUnit
@@ -134,7 +133,7 @@ class CompactCore(wiring.Component):
         m.submodules.rng = rng = LaneRng()
         m.submodules.crossing = crossing = SerialCrossingUnit(
             frac_bits=spec.barrier_frac_bits, mantissa_bits=spec.mantissa_bits,
-            barrier_width=crossing_barrier_width(spec))
+            e0_bits=spec.barrier_bits, h_bits=spec.tilt_bits + 1)
 
         # -- registers --------------------------------------------------------------------------
         regs = {}
@@ -166,7 +165,7 @@ class CompactCore(wiring.Component):
                   gain)
 
         # -- the run ----------------------------------------------------------------------------
-        remaining = Signal(48)
+        remaining = regs["run_steps"]      # counts down during a run: the steps still to run
         stop_requested = Signal()
         e0 = Signal(spec.barrier_bits)
         eta = Signal(spec.gain_bits)
@@ -204,8 +203,8 @@ class CompactCore(wiring.Component):
         with m.If(counters.clear):
             m.d.sync += cell_overflow.eq(0)
 
-        # the crossing barriers, stable from DRAW until the crossing unit is done
-        m.d.comb += [crossing.b_up.eq(e0 + h_up), crossing.b_down.eq(e0 + h_down)]
+        # the crossing barriers E0 + h, stable from DRAW until the crossing unit is done
+        m.d.comb += [crossing.e0.eq(e0), crossing.h_up.eq(h_up), crossing.h_down.eq(h_down)]
 
         # dL2 and the tilts of the cell just read: one multiplier for both directions
         m.d.comb += [dl_up.eq(delta * delta * q_nn + 2 * delta * field),
@@ -271,7 +270,7 @@ class CompactCore(wiring.Component):
                         m.d.sync += status["done"].eq(1)
                     with m.Else():
                         m.d.sync += [status["busy"].eq(1), status["done"].eq(0),
-                                     remaining.eq(regs["run_steps"]), stop_requested.eq(0)]
+                                     stop_requested.eq(0)]
                         m.next = "PREPARE"
                 with m.Elif(control["init_field"]):
                     m.d.sync += [status["busy"].eq(1), status["done"].eq(0), slot.eq(0)]

@@ -24,8 +24,9 @@ request. UART framing errors are ignored here: a damaged byte fails the CRC.
 
 Cycles beyond the line time (10 bits a byte), from the end of a request's last stop bit to the
 start bit of its response (divisor 4): a WRITE of n words 6 + 2n (per word one cycle of address
-check and one bus write), a READ of n words 6 + n (its bus reads, 4 cycles each, overlap the
-transmission of the previous word), an INFO 5.
+check and one bus write), a READ of n words 6 + n, an INFO 5. Inside a payload, the next word
+(a bus read of a few cycles, or two cycles of the INFO ROM) is fetched while the UART shifts out
+the last byte of the one before, so the line never waits for it.
 """
 
 from functools import reduce
@@ -457,7 +458,6 @@ class HostBridge(wiring.Component):
         status_out, seq_out, skipped_out = Signal(8), Signal(8), Signal(8)
         remaining = Signal(16)                          # the length, then the bytes to send
         byte_of_word = Signal(2)
-        shift = Signal(WORD_BITS - 8)                   # the word's bytes still to send
         crc_out = Signal(CRC_BITS)
         in_crc = Signal()                               # this byte counts in the CRC
         sent = uart_tx.valid & uart_tx.ready
@@ -492,15 +492,13 @@ class HostBridge(wiring.Component):
                 offer(remaining[8:], "PAYLOAD")
                 with m.If(uart_tx.ready & (remaining == 0)):      # no payload
                     m.next = "CRC_LO"
-            with m.State("PAYLOAD"):
-                new = byte_of_word == 0                 # the first byte of the next word
-                m.d.comb += [uart_tx.data.eq(Mux(new, word[:8], shift[:8])),
-                             uart_tx.valid.eq(~new | word_full), in_crc.eq(1)]
+            with m.State("PAYLOAD"):                    # the word's bytes, low first
+                m.d.comb += [uart_tx.data.eq(word.word_select(byte_of_word, 8)),
+                             uart_tx.valid.eq(word_full), in_crc.eq(1)]
                 with m.If(sent):
-                    m.d.sync += [byte_of_word.eq(byte_of_word + 1), remaining.eq(remaining - 1),
-                                 shift.eq(Mux(new, word[8:], shift[8:]))]
-                    with m.If(new):
-                        m.d.sync += word_full.eq(0)
+                    m.d.sync += [byte_of_word.eq(byte_of_word + 1), remaining.eq(remaining - 1)]
+                    with m.If(byte_of_word == WORD_BYTES - 1):
+                        m.d.sync += word_full.eq(0)     # the executor may hand on the next
                     with m.If(remaining == 1):
                         m.next = "CRC_LO"
             with m.State("CRC_LO"):

@@ -8,9 +8,10 @@ The same rule and the same threshold as hdl/crossing_unit.py,
 with B clipped to ZERO_FROM_U << F, but computed one threshold after the other instead of three
 in parallel, which is what fits an iCE40UP5K beside the rest of the array:
 
-* one read port of the mantissa ROM, addressed by the barrier of the current *phase*: B+
-  (``UP``), then B- (``DOWN``), then, only for an inadmissible step, min(|B+ - B-|, clip)
-  (``DISTANCE``);
+* one adder for the barrier of the current *phase*: B+ = E0 + h+ (``UP``), then B- = E0 + h-
+  (``DOWN``), then, only for an inadmissible step, B+ - B- = h+ - h- (``DISTANCE``);
+* one read port of the mantissa ROM, addressed by that barrier, clipped (min(|B+ - B-|, clip)
+  in DISTANCE);
 * one shift register instead of a barrel shifter: it loads MANTISSA[f] << (33 - M) and shifts
   right by 8 or by 1 a cycle until i is used up (floor division, as the barrel shifter);
 * one accumulator and adder: ``acc + (d >> 1) + d[0]`` adds the rounded threshold (the rounding
@@ -20,8 +21,9 @@ in parallel, which is what fits an iCE40UP5K beside the rest of the array:
   (one SB_MAC16 on an iCE40UP).
 
 Ports: ``u`` (32-bit draw) is sampled when ``start`` is high at a clock edge (only while ``busy``
-is low); ``b_up``, ``b_down`` (signed ``barrier_width`` bits, as CrossingUnit's) are read from
-that cycle on and must stay unchanged until ``done``. ``done`` is high for one cycle, when
+is low); the barrier ``e0`` (unsigned ``e0_bits``) and the half tilts ``h_up`` and ``h_down``
+(signed ``h_bits``), whose sums are the crossing barriers B+ and B- of CrossingUnit, are read
+from that cycle on and must stay unchanged until ``done``. ``done`` is high for one cycle, when
 ``up``, ``down`` and ``inadmissible`` hold the outcome; they keep it until the next ``start``.
 ``busy`` is high from the cycle after ``start`` until ``done``, which is a cycle where a new
 ``start`` may come.
@@ -32,7 +34,7 @@ meaningless exponent of a negative barrier), plus 3 + s(i_distance) for an inadm
 (:meth:`latency`): 8 to 48 cycles, 8 to 30 when neither barrier is negative.
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -60,24 +62,25 @@ def shift_cycles(exponent):
 class SerialCrossingUnit(wiring.Component):
     """One crossing decision at a time (see the module docstring for ports and latency)."""
 
-    def __init__(self, *, frac_bits, mantissa_bits, barrier_width):
+    def __init__(self, *, frac_bits, mantissa_bits, e0_bits, h_bits):
         self.frac_bits = frac_bits          # stored first: __repr__ names a rejected unit too
         self.mantissa_bits = mantissa_bits
-        self.barrier_width = barrier_width
+        self.e0_bits, self.h_bits = e0_bits, h_bits
         for name, value, low, high, reason in (
                 ("frac_bits", frac_bits, 1, 16, "the ROM has 2**frac_bits rows"),
                 ("mantissa_bits", mantissa_bits, 1, DRAW_BITS,
                  "a mantissa must fit in the 32-bit draw"),
-                ("barrier_width", barrier_width, 2, 64,
-                 "the golden model holds barriers in int64")):
+                ("e0_bits", e0_bits, 1, 62, "the golden model holds barriers in int64"),
+                ("h_bits", h_bits, 2, 62, "the golden model holds barriers in int64")):
             require(isinstance(value, int) and not isinstance(value, bool), name, value,
                     "must be an integer")
             require(low <= value <= high, name, value, f"must be in [{low}, {high}]: {reason}")
         super().__init__({
             "start": In(1),
             "u": In(DRAW_BITS),
-            "b_up": In(signed(barrier_width)),
-            "b_down": In(signed(barrier_width)),
+            "e0": In(e0_bits),
+            "h_up": In(signed(h_bits)),
+            "h_down": In(signed(h_bits)),
             "busy": Out(1),
             "done": Out(1),
             "up": Out(1),
@@ -87,7 +90,8 @@ class SerialCrossingUnit(wiring.Component):
 
     def __repr__(self):
         return (f"SerialCrossingUnit(frac_bits={self.frac_bits}, "
-                f"mantissa_bits={self.mantissa_bits}, barrier_width={self.barrier_width})")
+                f"mantissa_bits={self.mantissa_bits}, e0_bits={self.e0_bits}, "
+                f"h_bits={self.h_bits})")
 
     def latency(self, b_up, b_down):
         """Cycles from a ``start`` to its ``done`` (start in cycle t, done in t + latency) for
@@ -112,19 +116,19 @@ class SerialCrossingUnit(wiring.Component):
 
         phase = Signal(Phase)
         u = Signal(DRAW_BITS)
-        difference = Signal(signed(self.barrier_width + 1))
-        m.d.comb += difference.eq(self.b_up - self.b_down)
 
-        # the barrier of this phase, clipped (a negative B+ or B- gives a meaningless threshold:
-        # the step is inadmissible then, which only the DISTANCE phase decides)
-        barrier = Signal(signed(self.barrier_width + 2))
-        with m.Switch(phase):
-            with m.Case(Phase.UP):
-                m.d.comb += barrier.eq(self.b_up)
-            with m.Case(Phase.DOWN):
-                m.d.comb += barrier.eq(self.b_down)
-            with m.Default():
-                m.d.comb += barrier.eq(Mux(difference < 0, -difference, difference))
+        # this phase's barrier through one adder: E0 + h+, E0 + h-, or h+ - h- (its carry in,
+        # the pair of low bits, subtracts). A negative B+ or B- gives a meaningless threshold:
+        # the step is inadmissible then, which DOWN_CHECK decides.
+        distance = phase == Phase.DISTANCE
+        width = max(self.e0_bits + 1, self.h_bits) + 1
+        a, b = Signal(signed(width)), Signal(signed(width))
+        b_plain = Mux(phase == Phase.UP, self.h_up, self.h_down)
+        m.d.comb += [a.eq(Mux(distance, self.h_up, self.e0)), b.eq(Mux(distance, ~b_plain, b_plain))]
+        value = Signal(signed(width))
+        m.d.comb += value.eq((Cat(distance, a) + Cat(distance, b))[1:])
+        barrier = Signal(signed(width + 1))
+        m.d.comb += barrier.eq(Mux(distance & (value < 0), -value, value))
         clipped = Signal(range(clip + 1))
         m.d.comb += clipped.eq(Mux(barrier >= clip, clip, barrier))
 
@@ -164,7 +168,7 @@ class SerialCrossingUnit(wiring.Component):
             with m.State("IDLE"):                         # the ROM reads B+ (phase UP)
                 with m.If(self.start):
                     m.d.sync += [u.eq(self.u), acc.eq(0), shifts_left.eq(clipped[frac_bits:]),
-                                 negative.eq((self.b_up < 0) | (self.b_down < 0))]
+                                 negative.eq(value < 0)]                     # B+ < 0
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.sync += doubled.eq(read.data.shift_left(DRAW_BITS + 1 - mantissa_bits))
@@ -188,12 +192,13 @@ class SerialCrossingUnit(wiring.Component):
                         with m.Default():
                             m.next = "SCALED"
             with m.State("UP_CHECK"):                     # acc = T+; the ROM reads B-
-                m.d.sync += [up_admissible.eq(u < acc), shifts_left.eq(clipped[frac_bits:])]
+                m.d.sync += [up_admissible.eq(u < acc), shifts_left.eq(clipped[frac_bits:]),
+                             negative.eq(negative | (value < 0))]           # B- < 0
                 m.next = "LOAD"
             with m.State("DOWN_CHECK"):                   # acc = T+ + T-; the ROM reads |B+ - B-|
                 inadmissible = negative | (acc > ONE)
                 with m.If(inadmissible):
-                    m.d.sync += [acc.eq(0), up_lower.eq(difference <= 0),
+                    m.d.sync += [acc.eq(0), up_lower.eq(value <= 0),      # B+ - B- <= 0
                                  shifts_left.eq(clipped[frac_bits:])]
                     m.next = "LOAD"
                 with m.Else():

@@ -199,12 +199,15 @@ def test_crossing_barrier_width_holds_every_barrier(spec):
 
 @pytest.mark.parametrize("frac_bits,mantissa_bits,width", FORMATS)
 def test_serial_crossing_unit_matches_decide_one(frac_bits, mantissa_bits, width, rng):
-    """The same cases as the pipelined unit's, one after the other: u changes after its start
-    (it is sampled), the barriers stay; the outcome holds from done until the next start, and
-    done comes exactly ``latency(b_up, b_down)`` cycles after start."""
+    """The same cases as the pipelined unit's, one after the other, each barrier B split into
+    a random E0 and h = B - E0: u changes after its start (it is sampled), E0 and h stay; the
+    outcome holds from done until the next start, and done comes exactly
+    ``latency(b_up, b_down)`` cycles after start."""
+    e0_bits = min(14, width - 2)
     dut = SerialCrossingUnit(frac_bits=frac_bits, mantissa_bits=mantissa_bits,
-                             barrier_width=width)
+                             e0_bits=e0_bits, h_bits=width)
     cases = crossing_cases(frac_bits, mantissa_bits, width, rng, n_pairs=250)
+    h_min = -(1 << (width - 1))
     expected = [decide_one(u, b_up, b_down, frac_bits, mantissa_bits) for u, b_up, b_down in cases]
     assert {result for result in expected} >= {("up", False), ("down", False), ("stay", False),
                                               ("up", True), ("down", True)}
@@ -212,7 +215,9 @@ def test_serial_crossing_unit_matches_decide_one(frac_bits, mantissa_bits, width
 
     async def testbench(ctx):
         for (u, b_up, b_down), want in zip(cases, expected):
-            for port, value in zip((dut.u, dut.b_up, dut.b_down, dut.start), (u, b_up, b_down, 1)):
+            e0 = int(rng.integers(0, min(1 << e0_bits, min(b_up, b_down) - h_min + 1)))
+            for port, value in zip((dut.u, dut.e0, dut.h_up, dut.h_down, dut.start),
+                                   (u, e0, b_up - e0, b_down - e0, 1)):
                 ctx.set(port, value)
             assert not ctx.get(dut.busy)
             await ctx.tick()
@@ -240,11 +245,11 @@ def test_serial_crossing_unit_matches_decide_one(frac_bits, mantissa_bits, width
 
 def test_serial_crossing_unit_rejects_bad_parameters_naming_them():
     with pytest.raises(ConfigError, match="frac_bits = 17"):
-        SerialCrossingUnit(frac_bits=17, mantissa_bits=14, barrier_width=20)
-    with pytest.raises(ConfigError, match="barrier_width = 65"):
-        SerialCrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=65)
-    assert repr(SerialCrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=20)) == (
-        "SerialCrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=20)")
+        SerialCrossingUnit(frac_bits=17, mantissa_bits=14, e0_bits=14, h_bits=20)
+    with pytest.raises(ConfigError, match="h_bits = 63"):
+        SerialCrossingUnit(frac_bits=8, mantissa_bits=14, e0_bits=14, h_bits=63)
+    assert repr(SerialCrossingUnit(frac_bits=8, mantissa_bits=14, e0_bits=14, h_bits=20)) == (
+        "SerialCrossingUnit(frac_bits=8, mantissa_bits=14, e0_bits=14, h_bits=20)")
 
 
 # -- Verilog ------------------------------------------------------------------------------------
@@ -252,7 +257,7 @@ def test_serial_crossing_unit_rejects_bad_parameters_naming_them():
 @pytest.mark.parametrize("make", [
     LaneRng,
     lambda: CrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=52),
-    lambda: SerialCrossingUnit(frac_bits=8, mantissa_bits=14, barrier_width=52),
+    lambda: SerialCrossingUnit(frac_bits=8, mantissa_bits=14, e0_bits=14, h_bits=52),
 ], ids=["LaneRng", "CrossingUnit", "SerialCrossingUnit"])
 def test_converts_to_verilog(make):
     text = verilog.convert(make(), name="top", emit_src=False)
