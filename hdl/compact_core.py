@@ -181,7 +181,6 @@ class CompactCore(wiring.Component):
         h_down = Signal(signed(spec.tilt_bits + 1))
         moved_up = Signal()
         cell_count = Signal(max(1, spec.cell_counter_bits))
-        loss_sum = Signal(signed(spec.loss_bits))
         bias = Signal(signed(spec.field_bits))
         # the field update: column (slot), weight change, where to go afterwards
         f_slot = Signal(slot_bits)
@@ -516,7 +515,7 @@ class CompactCore(wiring.Component):
                         m.next = "INIT_COLUMN_NEXT"
             with m.State("INIT_COLUMN_NEXT"):
                 with m.If(last_capacity_slot):
-                    m.d.sync += [slot.eq(0), loss_sum.eq(0)]
+                    m.d.sync += [slot.eq(0), regs["loss2"].eq(0)]     # the sum starts
                     m.next = "INIT_LOSS"
                 with m.Else():
                     m.d.sync += slot.eq(slot + 1)
@@ -542,13 +541,13 @@ class CompactCore(wiring.Component):
             with m.State("INIT_LOSS_ADD"):
                 with m.If(cs.done):
                     m.d.comb += bias.eq(self._value("bias"))
-                    total = loss_sum + Mux(valid, w * (field - bias), 0)
+                    m.d.sync += regs["loss2"].eq(regs["loss2"]
+                                                 + Mux(valid, w * (field - bias), 0))
                     with m.If(last_slot):
-                        m.d.sync += [regs["loss2"].eq(total), status["busy"].eq(0),
-                                     status["done"].eq(1)]
+                        m.d.sync += [status["busy"].eq(0), status["done"].eq(1)]
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [loss_sum.eq(total), slot.eq(slot + 1)]
+                        m.d.sync += slot.eq(slot + 1)
                         m.next = "INIT_LOSS"
         return m
 

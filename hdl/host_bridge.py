@@ -228,7 +228,10 @@ class HostBridge(wiring.Component):
 
         # -- receiver -----------------------------------------------------------------------------
         byte, got = uart_rx.data, uart_rx.valid
-        crc_next = crc16_update(crc, byte)
+        # one CRC register and network for both directions: the transmitter only runs while
+        # the receiver holds a request (bytes that come meanwhile are skipped, not summed)
+        tx_byte, receiver_held = Signal(8), Signal()
+        crc_next = crc16_update(crc, Mux(receiver_held, tx_byte, byte))
         silence = Signal(range(self.timeout_cycles + 1))    # cycles since the last byte
         silent = silence == self.timeout_cycles
         with m.If(got):
@@ -316,6 +319,8 @@ class HostBridge(wiring.Component):
                 with m.If(release):
                     m.next = "HUNT"
 
+        m.d.comb += receiver_held.eq(receiver.ongoing("HELD"))
+
         # -- executor -----------------------------------------------------------------------------
         is_info = command == COMMANDS["INFO"]
         is_write = command == COMMANDS["WRITE"]
@@ -342,7 +347,8 @@ class HostBridge(wiring.Component):
         last_write_seq, last_write_valid = Signal(8), Signal()
 
         run_cycles = Signal(RUN_CYCLES_BITS)
-        run_cycles_seen = Signal(RUN_CYCLES_BITS)       # INFO's snapshot
+        # INFO sends run_cycles live, its high word as it was when the low word was sent
+        run_cycles_hi_seen = Signal(RUN_CYCLES_BITS - WORD_BITS)
         start_applied = (self.we & (self.addr == control)
                          & self.wdata[CONTROL["start"]])
         with m.If(start_applied):
@@ -350,9 +356,8 @@ class HostBridge(wiring.Component):
         with m.Elif(self.core_busy):
             m.d.sync += run_cycles.eq(run_cycles + 1)
 
-        # INFO: the build's words in a ROM (the run's cycles come live from the snapshot)
-        live = {"run_cycles_lo": run_cycles_seen[:WORD_BITS],
-                "run_cycles_hi": run_cycles_seen[WORD_BITS:]}
+        # INFO: the build's words in a ROM, the run's cycles live
+        live = {"run_cycles_lo": run_cycles[:WORD_BITS], "run_cycles_hi": run_cycles_hi_seen}
         m.submodules.info_rom = info_rom = Memory(
             shape=WORD_BITS, depth=len(INFO_FIELDS),
             init=[0 if name in live else value for name, value in zip(INFO_FIELDS, self.info)])
@@ -397,7 +402,7 @@ class HostBridge(wiring.Component):
                 with m.Elif(~length_fits):
                     respond("BAD_LENGTH", seq)
                 with m.Elif(is_info):
-                    m.d.sync += [run_cycles_seen.eq(run_cycles), last_write_valid.eq(0)]
+                    m.d.sync += last_write_valid.eq(0)
                     respond("OK", seq, len(INFO_FIELDS) * WORD_BYTES, then="INFO")
                 with m.Elif(is_write & last_write_valid & (last_write_seq == seq)):
                     # before the run rule: the retry of a start whose answer was lost finds
@@ -446,7 +451,8 @@ class HostBridge(wiring.Component):
                 with m.If(~word_full):
                     m.d.sync += info_fetched.eq(~info_fetched)
                     with m.If(info_fetched):
-                        m.d.sync += [word.eq(info_word), word_full.eq(1), index.eq(index + 1)]
+                        m.d.sync += [word.eq(info_word), word_full.eq(1), index.eq(index + 1),
+                                     run_cycles_hi_seen.eq(run_cycles[WORD_BITS:])]
                         with m.If(index == len(INFO_FIELDS) - 1):
                             m.next = "FINISH"
             with m.State("FINISH"):                     # the response's last byte is taken
@@ -458,11 +464,11 @@ class HostBridge(wiring.Component):
         status_out, seq_out, skipped_out = Signal(8), Signal(8), Signal(8)
         remaining = Signal(16)                          # the length, then the bytes to send
         byte_of_word = Signal(2)
-        crc_out = Signal(CRC_BITS)
         in_crc = Signal()                               # this byte counts in the CRC
         sent = uart_tx.valid & uart_tx.ready
+        m.d.comb += tx_byte.eq(uart_tx.data)
         with m.If(sent & in_crc):
-            m.d.sync += crc_out.eq(crc16_update(crc_out, uart_tx.data))
+            m.d.sync += crc.eq(crc_next)
 
         def offer(value, next_state, counted=True):
             m.d.comb += [uart_tx.data.eq(value), uart_tx.valid.eq(1), in_crc.eq(counted)]
@@ -476,7 +482,7 @@ class HostBridge(wiring.Component):
                     m.d.sync += [status_out.eq(send_status), seq_out.eq(send_seq),
                                  skipped_out.eq(skipped), remaining.eq(send_length),
                                  byte_of_word.eq(0),
-                                 crc_out.eq(CRC_INIT)]
+                                 crc.eq(CRC_INIT)]
                     m.next = "SYNC"
             with m.State("SYNC"):
                 offer(RESPONSE_SYNC, "STATUS", counted=False)
@@ -502,9 +508,9 @@ class HostBridge(wiring.Component):
                     with m.If(remaining == 1):
                         m.next = "CRC_LO"
             with m.State("CRC_LO"):
-                offer(crc_out[:8], "CRC_HI", counted=False)
+                offer(crc[:8], "CRC_HI", counted=False)
             with m.State("CRC_HI"):
-                offer(crc_out[8:], "IDLE", counted=False)
+                offer(crc[8:], "IDLE", counted=False)
 
         m.d.comb += self.active.eq(~receiver.ongoing("HUNT") | ~executor.ongoing("IDLE")
                                    | ~transmitter.ongoing("IDLE") | ~uart_tx.ready

@@ -42,6 +42,10 @@ def add_run_options(p):
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="spec format field (barrier_frac_bits, gain_frac_bits, mantissa_bits, "
                    "...); repeatable")
+    p.add_argument("--tabulate", type=int, metavar="N",
+                   help="run the linear, log and exp schedules as tables of N entries (256 "
+                   "to 4096) sampled over the run: for hardware that computes tables only "
+                   "(the compact core, the iCEBreaker's)")
     p.add_argument("--temperature", type=float, default=300.0,
                    help="temperature of the energy report in K (default 300)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -123,8 +127,17 @@ def main(argv=None):
         return 3
 
 
+def run_options(args):
+    """The run's options; the compact core evaluates one cell at a time, so with it the lanes
+    default to 1."""
+    options = vars(args)
+    if options.get("core") == "compact" and options.get("lanes") is None:
+        options = {**options, "lanes": 1}
+    return options
+
+
 def command_run(args):
-    workload, spec, steps = build_run(vars(args))
+    workload, spec, steps = build_run(run_options(args))
     print(f"limemu run: {workload.description}")
     print(f"  array: {spec.cells} cells x {spec.weight_bits} bit(s), {spec.lanes} lane(s), "
           f"{spec.order} order, Q {spec.q_storage}; {steps} steps, seed {spec.seed}, "
@@ -182,7 +195,7 @@ def _ratio(value):
 
 
 def command_crosscheck(args):
-    workload, spec, steps = build_run(vars(args))
+    workload, spec, steps = build_run(run_options(args))
     options = backend_options(args)
     segments = args.checkpoints if SESSIONS_SEGMENTED.get(args.backend, True) else 1
     require(segments >= 1, "checkpoints", args.checkpoints, "must be >= 1")

@@ -44,7 +44,7 @@ except ModuleNotFoundError:                 # pragma: no cover - Python 3.10
 RUN_KEYS = {
     "workload": str, "graph": str, "cells": int, "bits": int, "lanes": int, "steps": int,
     "seed": int, "order": str, "init": str, "barrier": str, "gain": str, "backend": str,
-    "temperature": float, "trace_every": int, "formats": dict,
+    "temperature": float, "trace_every": int, "formats": dict, "tabulate": int, "core": str,
 }
 _KIND_NAMES = {int: "an integer", str: "a string", float: "a number", dict: "a table"}
 #: the Spec fields a run file may set in [formats] (as --set does)
@@ -168,8 +168,10 @@ def resolved_run_config(options, spec, steps):
         "seed": spec.seed, "order": spec.order, "init": spec.init,
         "barrier": pick("barrier"), "gain": pick("gain"),
         "backend": options.get("backend") or "model",
+        "core": options.get("core"),
         "temperature": float(options.get("temperature") or 300.0),
         "trace_every": int(options.get("trace_every") or 0),
+        "tabulate": int(options["tabulate"]) if options.get("tabulate") else None,
         "formats": {key: getattr(spec, key) for key in FORMAT_KEYS},
     }
     if out["graph"]:

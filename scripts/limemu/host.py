@@ -10,7 +10,7 @@ import numpy as np
 from hdl.lane_rng import seed_word
 from hdl.regmap import CONTROL, STATUS, Geometry, RegisterMap, from_words, to_words, words
 from python_model.counters import counter_layout
-from python_model.errors import ConfigError, require
+from python_model.errors import require
 from python_model.schedules import schedule_register_values, schedule_table_values
 
 
@@ -26,11 +26,12 @@ def check_schedules(spec, geometry):
     """Raises ConfigError for a schedule the build's schedule units do not compute (or that
     does not fit them), naming it: before anything is built or loaded."""
     for unit, bits in (("barrier", spec.barrier_bits), ("gain", spec.gain_bits)):
-        try:
-            schedule_register_values(getattr(spec, unit), bits, geometry.table_depth, name=unit,
-                                     kinds=geometry.schedule_kinds)
-        except ConfigError as error:
-            raise ConfigError(f"{error} (the {geometry.core} core)") from None
+        schedule = getattr(spec, unit)
+        require(schedule.kind in geometry.schedule_kinds, f"{unit}.kind", schedule.kind,
+                f"the {geometry.core} core computes only {geometry.schedule_kinds} schedules; "
+                "`limemu run --tabulate N` runs it as a table of N entries sampled over the run")
+        schedule_register_values(schedule, bits, geometry.table_depth, name=unit,
+                                 kinds=geometry.schedule_kinds)
 
 
 def bank_indices(rmap, order):

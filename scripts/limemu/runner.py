@@ -72,10 +72,23 @@ def build_run(options):
     fields["barrier"] = parse_schedule(pick("barrier"), "--barrier", probe.barrier_frac_bits,
                                        steps)
     fields["gain"] = parse_schedule(pick("gain"), "--gain", probe.gain_frac_bits, steps)
+    if options.get("tabulate") is not None:
+        tabulate_schedules(fields, probe, int(options["tabulate"]), steps)
     if options.get("cells") is not None and int(options["cells"]) != workload.problem.n:
         raise ConfigError(f"cells = {options['cells']}: the workload has "
                           f"{workload.problem.n} variables")
     return workload, Spec(**fields), steps
+
+
+def tabulate_schedules(fields, probe, entries, steps):
+    """--tabulate N: every schedule that is not a constant or a table becomes a table of N
+    entries sampled over the run (Schedule.tabulated), for hardware that computes tables only
+    (the compact core); the model runs the same table, so the cross-check still holds."""
+    per_entry = max(1, -(-steps // entries)) if entries > 0 else 1
+    for name, bits in (("barrier", probe.barrier_bits), ("gain", probe.gain_bits)):
+        if fields[name].kind not in ("constant", "table"):
+            fields[name] = fields[name].tabulated(f"--tabulate ({name})", bits, entries,
+                                                  per_entry)
 
 
 def parse_settings(items):
