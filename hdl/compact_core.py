@@ -1,34 +1,40 @@
-"""The compact array core: one lane, one cell evaluation at a time, for the smallest FPGAs.
+"""The compact core: one lane, one cell evaluation at a time, for the smallest FPGAs.
 
 The same array as hdl/array_core.py (the same register map, the same host plans, the same
 results as python_model/reference.py bit for bit), built for an iCE40UP5K rather than for
 speed: a sequential state machine instead of the speculative group pipeline, every per-cell
 bank in one single-port cell store (hdl/cell_store.py) and Q in a second single-port RAM
-(both SPRAM on an UltraPlus), the counters in block RAM behind small accumulators
-(hdl/counter_store.py), a crossing unit with one shared table port and shifter
-(hdl/serial_crossing_unit.py) and schedule units that shift one bit per cycle
-(ScheduleUnit(serial=True)). Geometry.core == "compact"; lanes must be 1.
+(both SPRAM on an UltraPlus), the counters in block RAM added to one at a time
+(hdl/counter_ram.py), a crossing unit with one table port, one shift register and one adder
+(hdl/serial_crossing_unit.py), and schedule units for constant and table schedules only
+(Geometry.schedule_kinds). Geometry.core == "compact"; lanes must be 1.
 
 A step, slot after slot (slot = group, one lane):
 
     read weight and valid; skip (but draw) an invalid slot
     read Q_nn and g (field mode) or the host's tilt (external mode)
     dL2 = delta^2 Q_nn +- 2 delta g; half tilts h = eta dL2 << shift (one multiplier, twice)
-    draw; the crossing unit decides up, down or stay; count
+    draw; the crossing unit decides up, down or stay on E0 + h
+    count what happened: a move, a blocked move, an inadmissible step, the heat of a move
     on a move: write the weight (and the per-cell counter), loss register += dL2, and in
     field mode g += dw Q[:, slot] (sparse: 2 cycles per entry of the column; dense: 3 per row)
-    at the end of the step both schedules advance; steps, barrier and annealing work are counted
+    at the end of the step both schedules advance; steps, evaluations (the run's cells),
+    barrier and annealing work are counted, and ``run_steps`` counts down
 
-About 12 + (latency of the crossing unit) cycles per evaluation with 16-bit fields. The
-counters are flushed into their RAM before a run reports done.
+A valid slot that does not move takes 11 cycles plus the crossing unit's decision (8 to 30
+cycles for non-negative barriers); a counter addition takes as many cycles as the counter has
+words. The run reports done once the last addition is in.
 
-Bus: as ArrayCore's (``addr``, ``wdata``, ``we``, ``re``; ``rdata`` with ``rack``; registered
-inputs), plus ``ready``: the core takes a read or a write only in a cycle where ``ready`` is
-high. It is low while an access to a cell-store entry of more than one 16-bit plane is under
-way; a read answers three cycles after its strobe, or 2 + planes for a two-plane word. The same
-refusals as ArrayCore: writes other than ``control`` and memory reads during a run set
+Bus: ArrayCore's ports (``addr``, ``wdata``, ``we``, ``re``; ``rdata`` with ``rack``), decoded
+as they come (not registered), plus ``ready``: the core takes a read or a write only in a cycle
+where ``ready`` is high. It is low while an access to a cell-store entry of two 16-bit planes
+is under way, while a seed goes into the generator (its words wait in a small RAM until the
+last one is written, so a seed is loaded whole or not at all) and while the counters are zeroed
+after a clear. A read answers two cycles after its strobe (three for a two-plane word). The
+same refusals as ArrayCore: writes other than ``control`` and memory reads during a run set
 ``error_busy_write``, writes to read-only or unknown addresses ``error_address``, a start with
-sizes outside the build ``error_config``; a refused access changes nothing.
+sizes outside the build ``error_config``; a refused access changes nothing. Unlike ArrayCore's,
+``run_steps`` reads the steps still to run.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned

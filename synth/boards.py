@@ -32,7 +32,7 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from hdl.protocol import SPEC_FIELDS
-from hdl.regmap import CORES, Geometry
+from hdl.regmap import CORES, Geometry, RegisterMap
 from python_model.errors import require
 from python_model.schedules import MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES, Schedule
 from python_model.spec import Q_STORAGES, Spec
@@ -94,11 +94,13 @@ ICEBREAKER = Board(
     baud=DEFAULT_BAUD,             # 12 cycles a bit, exact
     family="ice40",
     capacity={"logic_cells": 5280, "ram": 30, "spram": 4, "dsp": 8},
-    # nothing fits the UP5K (README): the default is the smallest array the Spec accepts, so
-    # that `limemu build --board icebreaker` shows how far the nearest miss is
-    array=dict(cells=2, weight_bits=1, lanes=1, barrier_bits=3, barrier_frac_bits=2,
-               gain_bits=1, gain_frac_bits=0, field_bits=8, q_bits=2, mantissa_bits=10,
-               cell_counter_bits=0, q_storage="dense", q_capacity=1, table_depth=256,
+    # the compact core (one lane, constant and table schedules): 1024 spins, so a G-set graph
+    # of up to 1024 nodes runs on-chip; the cell store and 49152 entries of Q fill the four
+    # SPRAMs; an 8-bit field holds |g| <= 127 (G-set degrees stay below); 95 % of the logic
+    # cells (synth/README.md)
+    array=dict(cells=1024, weight_bits=1, lanes=1, barrier_bits=12, barrier_frac_bits=8,
+               gain_bits=8, gain_frac_bits=6, field_bits=8, q_bits=2, mantissa_bits=14,
+               cell_counter_bits=0, q_storage="sparse", q_capacity=49_152, table_depth=1024,
                core="compact"),
     group_slack=0,
     # LED 0 red, LED 1 green on the board; 2 (red) and 3..6 (green) on the break-off PMOD
@@ -177,8 +179,10 @@ def configuration(board, **changes):
     depth = values["table_depth"]
     require(MIN_TABLE_ENTRIES <= depth <= MAX_TABLE_ENTRIES, "table_depth", depth,
             f"must be in [{MIN_TABLE_ENTRIES}, {MAX_TABLE_ENTRIES}]")
-    return spec, Geometry(lanes=spec.lanes, groups=groups, q_storage=storage,
-                          q_capacity=q_capacity, table_depth=depth, core=core)
+    geometry = Geometry(lanes=spec.lanes, groups=groups, q_storage=storage,
+                        q_capacity=q_capacity, table_depth=depth, core=core)
+    RegisterMap(spec, geometry)              # the rules of the core (compact: one lane)
+    return spec, geometry
 
 
 def build_spec(fields, q_storage):

@@ -1,13 +1,14 @@
 """FPGA builds (synth/boards.py, scripts/limemu/build.py).
 
 Fast: configuration and option errors, parsing of stored nextpnr reports and logs, the
-``program`` messages with fake programmers on PATH. Synthesis (YoWASP): the iCEBreaker's
-smallest array (it does not fit the UP5K: the test pins that down), a small ULX3S array in the
-normal tier, and the ULX3S default (the README's configuration) behind ``slow``.
+``program`` messages with fake programmers on PATH. Synthesis, place and route (YoWASP): the
+iCEBreaker's default array (the compact core, a G-set-sized Max-Cut) and a small ULX3S array in
+the normal tier, and the ULX3S default (the README's configuration) behind ``slow``.
 """
 
 import json
 import re
+from dataclasses import replace
 import stat
 import sys
 from types import SimpleNamespace
@@ -35,10 +36,16 @@ def test_default_configurations():
     assert (spec.cells, spec.weight_bits, geometry.q_storage) == (800, 1, "sparse")
     assert geometry.q_capacity >= 38_400
     assert geometry.groups == -(-800 // spec.lanes) + ULX3S.group_slack
-    spec, geometry = configuration(ICEBREAKER, cells=8, lanes=2, weight_bits=4)
+    spec, geometry = configuration(ICEBREAKER, cells=8, lanes=2, weight_bits=4,
+                                   core="pipelined", q_storage="dense")
     assert (spec.cells, spec.lanes, geometry.groups, geometry.q_capacity) == (8, 2, 4, 1)
-    spec, geometry = configuration(ICEBREAKER, q_storage="sparse", q_capacity=10)
-    assert (geometry.q_storage, geometry.q_capacity) == ("sparse", 10)
+    spec, geometry = configuration(ICEBREAKER, q_capacity=10)
+    assert (geometry.q_storage, geometry.q_capacity, geometry.core) == ("sparse", 10, "compact")
+
+
+#: a board whose default array has dense Q on the pipelined core (for the rules of both)
+DENSE = replace(ICEBREAKER, array=dict(ICEBREAKER.array, q_storage="dense", q_capacity=1,
+                                       core="pipelined"))
 
 
 def test_baud_divides_the_board_clocks():
@@ -57,13 +64,15 @@ def test_baud_divides_the_board_clocks():
     ({"q_storage": "packed"}, "q_storage = 'packed'", "one of"),
     ({"field_bits": 4}, "field_bits = 4", "[8, 40]"),
     ({"lanes": 17}, "lanes = 17", "min(cells=16"),
+    ({"core": "tiny"}, "core = 'tiny'", "one of ('pipelined', 'compact')"),
+    ({"core": "compact", "lanes": 2}, "lanes = 2", "must be 1 for the compact core"),
     ({"cells": "many"}, "cells = 'many'", "integer"),
     ({"colour": 1}, "colour = 1", "not a build option"),
 ])
 def test_configuration_errors_name_parameter_value_and_limit(changes, parameter, limit):
     changes = {"cells": 16, **changes} if "cells" not in changes else changes
     with pytest.raises(ConfigError) as error:
-        configuration(ICEBREAKER, **changes)
+        configuration(DENSE, **changes)
     assert parameter in str(error.value) and limit in str(error.value)
 
 
@@ -73,7 +82,7 @@ def test_board_name_error():
 
 
 def build_args(**options):
-    values = dict(board="icebreaker", cells=None, weight_bits=None, lanes=None, q_storage=None,
+    values = dict(board="icebreaker", cells=None, weight_bits=None, lanes=None, q_storage=None, core=None,
                   q_capacity=None, groups=None, table_depth=None, set=None, baud=None, seed=1,
                   out=None)
     values.update(options)
@@ -325,36 +334,34 @@ def run_build(board, folder, **changes):
     return report, lines
 
 
-# the smallest array the Spec accepts: the iCEBreaker's default (README: the iCEBreaker search)
-SMALLEST = dict(cells=2, lanes=1, weight_bits=1, field_bits=8, q_bits=2, gain_bits=1,
-                gain_frac_bits=0, barrier_bits=3, barrier_frac_bits=2, mantissa_bits=10,
-                cell_counter_bits=0)
-
-
-def test_icebreaker_default_is_the_smallest_array():
+def test_icebreaker_default_is_a_compact_gset_sized_array():
     spec, geometry = configuration(ICEBREAKER)
-    assert {k: getattr(spec, k) for k in SMALLEST} == SMALLEST
-    assert (geometry.q_storage, geometry.table_depth) == ("dense", 256)
-    for name, value in SMALLEST.items():          # each one at the Spec's lower limit
-        if name not in ("cells", "weight_bits", "lanes", "cell_counter_bits"):
-            with pytest.raises(ConfigError):
-                configuration(ICEBREAKER, **{name: value - 1})
+    assert (spec.cells, spec.weight_bits, spec.lanes) == (1024, 1, 1)
+    assert (geometry.core, geometry.q_storage, geometry.q_capacity) == ("compact", "sparse",
+                                                                        49_152)
+    assert geometry.groups == 1024 and geometry.schedule_kinds == ("constant", "table")
+    with pytest.raises(ConfigError, match="lanes = 2: must be 1 for the compact core"):
+        configuration(ICEBREAKER, lanes=2)
 
 
-def test_icebreaker_smallest_array_does_not_fit(tmp_path, capsys):
-    """No Spec fits the UP5K: its smallest array needs ~6.7k LUT4 of 5280. `limemu build`
-    stops after synthesis and exits 1 with the reason."""
+def test_icebreaker_default_array_fits_and_meets_timing(tmp_path, capsys):
+    """`limemu build --board icebreaker`: the compact core with 1024 spins and 49152 entries of
+    Q (a G-set Max-Cut of up to 1024 nodes on-chip) fits the UP5K and meets 12 MHz; the four
+    SPRAMs hold the cell store and Q."""
     toolchain_or_fail(ICEBREAKER)
     code = build_cli.command_build(build_args(out=str(tmp_path)))
     captured = capsys.readouterr()
-    print(captured.out)
-    assert code == 1
-    assert "does not fit" in captured.err and "LUT4" in captured.err
-    assert "synthesis" in captured.out and "FAILED: does not fit" in captured.out
+    print(captured.out, captured.err)
+    assert code == 0, captured.err
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["fits"] is False and not report["ok"] and report["bitstream"] is None
-    assert report["stopped_after"] == "synthesis"
-    assert report["resources"]["lut4"]["used"] > report["resources"]["lut4"]["available"]
+    assert report["ok"] and report["fits"] and report["meets_timing"], report["failure"]
+    resources = report["resources"]
+    assert resources["logic_cells"]["used"] <= 5280
+    assert resources["spram"]["used"] == 4 and resources["ram"]["used"] <= 30
+    assert report["timing"]["sync"]["achieved_mhz"] >= 12.0
+    assert report["geometry"]["core"] == "compact"
+    assert (tmp_path / "limemu_icebreaker.bin").stat().st_size > 100_000
+    assert "fits: yes; timing: met" in captured.out
 
 
 # a small ULX3S array: every block of the default one (sparse Q, spins, the bridge), quick
@@ -395,9 +402,9 @@ def test_synth_breakdown_of_the_icebreaker_array(capsys):
     whole = rows[(0, "whole design")]
     top = [v for (depth, name), v in rows.items() if depth == 0 and name != "whole design"]
     assert {name for depth, name in rows if depth == 0} >= {"bridge", "core"}
-    assert {"barrier", "gain", "counters", "crossing_0", "rng_0", "engine",
+    assert {"barrier", "gain", "counters", "crossing", "rng", "cells", "q",
             "(its own logic)"} <= {name for depth, name in rows if depth == 1}
-    assert sum(lut for lut, _ in top) <= whole[0] and whole[0] > 5280   # it does not fit
+    assert sum(lut for lut, _ in top) <= whole[0] < 5280          # the compact core's LUT4
     core = rows[(0, "core")]
     parts = [v for (depth, name), v in rows.items() if depth == 1 and name != "(its own logic)"]
     assert core[0] > sum(lut for lut, _ in parts)

@@ -20,13 +20,19 @@ from python_model.spec import Spec
 
 SPEC = Spec(cells=6, lanes=3, weight_bits=4)
 GEOMETRY = Geometry(lanes=3, groups=2, q_storage="dense", q_capacity=1, table_depth=256)
+#: the protocol on both cores' board tops (the compact core holds the bus off at times)
+BUILDS = {"pipelined": (SPEC, GEOMETRY),
+          "compact": (SPEC.replace(lanes=1), Geometry(lanes=1, groups=6, q_storage="dense",
+                                                      q_capacity=1, table_depth=256,
+                                                      core="compact"))}
 
 
-@pytest.fixture(scope="module")
-def board():
-    with VirtualBoard(SPEC, GEOMETRY) as vb:
+@pytest.fixture(scope="module", params=list(BUILDS))
+def board(request):
+    spec, geometry = BUILDS[request.param]
+    with VirtualBoard(spec, geometry) as vb:
         link = Link(vb.port, baud=vb.baud, timeout=2.0, retries=0, log=lambda m: None)
-        yield vb, link, RegisterMap(SPEC, GEOMETRY)
+        yield vb, link, RegisterMap(spec, geometry)
         link.close()
 
 
@@ -50,7 +56,7 @@ def exchange(link, frame, *, wait=2.0):
 def test_info_describes_the_build(board):
     vb, link, rmap = board
     info = link.info()
-    assert info["geometry"] == GEOMETRY and info["spec"]["lanes"] == 3
+    assert info["geometry"] == rmap.geometry and info["spec"]["lanes"] == rmap.spec.lanes
     assert info["clock_hz"] == vb.clock_hz and info["baud"] == vb.baud
 
 
@@ -63,8 +69,11 @@ REFUSED = {
     "BAD_CRC": lambda rmap: weight_write(rmap, 11, [5])[:-1] + b"\x00",
     "UNKNOWN_COMMAND": lambda rmap: b"\xa5" + _body(0x7E, 12, protocol.write_payload(0, [1])),
     "BAD_LENGTH": lambda rmap: b"\xa5" + _body(protocol.COMMANDS["WRITE"], 13, b"\0" * 6),
-    # a burst that is valid except for its last word: lane 3 of a 3-lane build
-    "BAD_ADDRESS": lambda rmap: weight_write(rmap, 14, [1, 2, 3, 4]),
+    # a burst that is valid except for its last word: the loss register, then the first
+    # (read-only) counter word
+    "BAD_ADDRESS": lambda rmap: protocol.encode_request(
+        "WRITE", 14, protocol.write_payload(rmap["loss2"].base,
+                                            list(range(5, 6 + rmap["loss2"].size)))),
 }
 
 
@@ -140,7 +149,12 @@ def test_a_run_requested_during_a_run_is_refused_and_stop_is_accepted(board):
     deadline = time.monotonic() + 5
     while link.read([status])[0] >> STATUS["busy"] & 1:
         assert time.monotonic() < deadline, "the core did not stop"
-    assert link.read([steps_register, steps_register + 1]) == [0, 1 << 8]   # 1 << 40 kept
+    kept = link.read([steps_register, steps_register + 1])
+    if rmap.geometry.core == "compact":      # its run_steps counted down: the steps left
+        steps = link.read([rmap["counter_steps"].base])[0]
+        assert kept == [(-steps) & 0xFFFFFFFF, (1 << 8) - 1] and steps > 0
+    else:
+        assert kept == [0, 1 << 8]                          # 1 << 40 kept
     assert not link.read([status])[0] >> STATUS["error_busy_write"] & 1
 
 
@@ -158,6 +172,7 @@ def test_run_on_the_vboard_gives_the_models_json(tmp_path):
 @pytest.mark.parametrize("options", [
     ["--workload", "maxcut", "--cells", "48", "--lanes", "5", "--order", "colour"],
     ["--workload", "lsq", "--bits", "8", "--lanes", "2"],
+    ["--workload", "maxcut", "--cells", "48", "--core", "compact", "--tabulate", "256"],
 ])
 def test_crosscheck_on_the_vboard(options, capsys):
     assert main(["crosscheck", "--backend", "vboard", "--steps", "300", "--checkpoints", "3",
@@ -213,3 +228,36 @@ def test_backend_board_refuses_a_run_its_build_cannot_hold(larger_board, capsys)
     assert main(["run", "--workload", "maxcut", "--cells", "100", "--lanes", "4", "--quiet",
                  "--backend", "board", "--port", larger_board.port]) == 2
     assert "cells = 100 (the board holds 64)" in capsys.readouterr().err
+
+
+COMPACT_RUN = ["--workload", "maxcut", "--cells", "40", "--steps", "200", "--seed", "5",
+               "--quiet", "--tabulate", "256"]
+
+
+@pytest.fixture(scope="module")
+def compact_board():
+    """A build of the compact core (the iCEBreaker's) with room to spare: `--backend board`
+    learns the core from INFO and loads only the schedules it computes."""
+    from limemu.runner import build_run                          # noqa: PLC0415
+    _, spec, _ = build_run({"workload": "maxcut", "cells": 40, "lanes": 1})
+    with VirtualBoard(spec.replace(cells=64), Geometry(
+            lanes=1, groups=64, q_storage="sparse", q_capacity=1024, table_depth=512,
+            core="compact")) as vb:
+        yield vb
+
+
+def test_backend_board_runs_on_a_compact_build_bit_exactly(compact_board, tmp_path, capsys):
+    assert main(["run"] + COMPACT_RUN + ["--lanes", "1", "--json",
+                                         str(tmp_path / "model.json")]) == 0
+    assert main(["run"] + COMPACT_RUN + ["--lanes", "1", "--backend", "board", "--port",
+                                         compact_board.port,
+                                         "--json", str(tmp_path / "board.json")]) == 0
+    model = json.loads((tmp_path / "model.json").read_text())
+    board = json.loads((tmp_path / "board.json").read_text())
+    assert board["weights"] == model["weights"] and board["counters"] == model["counters"]
+    capsys.readouterr()
+    # the default exponential anneal of the gain, not tabulated: refused before any load
+    options = [o for o in COMPACT_RUN if o not in ("--tabulate", "256")]
+    assert main(["run"] + options + ["--lanes", "1", "--backend", "board", "--port",
+                                     compact_board.port]) == 2
+    assert "gain.kind = 'exponential': the compact core computes only" in capsys.readouterr().err

@@ -118,12 +118,17 @@ class HardwareSession:
         self.device = open_device(name, spec, geometry, waves=waves, log=log, **link_options)
         self.rmap = self.device.rmap
         self.geometry = self.rmap.geometry
-        for kind, words in load_sequence(self.rmap, problem, order, self.probe.W0,
-                                         external=spec.tilt == "external"):
-            if kind == "run":
-                self.device.run(words)
-            else:
-                self.device.write(words)
+        try:
+            check_schedules(spec, self.geometry)      # a board's own build (INFO) may differ
+            for kind, words in load_sequence(self.rmap, problem, order, self.probe.W0,
+                                             external=spec.tilt == "external"):
+                if kind == "run":
+                    self.device.run(words)
+                else:
+                    self.device.write(words)
+        except BaseException:
+            self.close()                              # the simulator or the port, not left open
+            raise
         self.progress = Progress(name, spec.cells, progress)
         self.step = 0
         self.cycles = 0
