@@ -30,13 +30,13 @@ from amaranth.lib.wiring import In, Out
 
 from python_model.errors import require
 
-from .address_decode import region_hit, region_offset
+from . import core_bus
 from .counter_bank import INCREMENT_BITS, CounterBank
 from .crossing_unit import CrossingUnit, crossing_barrier_width
 from .field_engine import (TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine,
                            lane_select)
 from .lane_rng import LaneRng
-from .regmap import CONTROL, MAGIC, STATUS, VERSION, WORD_BITS, RegisterMap, words
+from .regmap import WORD_BITS, RegisterMap, words
 from .schedule_unit import ScheduleUnit
 
 ENGINE_TARGETS = {"field": TARGET_FIELD, "q": TARGET_Q, "column": TARGET_COLUMN,
@@ -116,30 +116,18 @@ class ArrayCore(wiring.Component):
             banks[name] = ports
 
         # -- registers --------------------------------------------------------------------------
-        regs = {}
-        for region in rmap:
-            if not region.is_memory and region.access == "rw":
-                shape = signed(region.width) if region.signed else unsigned(region.width)
-                regs[region.name] = Signal(shape, name=f"reg_{region.name}")
-        status = {name: Signal(name=f"status_{name}") for name in STATUS}
-        m.d.comb += [self.ready.eq(1), self.busy.eq(status["busy"]), self.done.eq(status["done"]),
-                     self.error.eq(status["error_busy_write"] | status["error_address"]
-                                   | status["error_config"])]
-        for unit_name, unit in (("barrier", barrier), ("gain", gain)):
-            for port_name in unit.signature.members:
-                if port_name.startswith("cfg_"):
-                    m.d.comb += getattr(unit, port_name).eq(
-                        regs[f"{unit_name}_{port_name[4:]}"])
-        readable = dict(regs)
+        regs = core_bus.registers(rmap)
+        status, control = core_bus.status_flags()
+        m.d.comb += self.ready.eq(1)
+        core_bus.drive_outputs(m, self, status)
+        core_bus.configure_schedules(m, regs, {"barrier": barrier, "gain": gain})
         self._cell_overflow = Signal()
         if spec.cell_counter_bits:
-            readable["cell_overflow"] = self._cell_overflow
             with m.If(counters.clear):
                 m.d.sync += self._cell_overflow.eq(0)
-        readable.update(magic=Const(MAGIC, 32), version=Const(VERSION, 32),
-                        status=Cat(*[status[n] for n in STATUS]), step=barrier.step,
-                        barrier_now=barrier.value, gain_now=gain.value,
-                        overflow=counters.overflow)
+        readable = core_bus.readable_registers(
+            regs, status, barrier, gain, counters.overflow,
+            self._cell_overflow if spec.cell_counter_bits else None)
         for name, _, _ in counters.layout:
             readable[f"counter_{name}"] = getattr(counters, f"value_{name}")
         m.d.comb += [engine.cells.eq(regs["cells"]), engine.groups.eq(regs["groups"])]
@@ -153,20 +141,8 @@ class ArrayCore(wiring.Component):
         self._bus = bus
         max_words = max(words(r.width) for r in rmap)
         staging = Signal(max(1, (max_words - 1) * WORD_BITS))
-        hit = {}
-        word_of = {}
-        index_of = {}
-        for region in rmap:
-            offset = region_offset(region, bus["addr"])
-            hit[region.name] = region_hit(region, bus["addr"])
-            if region.is_memory:
-                stride_bits = (region.stride - 1).bit_length()
-                word_of[region.name] = offset[:stride_bits] if stride_bits else Const(0, 1)
-                index_of[region.name] = offset[stride_bits:]
-            else:
-                word_of[region.name] = offset[:max(1, (region.size - 1).bit_length())]
-        any_hit = Signal()
-        m.d.comb += any_hit.eq(Cat(*hit.values()).any())
+        decoded = core_bus.decode(rmap, bus["addr"])
+        hit, word_of, index_of, any_hit = decoded
         running = status["busy"]
 
         # read pipeline: cycle 0 strobe, cycle 1 select, cycle 2 answer
@@ -233,31 +209,11 @@ class ArrayCore(wiring.Component):
             m.d.sync += self.rdata.eq(Mux(read_ok, answer.word_select(read_word, WORD_BITS), 0))
 
         # writes
-        control = {name: Signal(name=f"control_{name}") for name in CONTROL}
-        with m.If(bus["we"]):
-            for region in rmap:
-                with m.If(hit[region.name]):
-                    if region.name == "control":
-                        for name, bit in CONTROL.items():
-                            m.d.comb += control[name].eq(bus["wdata"][bit])
-                    elif region.access == "ro":
-                        m.d.sync += status["error_address"].eq(1)
-                    elif not region.is_memory:
-                        with m.If(running):
-                            m.d.sync += status["error_busy_write"].eq(1)
-                        with m.Else():
-                            reg = regs[region.name]
-                            for w in range(words(region.width)):
-                                with m.If(word_of[region.name] == w):
-                                    top = min(region.width, WORD_BITS * (w + 1))
-                                    m.d.sync += reg[WORD_BITS * w:top].eq(bus["wdata"])
-                    else:
-                        self._memory_write(m, region, word_of[region.name],
-                                           index_of[region.name], running, status, staging,
-                                           host_index, host_lane, host_bank_addr, entry_value,
-                                           banks, engine, rngs, barrier, gain)
-            with m.If(~any_hit):
-                m.d.sync += status["error_address"].eq(1)
+        core_bus.register_writes(
+            m, rmap, bus, decoded, regs, status, control, running,
+            lambda region, word, index: self._memory_write(
+                m, region, word, index, running, status, staging, host_index, host_lane,
+                host_bank_addr, entry_value, banks, engine, rngs, barrier, gain))
 
         # -- the run: a speculative pipeline, one group per cycle -------------------------------
         # R (read the banks) -> C (tilts, barriers) -> I (draw, crossing unit) -> L stages -> D

@@ -21,9 +21,10 @@ A step, slot after slot (slot = group, one lane):
     at the end of the step both schedules advance; steps, evaluations (the run's cells),
     barrier and annealing work are counted, and ``run_steps`` counts down
 
-A valid slot that does not move takes 11 cycles plus the crossing unit's decision (8 to 30
-cycles for non-negative barriers); a counter addition takes as many cycles as the counter has
-words. The run reports done once the last addition is in.
+A valid slot that does not move takes OWN_CYCLES_PER_EVALUATION = 11 cycles plus the crossing
+unit's decision (8 to 30 cycles for non-negative barriers), the end of a step about 18 more; a
+counter addition takes as many cycles as the counter has words. The run reports done once the
+last addition is in.
 
 Bus: ArrayCore's ports (``addr``, ``wdata``, ``we``, ``re``; ``rdata`` with ``rack``), decoded
 as they come (not registered), plus ``ready``: the core takes a read or a write only in a cycle
@@ -37,7 +38,7 @@ sizes outside the build ``error_config``; a refused access changes nothing. Unli
 ``run_steps`` reads the steps still to run.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -45,12 +46,12 @@ from amaranth.lib.wiring import In, Out
 from python_model.counters import counter_layout
 from python_model.errors import require
 
-from .address_decode import region_hit, region_offset
+from . import core_bus
 from .cell_store import WORD_BITS as PLANE_BITS
 from .cell_store import CellLayout, CellStore
 from .counter_ram import CounterRam
 from .lane_rng import SEED_WORDS, LaneRng
-from .regmap import CONTROL, MAGIC, STATUS, VERSION, WORD_BITS, RegisterMap, words
+from .regmap import WORD_BITS, RegisterMap, words
 from .schedule_unit import ScheduleUnit
 from .serial_crossing_unit import SerialCrossingUnit
 from .single_port_ram import SinglePortRam
@@ -76,6 +77,9 @@ def increment_bits(spec, geometry):
 class CompactCore(wiring.Component):
     """Ports: the bus (``addr``, ``wdata``, ``we``, ``re``, ``rdata``, ``rack``, ``ready``) and
     ``busy``/``done``/``error`` for LEDs and testbenches."""
+
+    #: cycles of a valid slot that does not move, besides the crossing unit's decision
+    OWN_CYCLES_PER_EVALUATION = 11
 
     def __init__(self, spec, geometry):
         require(geometry.core == "compact", "geometry.core", geometry.core,
@@ -142,30 +146,15 @@ class CompactCore(wiring.Component):
             e0_bits=spec.barrier_bits, h_bits=spec.tilt_bits + 1)
 
         # -- registers --------------------------------------------------------------------------
-        regs = {}
-        for region in rmap:
-            if not region.is_memory and region.access == "rw":
-                shape = signed(region.width) if region.signed else unsigned(region.width)
-                regs[region.name] = Signal(shape, name=f"reg_{region.name}")
-        status = {name: Signal(name=f"status_{name}") for name in STATUS}
-        m.d.comb += [self.busy.eq(status["busy"]), self.done.eq(status["done"]),
-                     self.error.eq(status["error_busy_write"] | status["error_address"]
-                                   | status["error_config"])]
-        for unit_name, unit in (("barrier", barrier), ("gain", gain)):
-            for port_name in unit.signature.members:
-                if port_name.startswith("cfg_"):
-                    m.d.comb += getattr(unit, port_name).eq(
-                        regs[f"{unit_name}_{port_name[4:]}"])
+        regs = core_bus.registers(rmap)
+        status, control = core_bus.status_flags()
+        core_bus.drive_outputs(m, self, status)
+        core_bus.configure_schedules(m, regs, {"barrier": barrier, "gain": gain})
         cell_overflow = Signal()
-        readable = dict(regs)
-        if spec.cell_counter_bits:
-            readable["cell_overflow"] = cell_overflow
-        readable.update(magic=Const(MAGIC, 32), version=Const(VERSION, 32),
-                        status=Cat(*[status[n] for n in STATUS]), step=barrier.step,
-                        barrier_now=barrier.value, gain_now=gain.value,
-                        overflow=counters.overflow)
+        readable = core_bus.readable_registers(
+            regs, status, barrier, gain, counters.overflow,
+            cell_overflow if spec.cell_counter_bits else None)
         running = status["busy"]
-        control = {name: Signal(name=f"control_{name}") for name in CONTROL}
 
         self._bus(m, regs, readable, status, control, running, counters, qs, rng, barrier,
                   gain)
@@ -186,7 +175,6 @@ class CompactCore(wiring.Component):
         h_up = Signal(signed(spec.tilt_bits + 1))
         h_down = Signal(signed(spec.tilt_bits + 1))
         moved_up = Signal()
-        cell_count = Signal(max(1, spec.cell_counter_bits))
         bias = Signal(signed(spec.field_bits))
         # the field update: column (slot), weight change, where to go afterwards
         f_slot = Signal(slot_bits)
@@ -561,7 +549,7 @@ class CompactCore(wiring.Component):
     def _bus(self, m, regs, readable, status, control, running, counters, qs, rng, barrier,
              gain):
         """Decode of the bus: registers, counters, memories; refusals; ``ready``."""
-        rmap, g, layout, cs = self.regmap, self.geometry, self.layout, self._cs
+        rmap, layout, cs = self.regmap, self.layout, self._cs
         # the bus is decoded as it comes (no input registers: 12 MHz leaves time for it)
         bus = {name: getattr(self, name) for name in ("addr", "wdata", "we", "re")}
         # the lower words of a wide entry wait here until its last word commits it (the seed
@@ -572,17 +560,8 @@ class CompactCore(wiring.Component):
         counter_base = rmap["counter_steps"].base
         counter_names = {f"counter_{name}" for name, _, _ in counter_layout(self.spec)}
 
-        hit, word_of, index_of = {}, {}, {}
-        for region in rmap:
-            offset = region_offset(region, bus["addr"])
-            hit[region.name] = region_hit(region, bus["addr"])
-            if region.is_memory:
-                stride_bits = (region.stride - 1).bit_length()
-                word_of[region.name] = offset[:stride_bits] if stride_bits else Const(0, 1)
-                index_of[region.name] = offset[stride_bits:]
-            else:
-                word_of[region.name] = offset[:max(1, (region.size - 1).bit_length())]
-        any_hit = Cat(*hit.values()).any()
+        decoded = core_bus.decode(rmap, bus["addr"])
+        hit, word_of, index_of, any_hit = decoded
         seed_loading = self._seed_loader(m, rng, bus, word_of["seed"])
 
         # ready: low while a multi-plane cell-store access of the bus is still under way
@@ -690,29 +669,11 @@ class CompactCore(wiring.Component):
                                  pending.eq(bus["re"])]
 
         # writes
-        with m.If(bus["we"]):
-            for region in rmap:
-                with m.If(hit[region.name]):
-                    if region.name == "control":
-                        for name, bit in CONTROL.items():
-                            m.d.comb += control[name].eq(bus["wdata"][bit])
-                    elif region.access == "ro":
-                        m.d.sync += status["error_address"].eq(1)
-                    elif not region.is_memory:
-                        with m.If(running):
-                            m.d.sync += status["error_busy_write"].eq(1)
-                        with m.Else():
-                            reg = regs[region.name]
-                            for w in range(words(region.width)):
-                                with m.If(word_of[region.name] == w):
-                                    top = min(region.width, WORD_BITS * (w + 1))
-                                    m.d.sync += reg[WORD_BITS * w:top].eq(bus["wdata"])
-                    else:
-                        self._memory_write(m, region, bus, word_of[region.name],
-                                           index_of[region.name], running, status, staging,
-                                           qs, rng, barrier, gain, bus_cs)
-            with m.If(~any_hit):
-                m.d.sync += status["error_address"].eq(1)
+        core_bus.register_writes(
+            m, rmap, bus, decoded, regs, status, control, running,
+            lambda region, word, index: self._memory_write(
+                m, region, bus, word, index, running, status, staging, qs, rng, barrier, gain,
+                bus_cs))
 
     def _seed_loader(self, m, rng, bus, word):
         """The seed's words go into a small RAM as they are written (refused ones never get

@@ -62,6 +62,8 @@ def shift_cycles(exponent):
 class SerialCrossingUnit(wiring.Component):
     """One crossing decision at a time (see the module docstring for ports and latency)."""
 
+    MIN_LATENCY = 8                 # the shortest `latency` (one barrier below 1 u)
+
     def __init__(self, *, frac_bits, mantissa_bits, e0_bits, h_bits):
         self.frac_bits = frac_bits          # stored first: __repr__ names a rejected unit too
         self.mantissa_bits = mantissa_bits
@@ -124,7 +126,8 @@ class SerialCrossingUnit(wiring.Component):
         width = max(self.e0_bits + 1, self.h_bits) + 1
         a, b = Signal(signed(width)), Signal(signed(width))
         b_plain = Mux(phase == Phase.UP, self.h_up, self.h_down)
-        m.d.comb += [a.eq(Mux(distance, self.h_up, self.e0)), b.eq(Mux(distance, ~b_plain, b_plain))]
+        m.d.comb += [a.eq(Mux(distance, self.h_up, self.e0)),
+                     b.eq(Mux(distance, ~b_plain, b_plain))]
         value = Signal(signed(width))
         m.d.comb += value.eq((Cat(distance, a) + Cat(distance, b))[1:])
         barrier = Signal(signed(width + 1))

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.cores import make_core
+from hdl.compact_core import CompactCore
+from hdl.cores import cycles_per_evaluation_at_best, make_core
+from hdl.serial_crossing_unit import SerialCrossingUnit
 from hdl.counter_bank import CounterBank
 from hdl.field_engine import TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine
 from hdl.regmap import MAGIC, STATUS, Geometry, RegisterMap, from_words, to_words, words
@@ -217,8 +219,8 @@ class Bus:
         return words
 
     async def load(self, sequence):
-        for kind, words in sequence:
-            await self.write(words)
+        for kind, writes in sequence:
+            await self.write(writes)
             if kind == "run":
                 await self.ctx.tick()
                 await self.wait_done()
@@ -335,6 +337,41 @@ def test_core_refuses_bad_accesses_and_changes_nothing(core, lanes):
         assert before[1] == 0
 
     simulate(dut, testbench)
+
+
+def test_compact_core_cycles_per_evaluation():
+    """A step in which nothing moves (E0 = 20 u, no gain: both barriers 20 u) takes, per cell,
+    OWN_CYCLES_PER_EVALUATION plus the crossing unit's latency for the two barriers, and a few
+    cycles for the end of the step (schedules, counters): the figure the docs and the board
+    report (cycles_per_evaluation_at_best) are built from."""
+    n, steps = 9, 3
+    problem = random_problem(n, 11)
+    spec = Spec(cells=n, weight_bits=4, lanes=1, barrier=Schedule.constant(20 * 256),
+                gain=Schedule.constant(0))
+    model = LimArray(spec, problem)
+    geometry = replace(geometry_for(spec, model.order, problem.nnz, table_depth=256),
+                       core="compact")
+    rmap = RegisterMap(spec, geometry)
+    dut = make_core(spec, geometry)
+    per_cell = CompactCore.OWN_CYCLES_PER_EVALUATION + SerialCrossingUnit(
+        frac_bits=8, mantissa_bits=14, e0_bits=14, h_bits=20).latency(20 * 256, 20 * 256)
+    cycles = []
+
+    async def testbench(ctx):
+        bus = Bus(ctx, dut)
+        await bus.load(load_sequence(rmap, problem, model.order, model.W0))
+        await bus.write(run_plan(rmap, steps))
+        count = 1
+        while ctx.get(dut.busy) or count == 1:
+            await ctx.tick()
+            count += 1
+        cycles.append(count)
+
+    simulate(dut, testbench)
+    overhead = cycles[0] - steps * n * per_cell
+    assert 0 <= overhead <= steps * 20, (cycles, per_cell)     # about 18 a step
+    assert cycles_per_evaluation_at_best(geometry) == CompactCore.OWN_CYCLES_PER_EVALUATION + \
+        SerialCrossingUnit.MIN_LATENCY
 
 
 @pytest.mark.parametrize("core,lanes", [("pipelined", 3), ("compact", 1)])

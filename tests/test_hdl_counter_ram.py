@@ -160,7 +160,8 @@ def test_layout_matches_the_register_map():
     for name, width, _ in counter_layout(spec):
         region = rmap[f"counter_{name}"]
         assert region.base - base == offsets[name] and region.size == words(width)
-    assert CounterRam(spec, uniform(spec, 44)).total_words == sum(words(w) for _, w, _ in counter_layout(spec))
+    assert CounterRam(spec, uniform(spec, 44)).total_words == \
+        sum(words(w) for _, w, _ in counter_layout(spec))
 
 
 def test_rejects_amounts_wider_than_a_counter():

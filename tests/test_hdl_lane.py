@@ -240,7 +240,11 @@ def test_serial_crossing_unit_matches_decide_one(frac_bits, mantissa_bits, width
                                ctx.get(dut.inadmissible)) == want
 
     simulate(dut, testbench)
-    assert min(latencies) >= 7 and max(latencies) <= 48
+    assert SerialCrossingUnit.MIN_LATENCY <= min(latencies) and max(latencies) <= 48
+    clip = ZERO_FROM_U << frac_bits
+    grid = range(-(1 << frac_bits), clip + (2 << frac_bits), max(1, 1 << (frac_bits - 2)))
+    assert min(dut.latency(b_up, b_down) for b_up in grid for b_down in grid) == \
+        SerialCrossingUnit.MIN_LATENCY
 
 
 def test_serial_crossing_unit_rejects_bad_parameters_naming_them():

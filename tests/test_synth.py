@@ -82,9 +82,9 @@ def test_board_name_error():
 
 
 def build_args(**options):
-    values = dict(board="icebreaker", cells=None, weight_bits=None, lanes=None, q_storage=None, core=None,
-                  q_capacity=None, groups=None, table_depth=None, set=None, baud=None, seed=1,
-                  out=None)
+    values = dict(board="icebreaker", cells=None, weight_bits=None, lanes=None, q_storage=None,
+                  core=None, q_capacity=None, groups=None, table_depth=None, set=None,
+                  baud=None, seed=1, out=None)
     values.update(options)
     return SimpleNamespace(**values)
 

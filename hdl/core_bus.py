@@ -1,0 +1,97 @@
+"""What both array cores (hdl/array_core.py, hdl/compact_core.py) build the same way from the
+register map: the host's registers and the status flags, the schedule units' configuration,
+the registers the host can read, the address decode and the register writes. Each core adds
+its own memories and read path."""
+
+from amaranth import Cat, Const, Signal, signed, unsigned
+
+from .address_decode import region_hit, region_offset
+from .regmap import CONTROL, MAGIC, STATUS, VERSION, WORD_BITS, words
+
+
+def registers(rmap):
+    """{name: Signal} of every read-write register of the map: what the host sets."""
+    out = {}
+    for region in rmap:
+        if not region.is_memory and region.access == "rw":
+            shape = signed(region.width) if region.signed else unsigned(region.width)
+            out[region.name] = Signal(shape, name=f"reg_{region.name}")
+    return out
+
+
+def status_flags():
+    """{name: Signal} of the status register's flags, and the control register's strobes."""
+    return ({name: Signal(name=f"status_{name}") for name in STATUS},
+            {name: Signal(name=f"control_{name}") for name in CONTROL})
+
+
+def drive_outputs(m, core, status):
+    """The core's ``busy``, ``done`` and ``error`` outputs from the status flags."""
+    m.d.comb += [core.busy.eq(status["busy"]), core.done.eq(status["done"]),
+                 core.error.eq(status["error_busy_write"] | status["error_address"]
+                               | status["error_config"])]
+
+
+def configure_schedules(m, regs, units):
+    """Every ``cfg_*`` port of the schedule units ({"barrier": unit, "gain": unit}) from the
+    register of the same name."""
+    for unit_name, unit in units.items():
+        for port_name in unit.signature.members:
+            if port_name.startswith("cfg_"):
+                m.d.comb += getattr(unit, port_name).eq(regs[f"{unit_name}_{port_name[4:]}"])
+
+
+def readable_registers(regs, status, barrier, gain, overflow, cell_overflow=None):
+    """{name: value} of the registers a read answers from logic (the counters' come from each
+    core's own counters)."""
+    out = dict(regs)
+    if cell_overflow is not None:
+        out["cell_overflow"] = cell_overflow
+    out.update(magic=Const(MAGIC, 32), version=Const(VERSION, 32),
+               status=Cat(*[status[n] for n in STATUS]), step=barrier.step,
+               barrier_now=barrier.value, gain_now=gain.value, overflow=overflow)
+    return out
+
+
+def decode(rmap, address):
+    """(hit, word_of, index_of, any_hit) for a bus address: per region name, whether the
+    address is in it, the word of the entry or register, and a memory's entry index."""
+    hit, word_of, index_of = {}, {}, {}
+    for region in rmap:
+        offset = region_offset(region, address)
+        hit[region.name] = region_hit(region, address)
+        if region.is_memory:
+            stride_bits = (region.stride - 1).bit_length()
+            word_of[region.name] = offset[:stride_bits] if stride_bits else Const(0, 1)
+            index_of[region.name] = offset[stride_bits:]
+        else:
+            word_of[region.name] = offset[:max(1, (region.size - 1).bit_length())]
+    return hit, word_of, index_of, Cat(*hit.values()).any()
+
+
+def register_writes(m, rmap, bus, decoded, regs, status, control, running, memory_write):
+    """A bus write: the control strobes, the registers' words, refusals (read-only or unknown
+    address, a register written during a run) as status flags; `memory_write(region, word,
+    index)` handles a memory's word."""
+    hit, word_of, index_of, any_hit = decoded
+    with m.If(bus["we"]):
+        for region in rmap:
+            with m.If(hit[region.name]):
+                if region.name == "control":
+                    for name, bit in CONTROL.items():
+                        m.d.comb += control[name].eq(bus["wdata"][bit])
+                elif region.access == "ro":
+                    m.d.sync += status["error_address"].eq(1)
+                elif not region.is_memory:
+                    with m.If(running):
+                        m.d.sync += status["error_busy_write"].eq(1)
+                    with m.Else():
+                        reg = regs[region.name]
+                        for w in range(words(region.width)):
+                            with m.If(word_of[region.name] == w):
+                                top = min(region.width, WORD_BITS * (w + 1))
+                                m.d.sync += reg[WORD_BITS * w:top].eq(bus["wdata"])
+                else:
+                    memory_write(region, word_of[region.name], index_of[region.name])
+        with m.If(~any_hit):
+            m.d.sync += status["error_address"].eq(1)
