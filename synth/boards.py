@@ -60,7 +60,7 @@ class Board:
     family: str                    # ice40 | ecp5
     capacity: dict                 # resource -> available, for the check after synthesis
     array: dict                    # default configuration: BUILD_KEYS except groups
-    group_slack: int               # default groups = ceil(cells / lanes) + group_slack
+    group_slack: int               # default groups = ceil(cells / lanes) + group_slack (lanes > 1)
     leds: tuple                    # (BoardTop port, LED resource number), ...
     synth_opts: str
     nextpnr_opts: str
@@ -123,9 +123,11 @@ ULX3S = Board(
     baud=DEFAULT_BAUD,             # 25 cycles a bit, exact
     family="ecp5",
     capacity={"lut4": 83640, "ff": 83640, "ram": 208, "dsp": 156},
-    array=dict(cells=800, weight_bits=1, lanes=1, barrier_bits=14, barrier_frac_bits=8,
+    # 8192 spins and 49152 entries: every G-set graph of up to 8000 nodes but G58, G59, G63
+    # and G64 (more entries); 182 of the 208 block RAMs
+    array=dict(cells=8192, weight_bits=1, lanes=1, barrier_bits=14, barrier_frac_bits=8,
                gain_bits=16, gain_frac_bits=6, field_bits=32, q_bits=16, mantissa_bits=14,
-               cell_counter_bits=0, q_storage="sparse", q_capacity=38_400, table_depth=4096,
+               cell_counter_bits=0, q_storage="sparse", q_capacity=49_152, table_depth=4096,
                core="pipelined"),
     group_slack=24,                # the colour order of a G-set graph needs ~18 more groups
     leds=(("led_busy", 0), ("led_done", 1), ("led_error", 2), ("led_link", 3)),
@@ -175,7 +177,9 @@ def configuration(board, **changes):
         require(q_capacity >= 1, "q_capacity", q_capacity, "must be >= 1")
     spec = build_spec({k: values[k] for k in SPEC_FIELDS}, storage)
     minimum = -(-spec.cells // spec.lanes)
-    groups = values.get("groups", minimum + board.group_slack)
+    # colour classes pad their last group with idle lanes; one lane never pads
+    slack = board.group_slack if spec.lanes > 1 else 0
+    groups = values.get("groups", minimum + slack)
     require(groups >= minimum, "groups", groups, f"must be >= cells / lanes = {minimum}")
     depth = values["table_depth"]
     require(MIN_TABLE_ENTRIES <= depth <= MAX_TABLE_ENTRIES, "table_depth", depth,

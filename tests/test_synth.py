@@ -16,7 +16,14 @@ from types import SimpleNamespace
 import pytest
 
 import synth_breakdown
+from hdl.protocol import SPEC_FIELDS
 from limemu import build as build_cli
+from limemu.hardware import board_spec
+from limemu.host import geometry_for
+from limemu.workloads import maxcut_workload
+from limemu.workloads.gset import random_graph
+from python_model import Spec
+from python_model.engine import LimArray
 from python_model.errors import ConfigError
 from synth import boards
 from synth.boards import (BOARDS, ICEBREAKER, ULX3S, BuildError, build_board, configuration,
@@ -33,14 +40,27 @@ def test_board_names_match():
 
 def test_default_configurations():
     spec, geometry = configuration(ULX3S)
-    assert (spec.cells, spec.weight_bits, geometry.q_storage) == (800, 1, "sparse")
-    assert geometry.q_capacity >= 38_400
-    assert geometry.groups == -(-800 // spec.lanes) + ULX3S.group_slack
+    assert (spec.cells, spec.weight_bits, geometry.q_storage) == (8192, 1, "sparse")
+    assert geometry.q_capacity >= 2 * 19_990         # G22's 19 990 edges, both triangles
+    assert geometry.groups == spec.cells           # one lane: no slack for the colour order
     spec, geometry = configuration(ICEBREAKER, cells=8, lanes=2, weight_bits=4,
                                    core="pipelined", q_storage="dense")
     assert (spec.cells, spec.lanes, geometry.groups, geometry.q_capacity) == (8, 2, 4, 1)
     spec, geometry = configuration(ICEBREAKER, q_capacity=10)
     assert (geometry.q_storage, geometry.q_capacity, geometry.core) == ("sparse", 10, "compact")
+
+
+@pytest.mark.parametrize("nodes, edges", [(800, 19_176), (2000, 19_990), (8000, 16_000)])
+def test_ulx3s_default_holds_gset_sized_max_cuts(nodes, edges):
+    """Max-Cuts of the sizes of G1, G22 and G65 (random graphs of as many nodes and edges,
+    weights +-1) in colour order fit the default ULX3S build: cells, groups, entries, formats,
+    and the field (the model's bound)."""
+    board, geometry = configuration(ULX3S)
+    problem = maxcut_workload(graph=random_graph(nodes, m=edges, weights="pm1")).problem
+    spec = Spec(cells=nodes, weight_bits=1, order="colour", q_storage="sparse")
+    needed = geometry_for(spec, LimArray(spec, problem).order, problem.nnz)
+    info = {"spec": {k: getattr(board, k) for k in SPEC_FIELDS}, "geometry": geometry}
+    assert board_spec(info, spec, needed, "ULX3S") == (spec.replace(cells=8192), geometry)
 
 
 #: a board whose default array has dense Q on the pipelined core (for the rules of both)
@@ -109,7 +129,7 @@ def test_build_options_combine():
     assert board is ULX3S
     assert (spec.lanes, spec.q_bits, geometry.q_capacity, geometry.table_depth) == \
         (2, 8, 1000, 512)
-    assert geometry.groups == 400 + ULX3S.group_slack
+    assert geometry.groups == spec.cells // 2 + ULX3S.group_slack
 
 
 def test_build_refuses_bad_baud_before_any_tool(tmp_path):
@@ -383,8 +403,8 @@ def test_ulx3s_default_array_fits_and_meets_timing(tmp_path):
     report, _ = run_build(ULX3S, tmp_path)
     assert report["ok"], report["failure"]
     spec = report["spec"]
-    assert spec["cells"] == 800 and spec["weight_bits"] == 1
-    assert report["geometry"]["q_capacity"] >= 38_400
+    assert spec["cells"] == 8192 and spec["weight_bits"] == 1
+    assert report["geometry"]["q_capacity"] >= 2 * 19_990
     for name in ("lut4", "ff", "ram", "dsp"):
         assert report["resources"][name]["used"] <= report["resources"][name]["available"]
 
