@@ -9,7 +9,9 @@ each, and one run of >= 1e7; per-cell counters (in one configuration, narrow eno
 The compact core (one lane, hdl/compact_core.py) runs its own cases of the same kinds: spins
 and multi-level weights, dense and sparse, constant and table schedules (the kinds it has; the
 tables sample the other kinds' curves), entries of one and of two 16-bit planes, per-cell
-counters, external tilts, and the mutation check.
+counters, external tilts, and the mutation check. The pipelined core under a plain C++ loop
+(the benchmark's second simulator, scripts/limemu/verilator_loop.py) is cross-checked too,
+mutation check included.
 """
 
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import pytest
 from limemu.compare import crosscheck
 from limemu.hardware import HardwareSession
 from limemu.runner import ModelSession
+from limemu.verilator_loop import LoopArray
 from limemu.workloads import build_workload
 from python_model.problem import QuadraticProblem
 from python_model.schedules import Schedule
@@ -179,8 +182,25 @@ def test_rtl_matches_model_over_ten_million_evaluations():
     assert counters["evaluations"] >= 10_000_000
 
 
-@pytest.mark.parametrize("core,lanes", [("pipelined", 2), ("compact", 1)])
-def test_crosscheck_catches_a_probability_table_off_by_one(monkeypatch, core, lanes):
+def test_cpp_loop_simulator_matches_model():
+    """The benchmark's C++-loop simulator gives the model's results, like the cocotb one."""
+    spec = Spec(cells=64, lanes=4, weight_bits=1, order="colour", q_storage="sparse", seed=8,
+                barrier=Schedule.constant(5 * U), gain=Schedule.constant(ETA_ONE))
+    workload = build_workload("maxcut", cells=64, seed=8)
+    model = ModelSession(workload, spec, progress=False)
+    rtl = HardwareSession(workload, spec, progress=False, device=LoopArray)
+    try:
+        message, steps = crosscheck(spec, model, rtl, 1600, segments=4)
+        moves = sum(model.counters()[k] for k in ("up_moves", "down_moves"))
+    finally:
+        rtl.close()
+    assert message is None, message
+    assert steps * spec.cells >= 100_000 and moves > 1000
+
+
+@pytest.mark.parametrize("core,lanes,device", [("pipelined", 2, None), ("compact", 1, None),
+                                               ("pipelined", 2, LoopArray)])
+def test_crosscheck_catches_a_probability_table_off_by_one(monkeypatch, core, lanes, device):
     """Mutation check: one mantissa ROM entry one LSB high must make the cross-check fail."""
     import hdl.crossing_unit
     import hdl.serial_crossing_unit
@@ -201,7 +221,7 @@ def test_crosscheck_catches_a_probability_table_off_by_one(monkeypatch, core, la
                 tilt="external", init="zero", barrier=Schedule.constant(U + U // 2))
     workload = Workload(None)
     model = ModelSession(workload, spec, progress=False)
-    rtl = HardwareSession(workload, spec, progress=False, core=core)
+    rtl = HardwareSession(workload, spec, progress=False, core=core, device=device)
     try:
         message, step = crosscheck(spec, model, rtl, 2000, segments=20,
                                    half_tilt=lambda step, w: np.zeros(16, dtype=np.int64))

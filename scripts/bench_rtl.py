@@ -8,6 +8,11 @@ prints the simulator's cell-evaluations per second and simulated cycles per seco
 runs the steps on its own; build and load times are excluded and printed apart), and the
 golden model's cell-evaluations per second on the identical run, whose results are checked
 equal.
+
+The same run is repeated on the core under a plain C++ loop (scripts/limemu/verilator_loop.cpp:
+no cocotb, no --timing clock), also checked equal to the model: its cycles per second are
+what the design itself costs under Verilator, the difference is what the cocotb harness adds.
+Exits 1 when any result differs from the model.
 """
 
 import argparse
@@ -21,6 +26,7 @@ sys.path[:0] = [os.path.join(os.path.dirname(__file__), ".."), os.path.dirname(_
 from limemu.compare import first_difference  # noqa: E402
 from limemu.hardware import HardwareSession  # noqa: E402
 from limemu.runner import ModelSession  # noqa: E402
+from limemu.verilator_loop import LoopArray  # noqa: E402
 from limemu.workloads import maxcut_workload  # noqa: E402
 from python_model import Schedule, Spec  # noqa: E402
 
@@ -36,30 +42,50 @@ def measure(problem, lanes, barrier_u, seconds):
                 gain=Schedule.constant(64))
     workload = Workload(problem)
     started = time.perf_counter()
-    rtl = HardwareSession(workload, spec, progress=False,
-                          log=lambda m: sys.stderr.write(m + "\n"))
+    rtl = HardwareSession(workload, spec, progress=False, log=log)
     setup = time.perf_counter() - started
     try:
         rtl.run(2)                                     # calibrate: seconds per step
         steps = max(2, int(seconds * 2 / max(rtl.run_seconds, 1e-6)))
-        before = rtl.counters()["evaluations"], rtl.cycles, rtl.run_seconds
-        rtl.run(steps)
-        evaluations = rtl.counters()["evaluations"] - before[0]
-        cycles, run_seconds = rtl.cycles - before[1], rtl.run_seconds - before[2]
+        rtl_figures = timed_run(rtl, steps)
         counters = rtl.counters()
         model = ModelSession(workload, spec, progress=False)
         model.run(2)
         start = time.perf_counter()
         model.run(steps)
         model_seconds = time.perf_counter() - start
-        difference = first_difference(spec, model, rtl)
+        differences = {"verilator": first_difference(spec, model, rtl)}
     finally:
         rtl.close()
+    loop = HardwareSession(workload, spec, progress=False, log=log, device=LoopArray)
+    try:
+        loop.run(2)
+        loop_figures = timed_run(loop, steps)
+        differences["C++ loop"] = first_difference(spec, model, loop)
+    finally:
+        loop.close()
+    for name, found in differences.items():
+        if found is not None:
+            log(f"{name} differs from the model after {steps + 2} steps: {found}")
     moves = (counters["up_moves"] + counters["down_moves"]) / counters["evaluations"]
-    return dict(setup=setup, steps=steps, rtl_rate=evaluations / run_seconds,
-                cycles_rate=cycles / run_seconds, cycles_per_group=cycles / steps / (
-                    problem.n / lanes), model_rate=evaluations / model_seconds, moves=moves,
-                equal=difference is None)
+    return dict(setup=setup, rtl=rtl_figures, loop=loop_figures,
+                cycles_per_group=rtl_figures["cycles"] / steps / (problem.n / lanes),
+                model_rate=rtl_figures["evaluations"] / model_seconds, moves=moves,
+                equal=all(found is None for found in differences.values()))
+
+
+def timed_run(session, steps):
+    """Runs `steps` steps: its evaluations and cycles, and their rates (the run alone)."""
+    before = session.counters()["evaluations"], session.cycles, session.run_seconds
+    session.run(steps)
+    evaluations = session.counters()["evaluations"] - before[0]
+    cycles, seconds = session.cycles - before[1], session.run_seconds - before[2]
+    return dict(evaluations=evaluations, cycles=cycles, rate=evaluations / seconds,
+                cycles_rate=cycles / seconds)
+
+
+def log(message):
+    sys.stderr.write(message + "\n")
 
 
 def main():
@@ -73,16 +99,22 @@ def main():
     problem = maxcut_workload(cells=args.cells, seed=1).problem
     print(f"RTL (Verilator) vs golden model: {args.cells}-spin Max-Cut, sparse Q, colour "
           f"order, gain 1 u/loss; about {args.seconds:g} s of RTL run per figure")
-    print(f"{'lanes':>5s} {'barrier':>7s} {'move rate':>9s} {'RTL evals/s':>12s} "
-          f"{'cycles/s':>10s} {'cycles/group':>12s} {'model evals/s':>13s} {'RTL/model':>9s} "
-          f"{'setup s':>7s} equal")
+    print(f"{'':24s}{'--- verilator (cocotb) ---':>36s} {'--- C++ loop ---':>22s}")
+    print(f"{'lanes':>5s} {'barrier':>7s} {'move rate':>9s} {'evals/s':>10s} {'cycles/s':>10s} "
+          f"{'cycles/group':>12s} {'evals/s':>10s} {'cycles/s':>10s} {'model evals/s':>13s} "
+          f"{'RTL/model':>9s} {'loop/model':>10s} {'setup s':>7s} equal")
+    failed = False
     for lanes in args.lanes:
         for barrier in args.barriers:
             r = measure(problem, lanes, barrier, args.seconds)
-            print(f"{lanes:5d} {barrier:6g}u {r['moves']:9.2e} {r['rtl_rate']:12.3g} "
-                  f"{r['cycles_rate']:10.3g} {r['cycles_per_group']:12.1f} "
-                  f"{r['model_rate']:13.3g} {r['rtl_rate'] / r['model_rate']:9.3f} "
+            failed = failed or not r["equal"]
+            rtl, loop = r["rtl"], r["loop"]
+            print(f"{lanes:5d} {barrier:6g}u {r['moves']:9.2e} {rtl['rate']:10.3g} "
+                  f"{rtl['cycles_rate']:10.3g} {r['cycles_per_group']:12.1f} "
+                  f"{loop['rate']:10.3g} {loop['cycles_rate']:10.3g} {r['model_rate']:13.3g} "
+                  f"{rtl['rate'] / r['model_rate']:9.3f} {loop['rate'] / r['model_rate']:10.3f} "
                   f"{r['setup']:7.1f} {'yes' if r['equal'] else 'NO'}", flush=True)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,9 @@ class HardwareSession:
     segmented = True
 
     def __init__(self, workload, spec, progress=True, *, name="verilator", waves=None,
-                 log=None, core="pipelined", **link_options):
+                 log=None, core="pipelined", device=None, **link_options):
+        """device: a class taking (spec, geometry, log=...) to use instead of the backend's
+        (scripts/bench_rtl.py: the core under a plain C++ loop)."""
         self.name = name
         self.spec = spec
         # the model's own set-up gives the update order and the initial weights: both
@@ -115,7 +117,11 @@ class HardwareSession:
         nnz = problem.nnz if problem is not None else 0
         geometry = geometry_for(spec, order, nnz, core=core)
         check_schedules(spec, geometry)
-        self.device = open_device(name, spec, geometry, waves=waves, log=log, **link_options)
+        if device is not None:
+            self.device = device(spec, geometry, log=log)
+        else:
+            self.device = open_device(name, spec, geometry, waves=waves, log=log,
+                                      **link_options)
         self.rmap = self.device.rmap
         self.geometry = self.rmap.geometry
         try:

@@ -112,6 +112,14 @@ def verilator_environment():
 
 
 def generate_verilog(spec, geometry):
+    """The core (module array_core) and the wrapper that clocks it (module tb_top)."""
+    text, address_bits = core_verilog(spec, geometry)
+    return text + WRAPPER.format(aw=address_bits - 1, half=CLOCK_HALF_PERIOD_NS)
+
+
+def core_verilog(spec, geometry):
+    """(Verilog of the core alone: module array_core, clock input clk, no reset; the width
+    of its address input)."""
     from amaranth.back import verilog                    # noqa: PLC0415 (only when simulating)
 
     from amaranth import ClockDomain, Module                # noqa: PLC0415
@@ -126,8 +134,8 @@ def generate_verilog(spec, geometry):
     top.domains.sync = sync = ClockDomain("sync", reset_less=True)
     top.submodules.core = core
     ports = [sync.clk] + [getattr(core, name) for name in core.signature.members]
-    text = verilog.convert(top, name=CORE, ports=ports, emit_src=False)
-    return text + WRAPPER.format(aw=core.addr.shape().width - 1, half=CLOCK_HALF_PERIOD_NS)
+    return (verilog.convert(top, name=CORE, ports=ports, emit_src=False),
+            core.addr.shape().width)
 
 
 def build(spec, geometry, *, waves=False, verilog_text=None, log=None):

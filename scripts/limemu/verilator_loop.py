@@ -1,0 +1,104 @@
+"""The array core under Verilator without cocotb: a C++ loop clocks it (verilator_loop.cpp).
+
+Only for scripts/bench_rtl.py. Its simulated cycles per second are the design's own cost
+under Verilator; the difference to the `verilator` backend is what cocotb and the --timing
+clock add. It speaks the bus like VerilatorArray (write, read, run, close), so a
+HardwareSession runs on it unchanged and its results are compared with the model the same
+way.
+"""
+
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+from python_model.errors import ConfigError
+
+from .verilator import (BUILD_FLAGS, BUILD_ROOT, CORE, MAKE_OVERRIDES, core_verilog,
+                        exclusive_build, verilator_environment)
+
+HARNESS = Path(__file__).with_name("verilator_loop.cpp")
+LOOP_FLAGS = [flag for flag in BUILD_FLAGS if flag != "--timing"]
+
+
+def build_loop(spec, geometry, *, log=None):
+    """Folder of the built loop simulator; reused while the Verilog and the harness are
+    unchanged."""
+    text, _ = core_verilog(spec, geometry)
+    recipe = f"loop {LOOP_FLAGS} {MAKE_OVERRIDES} {HARNESS.read_text()}"
+    folder = BUILD_ROOT / ("loop-" + hashlib.sha256((text + recipe).encode()).hexdigest()[:16])
+    binary = folder / "loop"
+    if binary.exists():
+        return folder
+    with exclusive_build(folder.with_suffix(".lock"), folder, log, "verilator"):
+        if not binary.exists():
+            _build(folder, text, log)
+    return folder
+
+
+def _build(folder, text, log):
+    env, version = verilator_environment()
+    executable = Path(env["PATH"].split(os.pathsep)[0]) / "verilator"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / f"{CORE}.v"
+    source.write_text(text)
+    if log:
+        log(f"  verilator: building the C++-loop simulator in {folder} with {version}")
+    command = [str(executable), "--cc", "--exe", "--build", "-j", "2", *LOOP_FLAGS,
+               "--top-module", CORE, "--Mdir", str(folder / "obj"), str(source), str(HARNESS),
+               "-o", "loop"]
+    with open(folder / "build.log", "w") as out:
+        result = subprocess.run(command, env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise ConfigError(f"verilator build failed in {folder} (see build.log), exit "
+                          f"{result.returncode}")
+    partial = folder / f"loop.{os.getpid()}-{secrets.token_hex(4)}"
+    shutil.copy(folder / "obj" / "loop", partial)
+    os.replace(partial, folder / "loop")          # atomic: the simulator is complete or absent
+
+
+class LoopArray:
+    """A running loop simulator of the core: write(pairs), read(addresses) -> words,
+    run(pairs) -> cycles, close()."""
+
+    def __init__(self, spec, geometry, *, log=None):
+        from hdl.regmap import RegisterMap                 # noqa: PLC0415
+
+        self.rmap = RegisterMap(spec, geometry)
+        self.folder = build_loop(spec, geometry, log=log)
+        self._process = subprocess.Popen([str(self.folder / "loop")], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True)
+
+    def _call(self, kind, numbers, count):
+        try:
+            self._process.stdin.write(f"{kind} {count} {' '.join(map(str, numbers))}\n")
+            self._process.stdin.flush()
+            reply = self._process.stdout.readline().split()
+        except OSError:                                  # the simulator has exited
+            reply = []
+        if not reply or reply[0] != "ok":
+            raise ConfigError(f"the C++-loop simulator answered {reply or 'nothing'} "
+                              f"(exit code {self._process.poll()})")
+        return [int(x) for x in reply[1:]]
+
+    def write(self, pairs):
+        pairs = [(int(a), int(w)) for a, w in pairs]
+        self._call("w", [x for pair in pairs for x in pair], len(pairs))
+
+    def read(self, addresses):
+        addresses = [int(a) for a in addresses]
+        return self._call("r", addresses, len(addresses))
+
+    def run(self, pairs):
+        pairs = [(int(a), int(w)) for a, w in pairs]
+        return self._call("x", [x for pair in pairs for x in pair], len(pairs))[0]
+
+    def close(self):
+        if self._process.poll() is None:
+            self._process.communicate("q\n", timeout=30)     # closes both pipes
+        else:
+            self._process.stdin.close()
+            self._process.stdout.close()
