@@ -18,15 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
 from limemu.compare import crosscheck
 from limemu.hardware import HardwareSession
+from limemu.model.problem import QuadraticProblem
+from limemu.model.schedules import Schedule
+from limemu.model.spec import Spec
 from limemu.runner import ModelSession
 from limemu.verilator_loop import LoopArray
 from limemu.workloads import build_workload
-from python_model.problem import QuadraticProblem
-from python_model.schedules import Schedule
-from python_model.spec import Spec
 
 U = 1 << 8          # one u in barrier LSBs (barrier_frac_bits = 8)
 ETA_ONE = 1 << 6    # gain 1 u per loss unit (gain_frac_bits = 6)
@@ -202,17 +201,17 @@ def test_cpp_loop_simulator_matches_model():
                                                ("pipelined", 2, LoopArray)])
 def test_crosscheck_catches_a_probability_table_off_by_one(monkeypatch, core, lanes, device):
     """Mutation check: one mantissa ROM entry one LSB high must make the cross-check fail."""
-    import hdl.crossing_unit
-    import hdl.serial_crossing_unit
+    import limemu.hdl.crossing_unit
+    import limemu.hdl.serial_crossing_unit
 
-    original = hdl.crossing_unit.mantissa_rom
+    original = limemu.hdl.crossing_unit.mantissa_rom
 
     def mutated_rom(frac_bits, mantissa_bits):
         rom = original(frac_bits, mantissa_bits)
         rom[MUTATED_ENTRY] += 1
         return rom
 
-    for module in (hdl.crossing_unit, hdl.serial_crossing_unit):   # each core's unit
+    for module in (limemu.hdl.crossing_unit, limemu.hdl.serial_crossing_unit):   # each core's unit
         monkeypatch.setattr(module, "mantissa_rom", mutated_rom)
     # No tilt and E0 = 1.5 u: every lookup is the entry of fraction 1/2 at shift 1, where
     # one mantissa LSB (M = 11) moves a threshold by 2**-12: about 16 differing decisions

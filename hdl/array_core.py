@@ -27,14 +27,19 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-
-from python_model.errors import require
+from limemu.model.errors import require
 
 from . import core_bus
 from .counter_bank import INCREMENT_BITS, CounterBank
 from .crossing_unit import CrossingUnit, crossing_barrier_width
-from .field_engine import (TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine,
-                           lane_select)
+from .field_engine import (
+    TARGET_COLUMN,
+    TARGET_ENTRY,
+    TARGET_FIELD,
+    TARGET_Q,
+    FieldEngine,
+    lane_select,
+)
 from .lane_rng import LaneRng
 from .regmap import WORD_BITS, RegisterMap, words
 from .schedule_unit import ScheduleUnit

@@ -42,9 +42,8 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-
-from python_model.counters import counter_layout
-from python_model.errors import require
+from limemu.model.counters import counter_layout
+from limemu.model.errors import require
 
 from . import core_bus
 from .cell_store import WORD_BITS as PLANE_BITS

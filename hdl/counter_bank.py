@@ -8,8 +8,7 @@ same rule the golden model applies (python_model/counters.py).
 from amaranth import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-
-from python_model.counters import counter_layout
+from limemu.model.counters import counter_layout
 
 INCREMENT_BITS = 72            # wide enough for any per-cycle increment of any counter
 

@@ -42,9 +42,8 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
-
-from python_model.counters import counter_layout
-from python_model.errors import require
+from limemu.model.counters import counter_layout
+from limemu.model.errors import require
 
 from .regmap import WORD_BITS, words
 

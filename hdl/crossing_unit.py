@@ -1,4 +1,4 @@
-"""The crossing unit in RTL: python_model.crossing.decide_one bit for bit, one evaluation a cycle.
+"""The crossing unit in RTL: limemu.model.crossing.decide_one bit for bit, one evaluation a cycle.
 
 Threshold of a barrier B >= 0 (PHYSICS.md section 4), with B clipped to ZERO_FROM_U << F where
 T has already reached 0, i = B >> F and f = B mod 2**F:
@@ -16,10 +16,14 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-
-from python_model.crossing import (DRAW_BITS, INADMISSIBLE_PRECISION_BITS, ONE, ZERO_FROM_U,
-                                   mantissa_rom)
-from python_model.errors import require
+from limemu.model.crossing import (
+    DRAW_BITS,
+    INADMISSIBLE_PRECISION_BITS,
+    ONE,
+    ZERO_FROM_U,
+    mantissa_rom,
+)
+from limemu.model.errors import require
 
 # the inadmissible compare keeps thresholds' top bits: a = T'+ >> 17, s = (T'+ + T'-) >> 17
 SCALED_SHIFT = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS

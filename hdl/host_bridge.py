@@ -36,12 +36,23 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-
-from python_model.errors import require
+from limemu.model.errors import require
 
 from .address_decode import region_hit, region_offset
-from .protocol import (COMMANDS, CRC_BYTES, INFO_FIELDS, MAX_WORDS, REQUEST_SYNC, RESPONSE_SYNC,
-                       STATUS, crc16, crc16_byte, info_words, read_payload, write_payload)
+from .protocol import (
+    COMMANDS,
+    CRC_BYTES,
+    INFO_FIELDS,
+    MAX_WORDS,
+    REQUEST_SYNC,
+    RESPONSE_SYNC,
+    STATUS,
+    crc16,
+    crc16_byte,
+    info_words,
+    read_payload,
+    write_payload,
+)
 from .regmap import CONTROL, WORD_BITS, words
 from .uart import FRAME_BITS, MIN_DIVISOR, UartRx, UartTx
 

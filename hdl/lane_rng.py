@@ -13,8 +13,7 @@ import operator
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-
-from python_model.rng import COMPONENTS, DRAW_BITS, STATE_BITS, register_seeds
+from limemu.model.rng import COMPONENTS, DRAW_BITS, STATE_BITS, register_seeds
 
 
 def seed_word(seed, lane):

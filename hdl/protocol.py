@@ -41,7 +41,7 @@ garbage followed by silence is answered GARBAGE (seq 0).
 import binascii
 import struct
 
-from python_model.errors import require
+from limemu.model.errors import require
 
 from .regmap import CONTROL, CORES, WORD_BITS, Geometry
 

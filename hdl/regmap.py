@@ -17,9 +17,9 @@ The slot of position p of the update order is ``slot[p] = group * lanes + lane``
 
 from dataclasses import dataclass
 
-from python_model.counters import counter_layout
-from python_model.errors import require
-from python_model.schedules import KINDS, MAX_TABLE_ENTRIES, schedule_registers
+from limemu.model.counters import counter_layout
+from limemu.model.errors import require
+from limemu.model.schedules import KINDS, MAX_TABLE_ENTRIES, schedule_registers
 
 MAGIC = 0x4C494D45            # "LIME"
 VERSION = 1

@@ -26,8 +26,8 @@ Two variants compute the same values through the same ports (``serial``):
   clamp take their operands straight from the registers of the kind in the last cycle.
   The number of cycles depends on the step: see :meth:`ScheduleUnit.max_latency`.
 
-The table contents come from python_model.schedules, and so do the register widths
-(:func:`~python_model.schedules.schedule_registers`). EXP2_TABLE is stored as its offsets from
+The table contents come from limemu.model.schedules, and so do the register widths
+(:func:`~limemu.model.schedules.schedule_registers`). EXP2_TABLE is stored as its offsets from
 2**16 (all its entries lie in [2**16, 2**17)), and the constant bit is added back in logic: a
 16-bit ROM, one block RAM whatever the synthesis tool makes of a constant bit (Yosys 0.70 drops
 it by itself, so the count below did not change).
@@ -52,12 +52,23 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-
-from python_model.schedules import (EXP2_TABLE, EXP_RANGE_OCTAVES, KIND_CODES, KINDS, LOG2_BITS,
-                                    LOG2_INPUT_BITS, LOG2_TABLE, LOG_FRAC_BITS,
-                                    MAX_STEPS_PER_ENTRY, RATE_FRAC_BITS, STEP_BITS,
-                                    TABLE_INDEX_BITS, COMPUTED_KINDS, check_kinds,
-                                    schedule_registers)
+from limemu.model.schedules import (
+    COMPUTED_KINDS,
+    EXP2_TABLE,
+    EXP_RANGE_OCTAVES,
+    KIND_CODES,
+    KINDS,
+    LOG2_BITS,
+    LOG2_INPUT_BITS,
+    LOG2_TABLE,
+    LOG_FRAC_BITS,
+    MAX_STEPS_PER_ENTRY,
+    RATE_FRAC_BITS,
+    STEP_BITS,
+    TABLE_INDEX_BITS,
+    check_kinds,
+    schedule_registers,
+)
 
 #: EXP2_TABLE[f] = 2**16 * 2**(f/256): its fraction bits are those of EXP2_TABLE[0] = 1.0
 EXP2_FRAC_BITS = int(EXP2_TABLE[0]).bit_length() - 1
@@ -69,7 +80,7 @@ assert EXP2_BITS == EXP2_FRAC_BITS + 1
 
 
 def _rom(table):
-    """A read-only Memory holding a table of python_model.schedules."""
+    """A read-only Memory holding a table of limemu.model.schedules."""
     values = [int(v) for v in table]
     return Memory(shape=unsigned(max(values).bit_length()), depth=len(values), init=values)
 
@@ -81,7 +92,7 @@ def _check_serial(serial):
 
 
 class Log2Fixed(wiring.Component):
-    """log2_fixed(n) of python_model.schedules for 1 <= n < 2**49.
+    """log2_fixed(n) of limemu.model.schedules for 1 <= n < 2**49.
 
     The normaliser shifts n left until its leading one reaches the top bit; the 8 bits after
     it then address LOG2_TABLE, and the number of shifts gives the exponent.

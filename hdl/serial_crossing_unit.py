@@ -1,4 +1,4 @@
-"""The crossing unit for the compact core: python_model.crossing.decide_one bit for bit, one
+"""The crossing unit for the compact core: limemu.model.crossing.decide_one bit for bit, one
 evaluation at a time, with one table port, one shifter and one adder.
 
 The same rule and the same threshold as hdl/crossing_unit.py,
@@ -38,10 +38,15 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-
-from python_model.crossing import (DRAW_BITS, INADMISSIBLE_PRECISION_BITS, ONE, ZERO_FROM_U,
-                                   decide_one, mantissa_rom)
-from python_model.errors import require
+from limemu.model.crossing import (
+    DRAW_BITS,
+    INADMISSIBLE_PRECISION_BITS,
+    ONE,
+    ZERO_FROM_U,
+    decide_one,
+    mantissa_rom,
+)
+from limemu.model.errors import require
 
 from .crossing_unit import SCALED_SHIFT
 

@@ -19,8 +19,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.vendor import SiliconBluePlatform
-
-from python_model.errors import require
+from limemu.model.errors import require
 
 SPRAM_DEPTH = 16384
 SPRAM_WIDTH = 16

@@ -21,8 +21,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
-
-from python_model.errors import require
+from limemu.model.errors import require
 
 DATA_BITS = 8
 FRAME_BITS = 1 + DATA_BITS + 1          # start, data, stop: the line time of one byte

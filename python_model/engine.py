@@ -34,7 +34,13 @@ import time
 import numpy as np
 
 from .counters import Counters
-from .crossing import DRAW_BITS, INADMISSIBLE_PRECISION_BITS, ONE, decide, threshold_table
+from .crossing import (
+    DRAW_BITS,
+    INADMISSIBLE_PRECISION_BITS,
+    ONE,
+    decide,
+    threshold_table,
+)
 from .errors import ConfigError, IdentityError, require
 from .order import update_order
 from .rng import LaneStreams

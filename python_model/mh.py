@@ -8,9 +8,9 @@ NumPy and the standard library only. Three parts:
   coarser than the cells, a saturating hidden activation, read noise).
 * the fixed-point acceptance: :func:`loss_register`, :func:`state_energy`, :func:`accept`
   and :func:`acceptance_probability`: min(1, 2**(-eta (L' - L))) as one decision of the
-  crossing unit (:func:`python_model.crossing.decide`).
+  crossing unit (:func:`limemu.model.crossing.decide`).
 * :class:`MHTrainer`: proposals from the array's lane generators, acceptance by the crossing
-  unit, every event counted in :class:`python_model.counters.Counters`, the first law checked
+  unit, every event counted in :class:`limemu.model.counters.Counters`, the first law checked
   exactly, and the posterior mean after burn-in as the result.
 
 How a step works (the hardware's view)

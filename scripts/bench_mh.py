@@ -14,16 +14,12 @@ stderr, the table to stdout.
 
 import argparse
 import json
-import os
 import sys
 import time
 
-sys.path[:0] = [os.path.join(os.path.dirname(__file__), ".."), os.path.dirname(__file__)]
-
-import numpy as np  # noqa: E402
-
-from limemu.train import load_data, run_training  # noqa: E402
-from python_model.mh import LEVELS  # noqa: E402
+import numpy as np
+from limemu.model.mh import LEVELS
+from limemu.train import load_data, run_training
 
 FRACTIONS = (("full", 1.0), ("10 %", 0.1))
 

@@ -10,15 +10,11 @@ its own in the next step, are made again).
 """
 
 import argparse
-import os
-import sys
 import time
 
-sys.path[:0] = [os.path.join(os.path.dirname(__file__), ".."), os.path.dirname(__file__)]
-
-from limemu.workloads import maxcut_workload  # noqa: E402
-from python_model import Schedule, Spec  # noqa: E402
-from python_model.engine import LimArray  # noqa: E402
+from limemu.model import Schedule, Spec
+from limemu.model.engine import LimArray
+from limemu.workloads import maxcut_workload
 
 
 def measure(spec, problem, steps, repeats=3):

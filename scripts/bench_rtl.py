@@ -16,19 +16,16 @@ Exits 1 when any result differs from the model.
 """
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass
 
-sys.path[:0] = [os.path.join(os.path.dirname(__file__), ".."), os.path.dirname(__file__)]
-
-from limemu.compare import first_difference  # noqa: E402
-from limemu.hardware import HardwareSession  # noqa: E402
-from limemu.runner import ModelSession  # noqa: E402
-from limemu.verilator_loop import LoopArray  # noqa: E402
-from limemu.workloads import maxcut_workload  # noqa: E402
-from python_model import Schedule, Spec  # noqa: E402
+from limemu.compare import first_difference
+from limemu.hardware import HardwareSession
+from limemu.model import Schedule, Spec
+from limemu.runner import ModelSession
+from limemu.verilator_loop import LoopArray
+from limemu.workloads import maxcut_workload
 
 
 @dataclass

@@ -10,19 +10,16 @@ counters), with the link's bytes per second; and checks the result against the g
 """
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass
 
-sys.path[:0] = [os.path.join(os.path.dirname(__file__), ".."), os.path.dirname(__file__)]
-
-from limemu.compare import first_difference  # noqa: E402
-from limemu.hardware import HardwareSession  # noqa: E402
-from limemu.host import load_sequence  # noqa: E402
-from limemu.runner import ModelSession  # noqa: E402
-from limemu.workloads import maxcut_workload  # noqa: E402
-from python_model import Schedule, Spec  # noqa: E402
+from limemu.compare import first_difference
+from limemu.hardware import HardwareSession
+from limemu.host import load_sequence
+from limemu.model import Schedule, Spec
+from limemu.runner import ModelSession
+from limemu.workloads import maxcut_workload
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A :class:`Board` describes one board: its amaranth-boards platform, clock, baud rate, default
 array (the largest measured to fit and meet timing, see synth/README.md), LEDs and how it is
-programmed. :class:`BoardWrapper` puts ``hdl.board_top.BoardTop`` on the board's pins: the
+programmed. :class:`BoardWrapper` puts ``limemu.hdl.board_top.BoardTop`` on the board's pins: the
 ``uart`` resource (rx, tx) and four LEDs. The ``sync`` domain is the board clock, created by
 the platform (``create_missing_domain``): on the iCE40 it holds reset for the ~3 us after
 configuration during which block RAMs read as zero; on the ECP5 it drives the global
@@ -30,13 +30,12 @@ from amaranth import Elaboratable, Module
 from amaranth.lib import io
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
-
-from hdl.cores import cycles_per_evaluation_at_best
-from hdl.protocol import SPEC_FIELDS
-from hdl.regmap import CORES, Geometry, RegisterMap
-from python_model.errors import require
-from python_model.schedules import MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES, Schedule
-from python_model.spec import Q_STORAGES, Spec
+from limemu.hdl.cores import cycles_per_evaluation_at_best
+from limemu.hdl.protocol import SPEC_FIELDS
+from limemu.hdl.regmap import CORES, Geometry, RegisterMap
+from limemu.model.errors import require
+from limemu.model.schedules import MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES, Schedule
+from limemu.model.spec import Q_STORAGES, Spec
 
 GEOMETRY_KEYS = ("groups", "q_capacity", "table_depth")
 #: what a build may set: the Spec's hardware fields, the Q storage, the core and the capacities
@@ -223,7 +222,7 @@ class BoardWrapper(Elaboratable):
     """BoardTop on the board's UART and LEDs, in the platform's default clock domain."""
 
     def __init__(self, board, spec, geometry, *, baud=None, top=None):
-        from hdl.board_top import BoardTop  # noqa: PLC0415 (the HDL only when building)
+        from limemu.hdl.board_top import BoardTop  # noqa: PLC0415 (the HDL only when building)
         self.board = board
         self.top = top if top is not None else BoardTop(
             spec, geometry, clock_hz=board.clock_hz, baud=baud or board.baud)
@@ -499,7 +498,7 @@ def build_board(board, spec, geometry, build_dir, log=print, *, baud=None, seed=
     if top is None:
         # refuse a bad configuration before any component exists: amaranth warns about
         # half-built ones when they are collected
-        from hdl.board_top import BoardTop  # noqa: PLC0415 (the HDL only when building)
+        from limemu.hdl.board_top import BoardTop  # noqa: PLC0415 (the HDL only when building)
         BoardTop.check(spec, geometry, clock_hz=board.clock_hz, baud=baud)
     tools = {tool: find_tool(tool) for tool in ("yosys", f"nextpnr-{board.family}",
                                                 "icepack" if board.family == "ice40"

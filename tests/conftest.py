@@ -6,8 +6,7 @@ import zlib
 import numpy as np
 import pytest
 from amaranth.hdl import UnusedElaboratable
-
-from python_model import QuadraticProblem
+from limemu.model import QuadraticProblem
 
 
 def random_problem(rng, n, density=0.5, magnitude=3, diagonal=True):

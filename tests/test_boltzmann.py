@@ -10,11 +10,10 @@ import math
 
 import numpy as np
 import pytest
-
-from python_model import QuadraticProblem, Schedule, Spec
-from python_model.crossing import ONE, threshold_table
-from python_model.engine import LimArray
-from python_model.physics import boltzmann_distribution
+from limemu.model import QuadraticProblem, Schedule, Spec
+from limemu.model.crossing import ONE, threshold_table
+from limemu.model.engine import LimArray
+from limemu.model.physics import boltzmann_distribution
 
 SIGNIFICANCE = 1e-3
 CASES = {

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-
 from limemu.cli import main
 from limemu.workloads import parse_gset
 

@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-
 from limemu.cli import main
 from limemu.config import check_run_table, config_hash, parse_toml
+from limemu.model import ConfigError
 from limemu.workloads import random_graph, write_gset
-from python_model import ConfigError
+
 
 def test_invalid_toml_is_refused_naming_the_file():
     with pytest.raises(ConfigError, match="f.toml: not valid TOML"):

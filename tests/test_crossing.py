@@ -2,12 +2,18 @@
 
 import numpy as np
 import pytest
-
-from python_model.crossing import (ONE, decide, decide_one, mantissa_rom, precision_report,
-                                   threshold, threshold_table)
-from python_model.errors import ConfigError
-from python_model.rng import LaneStreams
-from python_model.spec import Spec
+from limemu.model.crossing import (
+    ONE,
+    decide,
+    decide_one,
+    mantissa_rom,
+    precision_report,
+    threshold,
+    threshold_table,
+)
+from limemu.model.errors import ConfigError
+from limemu.model.rng import LaneStreams
+from limemu.model.spec import Spec
 
 F, M = Spec().barrier_frac_bits, Spec().mantissa_bits
 

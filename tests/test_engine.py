@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-
 from conftest import random_problem
-from python_model import ConfigError, IdentityError, QuadraticProblem, Schedule, Spec
-from python_model.counters import Counters
-from python_model.engine import LimArray
-from python_model.reference import reference_run
+from limemu.model import ConfigError, IdentityError, QuadraticProblem, Schedule, Spec
+from limemu.model.counters import Counters
+from limemu.model.engine import LimArray
+from limemu.model.reference import reference_run
 
 SCHEDULES = {
     "constant": (Schedule.constant(3 << 8), Schedule.constant(40)),
@@ -242,7 +241,7 @@ def test_counters_do_not_wrap_in_a_day():
 
 @pytest.fixture
 def random_windows(monkeypatch):
-    from python_model import engine
+    from limemu.model import engine
     monkeypatch.setattr(engine, "REPAIR_MIN_CELLS", 1)
     monkeypatch.setattr(engine, "SMALLEST_WINDOW", 1)
     choice = np.random.default_rng(11)
@@ -335,7 +334,7 @@ def test_repaired_windows_snapshots_and_split_runs(random_windows, rng):
 def test_window_sizer_settles_on_the_fastest_choice(fastest):
     # only speed depends on the sizer; here windows of `fastest` positions (0: cut windows)
     # keep the most evaluations per second
-    from python_model.engine import _Sizer
+    from limemu.model.engine import _Sizer
     sizer = _Sizer(256, 65536, 4096)
 
     def speed(size):

@@ -15,20 +15,42 @@ import pytest
 from amaranth import Module, Signal
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-
-from hdl.board_top import BoardTop
-from hdl.host_bridge import BUFFER_BYTES, AddressRule, HostBridge, crc16_update
-from hdl.protocol import (CRC_BYTES, INFO_FIELDS, MAX_WORDS, REQUEST_HEADER, REQUEST_SYNC,
-                          RESPONSE_HEADER, RESPONSE_SYNC, STATUS_NAMES, bursts, crc16,
-                          crc16_byte, encode_request, encode_response, info_words, read_payload,
-                          read_refusal, words_of, write_payload, write_refusal)
-from hdl.regmap import CONTROL, Geometry, RegisterMap
-from hdl.uart import FRAME_BITS
-from limemu.host import decode_state, geometry_for, load_sequence, run_plan, state_addresses
-from python_model.engine import LimArray
-from python_model.errors import ConfigError
-from python_model.problem import QuadraticProblem
-from python_model.spec import Spec
+from limemu.hdl.board_top import BoardTop
+from limemu.hdl.host_bridge import BUFFER_BYTES, AddressRule, HostBridge, crc16_update
+from limemu.hdl.protocol import (
+    CRC_BYTES,
+    INFO_FIELDS,
+    MAX_WORDS,
+    REQUEST_HEADER,
+    REQUEST_SYNC,
+    RESPONSE_HEADER,
+    RESPONSE_SYNC,
+    STATUS_NAMES,
+    bursts,
+    crc16,
+    crc16_byte,
+    encode_request,
+    encode_response,
+    info_words,
+    read_payload,
+    read_refusal,
+    words_of,
+    write_payload,
+    write_refusal,
+)
+from limemu.hdl.regmap import CONTROL, Geometry, RegisterMap
+from limemu.hdl.uart import FRAME_BITS
+from limemu.host import (
+    decode_state,
+    geometry_for,
+    load_sequence,
+    run_plan,
+    state_addresses,
+)
+from limemu.model.engine import LimArray
+from limemu.model.errors import ConfigError
+from limemu.model.problem import QuadraticProblem
+from limemu.model.spec import Spec
 
 SPEC = Spec(cells=8, lanes=2, weight_bits=4)
 GEOMETRY = Geometry(lanes=2, groups=4, q_storage="dense", q_capacity=1, table_depth=256)

@@ -7,12 +7,11 @@ from amaranth import Elaboratable, Module
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 from amaranth_boards.icebreaker import ICEBreakerPlatform
-
-from hdl.cell_store import WORD_BITS, CellLayout, CellStore
-from hdl.regmap import Geometry, RegisterMap
-from hdl.single_port_ram import SinglePortRam, spram_tiles, uses_spram
-from python_model.errors import ConfigError
-from python_model.spec import Spec
+from limemu.hdl.cell_store import WORD_BITS, CellLayout, CellStore
+from limemu.hdl.regmap import Geometry, RegisterMap
+from limemu.hdl.single_port_ram import SinglePortRam, spram_tiles, uses_spram
+from limemu.model.errors import ConfigError
+from limemu.model.spec import Spec
 
 
 def simulate(dut, testbench):

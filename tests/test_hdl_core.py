@@ -10,20 +10,41 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-
-from hdl.compact_core import CompactCore
-from hdl.cores import cycles_per_evaluation_at_best, make_core
-from hdl.serial_crossing_unit import SerialCrossingUnit
-from hdl.counter_bank import CounterBank
-from hdl.field_engine import TARGET_COLUMN, TARGET_ENTRY, TARGET_FIELD, TARGET_Q, FieldEngine
-from hdl.regmap import MAGIC, STATUS, Geometry, RegisterMap, from_words, to_words, words
-from limemu.host import (bank_indices, decode_state, entry_writes, geometry_for,
-                         load_sequence, register_writes, run_plan, state_addresses)
-from python_model.counters import CellCounters, Counters, counter_layout
-from python_model.engine import LimArray
-from python_model.problem import QuadraticProblem
-from python_model.schedules import Schedule
-from python_model.spec import Spec
+from limemu.hdl.compact_core import CompactCore
+from limemu.hdl.cores import cycles_per_evaluation_at_best, make_core
+from limemu.hdl.counter_bank import CounterBank
+from limemu.hdl.field_engine import (
+    TARGET_COLUMN,
+    TARGET_ENTRY,
+    TARGET_FIELD,
+    TARGET_Q,
+    FieldEngine,
+)
+from limemu.hdl.regmap import (
+    MAGIC,
+    STATUS,
+    Geometry,
+    RegisterMap,
+    from_words,
+    to_words,
+    words,
+)
+from limemu.hdl.serial_crossing_unit import SerialCrossingUnit
+from limemu.host import (
+    bank_indices,
+    decode_state,
+    entry_writes,
+    geometry_for,
+    load_sequence,
+    register_writes,
+    run_plan,
+    state_addresses,
+)
+from limemu.model.counters import CellCounters, Counters, counter_layout
+from limemu.model.engine import LimArray
+from limemu.model.problem import QuadraticProblem
+from limemu.model.schedules import Schedule
+from limemu.model.spec import Spec
 
 
 def simulate(dut, testbench):
@@ -46,7 +67,7 @@ def random_problem(n, seed, density=1.0):
 
 def test_counter_bank_matches_model_counters_and_flags(rng):
     """Random increments, including ones that carry a counter out of its range: the values
-    wrap and the sticky flags rise exactly as python_model.counters.Counters says."""
+    wrap and the sticky flags rise exactly as limemu.model.counters.Counters says."""
     spec = Spec(cells=8)
     dut = CounterBank(spec)
     layout = counter_layout(spec)

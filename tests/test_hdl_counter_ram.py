@@ -1,17 +1,16 @@
 # amaranth: UnusedElaboratable=no
 """The compact core's counters (hdl/counter_ram.py) in Amaranth's simulator, against the golden
-model's counters (python_model.counters.Counters) given the same additions: every word the host
+model's counters (limemu.model.counters.Counters) given the same additions: every word the host
 reads, the overflow flags, the clear, the timing, the register-map placement."""
 
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-
-from hdl.counter_ram import CounterRam
-from hdl.regmap import Geometry, RegisterMap, to_words, words
-from python_model.counters import Counters, counter_layout
-from python_model.errors import ConfigError
-from python_model.spec import Spec
+from limemu.hdl.counter_ram import CounterRam
+from limemu.hdl.regmap import Geometry, RegisterMap, to_words, words
+from limemu.model.counters import Counters, counter_layout
+from limemu.model.errors import ConfigError
+from limemu.model.spec import Spec
 
 #: an iCE40UP5K-sized array and the widest amounts the compact core adds
 BOARD_SPEC = Spec(cells=800, weight_bits=1, barrier_bits=14, gain_bits=12, gain_frac_bits=6,

@@ -5,15 +5,14 @@ CrossingUnit == decide_one, bit for bit."""
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-
-from hdl.crossing_unit import CrossingUnit, crossing_barrier_width
-from hdl.lane_rng import SEED_WORDS, LaneRng, seed_word
-from hdl.regmap import to_words
-from hdl.serial_crossing_unit import SerialCrossingUnit
-from python_model.crossing import ONE, ZERO_FROM_U, decide_one, threshold
-from python_model.errors import ConfigError
-from python_model.rng import LaneGenerator
-from python_model.spec import Spec
+from limemu.hdl.crossing_unit import CrossingUnit, crossing_barrier_width
+from limemu.hdl.lane_rng import SEED_WORDS, LaneRng, seed_word
+from limemu.hdl.regmap import to_words
+from limemu.hdl.serial_crossing_unit import SerialCrossingUnit
+from limemu.model.crossing import ONE, ZERO_FROM_U, decide_one, threshold
+from limemu.model.errors import ConfigError
+from limemu.model.rng import LaneGenerator
+from limemu.model.spec import Spec
 
 
 def simulate(dut, testbench):

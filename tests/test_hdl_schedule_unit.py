@@ -8,13 +8,21 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
-
-from hdl.schedule_unit import Log2Fixed, ScheduleUnit
-from python_model.errors import ConfigError
-from python_model.schedules import (KINDS, LOG2_INPUT_BITS, MAX_STEPS, MAX_TAU, MIN_TABLE_ENTRIES,
-                                    RATE_FRAC_BITS, Schedule, log2_fixed,
-                                    schedule_register_values, schedule_registers,
-                                    schedule_table_values)
+from limemu.hdl.schedule_unit import Log2Fixed, ScheduleUnit
+from limemu.model.errors import ConfigError
+from limemu.model.schedules import (
+    KINDS,
+    LOG2_INPUT_BITS,
+    MAX_STEPS,
+    MAX_TAU,
+    MIN_TABLE_ENTRIES,
+    RATE_FRAC_BITS,
+    Schedule,
+    log2_fixed,
+    schedule_register_values,
+    schedule_registers,
+    schedule_table_values,
+)
 
 BITS = (14, 16, 24)
 TABLE_DEPTH = 512            # a small RAM simulates faster; the default depth is converted below

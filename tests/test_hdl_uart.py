@@ -6,9 +6,8 @@
 import pytest
 from amaranth import Module
 from amaranth.sim import Simulator
-
-from hdl.uart import FRAME_BITS, UartRx, UartTx
-from python_model.errors import ConfigError
+from limemu.hdl.uart import FRAME_BITS, UartRx, UartTx
+from limemu.model.errors import ConfigError
 
 DIVISOR = 4
 

@@ -10,15 +10,25 @@ import math
 
 import numpy as np
 import pytest
-
+from limemu.model import Schedule, Spec
+from limemu.model.crossing import ONE, decide_one, threshold, threshold_table
+from limemu.model.errors import ConfigError, IdentityError
+from limemu.model.mh import (
+    LEVELS,
+    ChipModel,
+    MHTrainer,
+    NetworkLayout,
+    Nonideality,
+    accept,
+    acceptance_probability,
+    energy_shift,
+    loss_register,
+    parse_nonideality,
+    proposal_barrier_u,
+    state_energy,
+)
+from limemu.model.rng import LaneGenerator, LaneStreams
 from limemu.train import make_splits, run_training
-from python_model import Schedule, Spec
-from python_model.crossing import ONE, decide_one, threshold, threshold_table
-from python_model.errors import ConfigError, IdentityError
-from python_model.mh import (LEVELS, ChipModel, MHTrainer, NetworkLayout, Nonideality,
-                             accept, acceptance_probability, energy_shift, loss_register,
-                             parse_nonideality, proposal_barrier_u, state_energy)
-from python_model.rng import LaneGenerator, LaneStreams
 
 SIGNIFICANCE = 1e-3
 Z_999 = 3.090232306167813                  # normal quantile of 1 - SIGNIFICANCE

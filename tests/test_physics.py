@@ -1,4 +1,4 @@
-"""Tests of python_model.physics against hand-derived answers and the seeds' figures."""
+"""Tests of limemu.model.physics against hand-derived answers and the seeds' figures."""
 
 import itertools
 import math
@@ -6,9 +6,8 @@ import re
 
 import numpy as np
 import pytest
-
-from python_model import physics
-from python_model.errors import ConfigError
+from limemu.model import physics
+from limemu.model.errors import ConfigError
 
 
 def _loss(Q, b, W):

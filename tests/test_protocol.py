@@ -6,12 +6,11 @@ and end to end on the virtual board in cocotb_tests/test_vboard.py."""
 import struct
 
 import pytest
-
-from hdl import protocol
-from hdl.regmap import Geometry, RegisterMap
+from limemu.hdl import protocol
+from limemu.hdl.regmap import Geometry, RegisterMap
 from limemu.link import BoardDevice, Link, LinkError, _runs
-from python_model.errors import ConfigError
-from python_model.spec import Spec
+from limemu.model.errors import ConfigError
+from limemu.model.spec import Spec
 
 
 def small_map(lanes=3):

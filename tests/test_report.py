@@ -7,11 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
-
 from limemu.cli import main
+from limemu.model import physics
 from limemu.report import fmt
-from python_model import physics
+from matplotlib.image import imread
 
 PLOTS = ("progress", "energy", "schedules", "map")
 

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from python_model.rng import COMPONENTS, LaneGenerator, LaneStreams, register_seeds
+from limemu.model.rng import COMPONENTS, LaneGenerator, LaneStreams, register_seeds
 
 
 def gf2_mulmod(a, b, modulus, degree):

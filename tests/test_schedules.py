@@ -4,9 +4,8 @@ import math
 
 import numpy as np
 import pytest
-
-from python_model.errors import ConfigError
-from python_model.schedules import Schedule, log2_fixed
+from limemu.model.errors import ConfigError
+from limemu.model.schedules import Schedule, log2_fixed
 
 K = np.arange(0, 5000, dtype=np.int64)
 

@@ -1,8 +1,7 @@
 """The one spec object: validation with clear errors, derived formats, serialisation."""
 
 import pytest
-
-from python_model import ConfigError, Schedule, Spec
+from limemu.model import ConfigError, Schedule, Spec
 
 
 @pytest.mark.parametrize("field,value,fragment", [

@@ -10,12 +10,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.image import imread
-
 from limemu.cli import main
+from limemu.model import ConfigError
 from limemu.sweep import load_sweep, plan_sweep, run_sweep
 from limemu.workloads import random_graph, write_gset
-from python_model import ConfigError
+from matplotlib.image import imread
 
 SWEEP = """
 [base]

@@ -8,28 +8,39 @@ the normal tier, and the ULX3S default (the README's configuration) behind ``slo
 
 import json
 import re
-from dataclasses import replace
 import stat
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
-
-import synth_breakdown
-from hdl.protocol import SPEC_FIELDS
 from limemu import build as build_cli
 from limemu.hardware import board_spec
+from limemu.hdl.protocol import SPEC_FIELDS
 from limemu.host import geometry_for
+from limemu.model import Spec
+from limemu.model.engine import LimArray
+from limemu.model.errors import ConfigError
+from limemu.synth import boards
+from limemu.synth import breakdown as synth_breakdown
+from limemu.synth.boards import (
+    BOARDS,
+    ICEBREAKER,
+    ULX3S,
+    BuildError,
+    build_board,
+    configuration,
+    find_tool,
+    format_report,
+    over_capacity,
+    parse_nextpnr_log,
+    parse_nextpnr_report,
+    parse_yosys_stat,
+    summarize,
+    synthesis_resources,
+)
 from limemu.workloads import maxcut_workload
 from limemu.workloads.gset import random_graph
-from python_model import Spec
-from python_model.engine import LimArray
-from python_model.errors import ConfigError
-from synth import boards
-from synth.boards import (BOARDS, ICEBREAKER, ULX3S, BuildError, build_board, configuration,
-                          find_tool, format_report, over_capacity, parse_nextpnr_log,
-                          parse_nextpnr_report, parse_yosys_stat, summarize,
-                          synthesis_resources)
 
 # -- configuration ----------------------------------------------------------------------------
 
@@ -410,7 +421,7 @@ def test_ulx3s_default_array_fits_and_meets_timing(tmp_path):
 
 
 def test_synth_breakdown_of_the_icebreaker_array(capsys):
-    """scripts/synth_breakdown.py: per-component LUT4/FF of a hierarchical synthesis; the
+    """limemu.synth.breakdown: per-component LUT4/FF of a hierarchical synthesis; the
     components add up to the whole design."""
     toolchain_or_fail(ICEBREAKER)
     synth_breakdown.main(["--board", "icebreaker"])

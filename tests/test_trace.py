@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
-
 from limemu.cli import main
+from limemu.model import ConfigError, physics
 from limemu.runner import build_run, run_backend
 from limemu.solution import time_and_energy_to_solution
 from limemu.trace import fig3a_coordinates, load_trace, run_traced
-from python_model import ConfigError, physics
 
 
 @pytest.mark.parametrize("options,every", [

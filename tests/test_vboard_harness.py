@@ -7,12 +7,11 @@ import time
 
 import pytest
 import serial
-
-from hdl import protocol
-from hdl.regmap import Geometry, RegisterMap
+from limemu.hdl import protocol
+from limemu.hdl.regmap import Geometry, RegisterMap
+from limemu.model import Spec
+from limemu.model.errors import ConfigError
 from limemu.vboard import VBOARD_BAUD, VBOARD_CLOCK_HZ, VirtualBoard
-from python_model import Spec
-from python_model.errors import ConfigError
 
 SPEC = Spec(cells=16, lanes=2, weight_bits=4)
 GEOMETRY = Geometry(lanes=2, groups=8, q_storage="dense", q_capacity=1, table_depth=256)

@@ -8,15 +8,14 @@ import struct
 import time
 
 import pytest
-
-from hdl import protocol
-from hdl.regmap import CONTROL, STATUS, Geometry, RegisterMap
 from limemu.cli import main
+from limemu.hdl import protocol
+from limemu.hdl.regmap import CONTROL, STATUS, Geometry, RegisterMap
 from limemu.host import register_writes, run_plan
 from limemu.link import Link, LinkError
+from limemu.model.errors import ConfigError
+from limemu.model.spec import Spec
 from limemu.vboard import VirtualBoard
-from python_model.errors import ConfigError
-from python_model.spec import Spec
 
 SPEC = Spec(cells=6, lanes=3, weight_bits=4)
 GEOMETRY = Geometry(lanes=3, groups=2, q_storage="dense", q_capacity=1, table_depth=256)
@@ -181,7 +180,7 @@ def test_crosscheck_on_the_vboard(options, capsys):
 
 
 def test_a_dead_virtual_board_is_reported_with_its_log():
-    from limemu.link import BoardDevice                         # noqa: PLC0415
+    from limemu.link import BoardDevice  # noqa: PLC0415
     board = VirtualBoard(SPEC, GEOMETRY)
     link = Link(board.port, baud=board.baud, timeout=0.5, retries=0, log=lambda m: None)
     device = BoardDevice(link, RegisterMap(SPEC, GEOMETRY), name="vboard", board=board)
@@ -204,7 +203,7 @@ def larger_board():
     """A board build with more room than the run needs, as a real board has: the
     `--backend board` path (INFO, capacity checks, the board's own register map) on the
     virtual board's pty."""
-    from limemu.runner import build_run                          # noqa: PLC0415
+    from limemu.runner import build_run  # noqa: PLC0415
     _, spec, _ = build_run({"workload": "maxcut", "cells": 40, "lanes": 4, "order": "colour"})
     with VirtualBoard(spec.replace(cells=64), Geometry(
             lanes=4, groups=32, q_storage="sparse", q_capacity=1024, table_depth=512)) as vb:
@@ -238,7 +237,7 @@ COMPACT_RUN = ["--workload", "maxcut", "--cells", "40", "--steps", "200", "--see
 def compact_board():
     """A build of the compact core (the iCEBreaker's) with room to spare: `--backend board`
     learns the core from INFO and loads only the schedules it computes."""
-    from limemu.runner import build_run                          # noqa: PLC0415
+    from limemu.runner import build_run  # noqa: PLC0415
     _, spec, _ = build_run({"workload": "maxcut", "cells": 40, "lanes": 1})
     with VirtualBoard(spec.replace(cells=64), Geometry(
             lanes=1, groups=64, q_storage="sparse", q_capacity=1024, table_depth=512,

@@ -8,10 +8,9 @@ import sys
 import threading
 
 import pytest
-
 from limemu import verilator
-from limemu.verilator import REPO, exclusive_build
-from python_model.errors import ConfigError
+from limemu.model.errors import ConfigError
+from limemu.verilator import exclusive_build
 
 
 def fake_verilator(folder, version_line):
@@ -56,7 +55,6 @@ def test_no_verilator_at_all_says_how_to_get_one(tmp_path, monkeypatch):
 HOLDER = """
 import sys
 from pathlib import Path
-sys.path[:0] = ["scripts", "."]
 from limemu.verilator import exclusive_build
 with exclusive_build(Path(sys.argv[1]), "the folder", None, "verilator"):
     print("held", flush=True)
@@ -68,7 +66,7 @@ def test_a_second_builder_waits_for_the_first(tmp_path):
     """Two test workers building one design: the second waits on the lock, says so, and goes
     on once the first is done (or has died)."""
     lock = tmp_path / "design.lock"
-    with subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], cwd=REPO,
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
         try:
             assert holder.stdout.readline().strip() == "held"

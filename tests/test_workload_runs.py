@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
+from limemu.model.engine import LimArray
 from limemu.runner import build_run, run_backend
 from limemu.workloads import build_workload, random_graph, write_gset
-from python_model.engine import LimArray
 
 
 def run(options):
@@ -66,6 +65,6 @@ def test_reference_backend_agrees_with_model_on_a_demo_run():
 
 
 def test_build_workload_rejects_unknown_names():
-    from python_model import ConfigError
+    from limemu.model import ConfigError
     with pytest.raises(ConfigError, match="workload"):
         build_workload("tsp")

@@ -9,11 +9,20 @@ import re
 
 import numpy as np
 import pytest
-
-from python_model.errors import ConfigError
-from limemu.workloads import (Graph, Workload, build_workload, exhaustive_maxcut, lsq_workload,
-                              maxcut_workload, parse_gset, random_graph, twoparam_workload,
-                              workload_options, write_gset)
+from limemu.model.errors import ConfigError
+from limemu.workloads import (
+    Graph,
+    Workload,
+    build_workload,
+    exhaustive_maxcut,
+    lsq_workload,
+    maxcut_workload,
+    parse_gset,
+    random_graph,
+    twoparam_workload,
+    workload_options,
+    write_gset,
+)
 from limemu.workloads.lsq import FILL, rounding_bound
 from limemu.workloads.maxcut import cut_value, gset_best_known
 from limemu.workloads.twoparam import exhaustive_minimum

@@ -15,10 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hdl.regmap import CORES
-from python_model.errors import ConfigError, require
+from limemu.hdl.regmap import CORES
+from limemu.model.errors import ConfigError, require
 
-BOARD_NAMES = ("icebreaker", "ulx3s")          # synth.boards.BOARDS (checked by the tests)
+BOARD_NAMES = ("icebreaker", "ulx3s")          # limemu.synth.boards.BOARDS (checked by the tests)
 DEFAULT_OUT = Path("build") / "boards"
 
 # what a programmer prints when no board answers on USB
@@ -72,7 +72,7 @@ BUILD_OPTIONS = ("cells", "weight_bits", "lanes", "q_storage", "core", "q_capaci
 
 def parse_build_settings(items):
     """--set KEY=VALUE pairs: integers for every build field, names for q_storage and core."""
-    from synth.boards import BUILD_KEYS  # noqa: PLC0415 (amaranth only for builds)
+    from limemu.synth.boards import BUILD_KEYS  # noqa: PLC0415 (amaranth only for builds)
 
     out = {}
     for item in items or []:
@@ -92,7 +92,7 @@ def parse_build_settings(items):
 
 def build_configuration(args):
     """(board, spec, geometry) from the command line."""
-    from synth.boards import board_named, configuration  # noqa: PLC0415
+    from limemu.synth.boards import board_named, configuration  # noqa: PLC0415
 
     board = board_named(args.board)
     changes = parse_build_settings(args.set)
@@ -109,7 +109,7 @@ def out_dir(args):
 
 
 def command_build(args):
-    from synth.boards import BuildError, build_board, format_report  # noqa: PLC0415
+    from limemu.synth.boards import BuildError, build_board, format_report  # noqa: PLC0415
 
     board, spec, geometry = build_configuration(args)
     require(args.baud is None or args.baud > 0, "baud", args.baud, "must be > 0")
@@ -146,7 +146,7 @@ def find_programmer(board):
 
 
 def command_program(args):
-    from synth.boards import board_named  # noqa: PLC0415
+    from limemu.synth.boards import board_named  # noqa: PLC0415
 
     board = board_named(args.board)
     if args.bitstream:

@@ -6,15 +6,21 @@ import sys
 import time
 from pathlib import Path
 
-from hdl.regmap import CORES
-from python_model import physics
-from python_model.counters import counter_layout
-from python_model.errors import ConfigError, IdentityError, require
+from limemu.hdl.regmap import CORES
+from limemu.model import physics
+from limemu.model.counters import counter_layout
+from limemu.model.errors import ConfigError, IdentityError, require
 
 from . import build, studies
 from .compare import crosscheck
-from .runner import (BACKENDS, SESSIONS, WORKLOAD_DEFAULTS, build_run, open_session,
-                     result_dict)
+from .runner import (
+    BACKENDS,
+    SESSIONS,
+    WORKLOAD_DEFAULTS,
+    build_run,
+    open_session,
+    result_dict,
+)
 from .train import add_train_options, command_train
 
 SESSIONS_SEGMENTED = {name: cls.segmented for name, cls in SESSIONS.items()}

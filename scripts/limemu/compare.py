@@ -6,7 +6,7 @@ every entry of the field g are compared. The first difference is reported with t
 seed and the spec's repr, so that it can be reproduced.
 """
 
-from python_model.counters import Counters
+from limemu.model.counters import Counters
 
 
 def hardware_view(spec, exact):

@@ -33,7 +33,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from python_model.errors import ConfigError
+from limemu.model.errors import ConfigError
 
 try:                                        # Python >= 3.11
     import tomllib as _toml
@@ -152,7 +152,7 @@ def absolute_paths(options, base):
 def resolved_run_config(options, spec, steps):
     """The run table with every default filled in (embedded in the result JSON as
     ``run_config``): enough to repeat the run with ``limemu run --config RESULT.json``."""
-    from .runner import WORKLOAD_DEFAULTS    # noqa: PLC0415 (cli imports both modules)
+    from .runner import WORKLOAD_DEFAULTS  # noqa: PLC0415 (cli imports both modules)
 
     name = options.get("workload") or "maxcut"
     defaults = WORKLOAD_DEFAULTS.get(name, {})

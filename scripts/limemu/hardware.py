@@ -11,14 +11,23 @@ import time
 
 import numpy as np
 
-from hdl.regmap import STATUS, from_words
-from python_model.engine import LimArray, checked_half_tilts
-from python_model.errors import ConfigError, IdentityError
+from limemu.hdl.regmap import STATUS, from_words
+from limemu.model.engine import LimArray, checked_half_tilts
+from limemu.model.errors import ConfigError, IdentityError
 
-from .host import (bank_indices, check_schedules, decode_state, geometry_for, load_sequence,
-                   run_plan, state_addresses, tilt_plan)
-from .runner import HARDWARE, Progress
+from .host import (
+    bank_indices,
+    check_schedules,
+    decode_state,
+    geometry_for,
+    load_sequence,
+    run_plan,
+    state_addresses,
+    tilt_plan,
+)
+from .progress import Progress
 
+HARDWARE = ("verilator", "vboard", "board")   # the backends that run the RTL
 SEGMENT_EVALUATIONS = 2_000_000        # cell evaluations per run request (progress output)
 
 
@@ -26,19 +35,19 @@ def open_device(backend, spec, geometry, *, waves=None, log=None, port=None, bau
                 timeout=1.0, retries=3):
     """A device of `backend` that holds a run of `spec` needing `geometry`; its `rmap` is the
     register map it speaks (a board's own build, which may be larger)."""
-    from hdl.regmap import RegisterMap                     # noqa: PLC0415
+    from limemu.hdl.regmap import RegisterMap  # noqa: PLC0415
     if backend != "board" and port is not None:
         raise ConfigError(f"port = {port!r}: only --backend board takes a port")
     if backend == "verilator":
-        from .verilator import VerilatorArray               # noqa: PLC0415
+        from .verilator import VerilatorArray  # noqa: PLC0415
         device = VerilatorArray(spec, geometry, waves=waves, log=log)
         device.rmap = RegisterMap(spec, geometry)
         return device
     if waves:
         raise ConfigError(f"waves = {waves!r}: only --backend verilator writes waves")
-    from .link import BoardDevice, Link                    # noqa: PLC0415
+    from .link import BoardDevice, Link  # noqa: PLC0415
     if backend == "vboard":
-        from .vboard import VirtualBoard                    # noqa: PLC0415
+        from .vboard import VirtualBoard  # noqa: PLC0415
         board = VirtualBoard(spec, geometry, log=log)
         try:
             link = Link(board.port, baud=board.baud, timeout=timeout, retries=retries)
@@ -63,7 +72,7 @@ def open_device(backend, spec, geometry, *, waves=None, log=None, port=None, bau
 
 def expect_build(info, rmap, what):
     """Checks that INFO describes exactly the build of `rmap`."""
-    from hdl.protocol import SPEC_FIELDS                    # noqa: PLC0415
+    from limemu.hdl.protocol import SPEC_FIELDS  # noqa: PLC0415
     got = {**info["spec"], "geometry": info["geometry"]}
     want = {**{k: getattr(rmap.spec, k) for k in SPEC_FIELDS}, "geometry": rmap.geometry}
     if got != want:
@@ -74,7 +83,7 @@ def board_spec(info, spec, needed, port):
     """(spec, geometry) of a board's build that can hold the run `spec` needing `needed`:
     every format field equal, capacities at least the run's. The register map then has the
     board's counter widths (its cells capacity), which are at least the run's."""
-    from hdl.protocol import SPEC_FIELDS                    # noqa: PLC0415
+    from limemu.hdl.protocol import SPEC_FIELDS  # noqa: PLC0415
     board, geo = info["spec"], info["geometry"]
     problems = [f"{k} = {getattr(spec, k)} (the board has {board[k]})"
                 for k in SPEC_FIELDS if k != "cells" and board[k] != getattr(spec, k)]

@@ -7,11 +7,19 @@ the virtual board and a real board all move the same words. A "plan" is a list o
 
 import numpy as np
 
-from hdl.lane_rng import seed_word
-from hdl.regmap import CONTROL, STATUS, Geometry, RegisterMap, from_words, to_words, words
-from python_model.counters import counter_layout
-from python_model.errors import require
-from python_model.schedules import schedule_register_values, schedule_table_values
+from limemu.hdl.lane_rng import seed_word
+from limemu.hdl.regmap import (
+    CONTROL,
+    STATUS,
+    Geometry,
+    RegisterMap,
+    from_words,
+    to_words,
+    words,
+)
+from limemu.model.counters import counter_layout
+from limemu.model.errors import require
+from limemu.model.schedules import schedule_register_values, schedule_table_values
 
 
 def geometry_for(spec, order, q_nnz=0, table_depth=None, core="pipelined"):

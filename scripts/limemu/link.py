@@ -15,9 +15,9 @@ import struct
 import sys
 import time
 
-from hdl import protocol
-from hdl.regmap import STATUS
-from python_model.errors import ConfigError
+from limemu.hdl import protocol
+from limemu.hdl.regmap import STATUS
+from limemu.model.errors import ConfigError
 
 RETRIED = ("BAD_CRC", "TRUNCATED")
 POLL_SECONDS = 0.002          # status polls while the core runs
@@ -36,7 +36,7 @@ class Link:
     def __init__(self, port, *, baud=1_000_000, timeout=1.0, retries=3, log=None,
                  serial_factory=None):
         if serial_factory is None:
-            import serial                                   # noqa: PLC0415 (host extra)
+            import serial  # noqa: PLC0415 (host extra)
             serial_factory = serial.Serial
         try:
             self.serial = serial_factory(port, baudrate=baud, timeout=0.05)
@@ -201,7 +201,7 @@ class BoardDevice:
         self._call(self.link.write, pairs, progress)
 
     def _call(self, method, *args):
-        import serial                                           # noqa: PLC0415
+        import serial  # noqa: PLC0415
         try:
             return method(*args)
         except (LinkError, OSError, serial.SerialException) as error:

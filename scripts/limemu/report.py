@@ -32,9 +32,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from python_model import physics
-from python_model.errors import ConfigError
-from python_model.spec import Spec
+from limemu.model import physics
+from limemu.model.errors import ConfigError
+from limemu.model.spec import Spec
 
 from .solution import bound_curve, time_and_energy_to_solution
 from .trace import load_trace, write_atomic

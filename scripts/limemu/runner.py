@@ -5,18 +5,19 @@ import time
 
 import numpy as np
 
-from python_model import physics
-from python_model.counters import ENERGY_COUNTERS, CellCounters, Counters
-from python_model.engine import LimArray
-from python_model.errors import ConfigError
-from python_model.reference import reference_run
-from python_model.spec import Spec
+from limemu.model import physics
+from limemu.model.counters import ENERGY_COUNTERS, CellCounters, Counters
+from limemu.model.engine import LimArray
+from limemu.model.errors import ConfigError
+from limemu.model.reference import reference_run
+from limemu.model.spec import Spec
 
+from .hardware import HARDWARE, HardwareSession
+from .progress import Progress
 from .schedule_options import parse_schedule
 from .workloads import build_workload
 
-BACKENDS = ("model", "reference", "verilator", "vboard", "board")
-HARDWARE = ("verilator", "vboard", "board")    # RTL sessions: scripts/limemu/hardware.py
+BACKENDS = ("model", "reference") + HARDWARE
 
 # Defaults that make `limemu run` with no options do something meaningful: an annealed
 # Max-Cut whose groups are independent sets (colour order), so the heat is exact.
@@ -105,25 +106,6 @@ def parse_settings(items):
         except ValueError:
             raise ConfigError(f"--set {item!r}: {key} must be an integer") from None
     return out
-
-
-class Progress:
-    """Progress on stderr for runs longer than a couple of seconds."""
-
-    def __init__(self, label, cells, enabled=True):
-        self.label, self.cells, self.enabled = label, cells, enabled
-        self.start = self.last = time.perf_counter()
-        self.shown = False
-
-    def __call__(self, done, total):
-        now = time.perf_counter()
-        if not self.enabled or now - self.last < 2.0:
-            return
-        self.last = now
-        rate = done * self.cells / max(now - self.start, 1e-9)
-        sys.stderr.write(f"  {self.label}: step {done}/{total} ({100 * done / total:.0f} %), "
-                         f"{rate:.3g} cell-evaluations/s\n")
-        self.shown = True
 
 
 SNAPSHOT_POSITIONS = 1 << 22       # per-cell counters: weights kept per segment (cells x steps)
@@ -245,7 +227,6 @@ def open_session(backend, workload, spec, progress=True, **options):
     Options of the RTL backends: waves (verilator: a VCD file to write); port, baud, timeout,
     retries (board: the serial link)."""
     if backend in HARDWARE:
-        from .hardware import HardwareSession             # noqa: PLC0415 (needs the HDL tools)
         return HardwareSession(workload, spec, progress, name=backend,
                                log=_log if progress else None, **options)
     if backend not in SESSIONS:

@@ -13,8 +13,8 @@ fixed-point format of the spec (barrier_frac_bits, gain_frac_bits).
 import math
 from pathlib import Path
 
-from python_model.errors import ConfigError
-from python_model.schedules import RATE_FRAC_BITS, Schedule
+from limemu.model.errors import ConfigError
+from limemu.model.schedules import RATE_FRAC_BITS, Schedule
 
 KIND_ALIASES = {"constant": "constant", "const": "constant", "linear": "linear",
                 "log": "logarithmic", "logarithmic": "logarithmic", "exp": "exponential",

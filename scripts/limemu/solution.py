@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from python_model import physics
+from limemu.model import physics
 
 DEFAULT_TARGET = {"cut_fraction": 1.0, "error": {"lsq": 1.0, "twoparam": 0.0},
                   "reference_cut": None}

@@ -8,7 +8,7 @@ cli.py defines the commands; this module adds these options and subcommands to i
 import sys
 from pathlib import Path
 
-from python_model.errors import ConfigError
+from limemu.model.errors import ConfigError
 
 from .config import load_run_config, resolved_run_config, spec_differences
 from .trace import backend_segmented, check_trace_request, run_traced, store_trace

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from python_model.errors import ConfigError
+from limemu.model.errors import ConfigError
 
 from .config import RUN_KEYS, check_run_table, config_hash, read_toml
 from .runner import WORKLOAD_DEFAULTS
@@ -208,7 +208,7 @@ def run_sweep(path, out=None, scheduler=None, workers=2, processes=True, table_f
     table = build_table(plan, run_dir, failed)
     table_path = out / f"results.{fmt}"
     write_table(table, table_path, fmt)
-    from .report import write_sweep_report    # noqa: PLC0415 (matplotlib only when needed)
+    from .report import write_sweep_report  # noqa: PLC0415 (matplotlib only when needed)
     report = write_sweep_report(table, out, {**manifest, "table": table_path.name,
                                              "failed": failed})
     say(f"sweep {plan['name']}: table {table_path}, report {report}")

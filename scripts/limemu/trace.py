@@ -33,11 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from python_model import physics
-from python_model.errors import ConfigError
+from limemu.model import physics
+from limemu.model.errors import ConfigError
 
 from .config import resolved_run_config
-from .runner import SESSIONS, Progress, build_run, open_session, result_dict, run_backend
+from .progress import Progress
+from .runner import SESSIONS, build_run, open_session, result_dict, run_backend
 from .solution import precision_metric, precision_value
 
 TILT_QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)

@@ -1,11 +1,11 @@
 """`limemu train`: chip-in-the-loop training on the Wisconsin breast-cancer data.
 
-Two methods train the same network (``python_model.mh.NetworkLayout``: 30 inputs, one hidden
+Two methods train the same network (``limemu.model.mh.NetworkLayout``: 30 inputs, one hidden
 ReLU layer, one logit; every weight and bias a b-bit cell of the array) for the same chip
-(``python_model.mh.ChipModel``: a non-ideal forward model with seeded mismatch the trainer does
+(``limemu.model.mh.ChipModel``: a non-ideal forward model with seeded mismatch the trainer does
 not know):
 
-* ``mh``: Metropolis-Hastings with the chip in the loop (``python_model.mh.MHTrainer``):
+* ``mh``: Metropolis-Hastings with the chip in the loop (``limemu.model.mh.MHTrainer``):
   proposals from the array's lane generators, acceptance by the crossing unit, every event
   counted; the loss is the chip's cross-entropy summed over the training examples (nats), so
   at eta = 1/ln 2 u per nat the chain samples the Bayesian posterior of the cells (flat prior
@@ -31,12 +31,20 @@ from pathlib import Path
 
 import numpy as np
 
-from python_model import physics
-from python_model.counters import ENERGY_COUNTERS
-from python_model.errors import require
-from python_model.mh import (AVERAGES, LEVELS, ChipModel, MHTrainer, NetworkLayout,
-                             cross_entropy, parse_nonideality, proposal_barrier_u)
-from python_model.spec import Spec
+from limemu.model import physics
+from limemu.model.counters import ENERGY_COUNTERS
+from limemu.model.errors import require
+from limemu.model.mh import (
+    AVERAGES,
+    LEVELS,
+    ChipModel,
+    MHTrainer,
+    NetworkLayout,
+    cross_entropy,
+    parse_nonideality,
+    proposal_barrier_u,
+)
+from limemu.model.spec import Spec
 
 from .runner import _jsonable, parse_settings
 from .schedule_options import parse_schedule

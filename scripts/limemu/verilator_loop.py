@@ -12,14 +12,22 @@ import os
 import secrets
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
-from python_model.errors import ConfigError
+from limemu.model.errors import ConfigError
 
-from .verilator import (BUILD_FLAGS, BUILD_ROOT, CORE, MAKE_OVERRIDES, core_verilog,
-                        exclusive_build, verilator_environment)
+from .verilator import (
+    BUILD_FLAGS,
+    CORE,
+    MAKE_OVERRIDES,
+    build_root,
+    core_verilog,
+    exclusive_build,
+    verilator_environment,
+)
 
-HARNESS = Path(__file__).with_name("verilator_loop.cpp")
+HARNESS = "verilator_loop.cpp"           # package data: the C++ loop that clocks the core
 LOOP_FLAGS = [flag for flag in BUILD_FLAGS if flag != "--timing"]
 
 
@@ -27,27 +35,29 @@ def build_loop(spec, geometry, *, log=None):
     """Folder of the built loop simulator; reused while the Verilog and the harness are
     unchanged."""
     text, _ = core_verilog(spec, geometry)
-    recipe = f"loop {LOOP_FLAGS} {MAKE_OVERRIDES} {HARNESS.read_text()}"
-    folder = BUILD_ROOT / ("loop-" + hashlib.sha256((text + recipe).encode()).hexdigest()[:16])
+    harness = resources.files("limemu").joinpath(HARNESS).read_text()
+    recipe = f"loop {LOOP_FLAGS} {MAKE_OVERRIDES} {harness}"
+    folder = build_root("verilator") / ("loop-" + hashlib.sha256((text + recipe).encode()).hexdigest()[:16])
     binary = folder / "loop"
     if binary.exists():
         return folder
     with exclusive_build(folder.with_suffix(".lock"), folder, log, "verilator"):
         if not binary.exists():
-            _build(folder, text, log)
+            _build(folder, text, harness, log)
     return folder
 
 
-def _build(folder, text, log):
+def _build(folder, text, harness, log):
     env, version = verilator_environment()
     executable = Path(env["PATH"].split(os.pathsep)[0]) / "verilator"
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / f"{CORE}.v"
     source.write_text(text)
+    (folder / HARNESS).write_text(harness)
     if log:
         log(f"  verilator: building the C++-loop simulator in {folder} with {version}")
     command = [str(executable), "--cc", "--exe", "--build", "-j", "2", *LOOP_FLAGS,
-               "--top-module", CORE, "--Mdir", str(folder / "obj"), str(source), str(HARNESS),
+               "--top-module", CORE, "--Mdir", str(folder / "obj"), str(source), str(folder / HARNESS),
                "-o", "loop"]
     with open(folder / "build.log", "w") as out:
         result = subprocess.run(command, env={**os.environ, **env}, stdout=out,
@@ -65,7 +75,7 @@ class LoopArray:
     run(pairs) -> cycles, close()."""
 
     def __init__(self, spec, geometry, *, log=None):
-        from hdl.regmap import RegisterMap                 # noqa: PLC0415
+        from limemu.hdl.regmap import RegisterMap  # noqa: PLC0415
 
         self.rmap = RegisterMap(spec, geometry)
         self.folder = build_loop(spec, geometry, log=log)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from python_model.errors import ConfigError, require
+from limemu.model.errors import ConfigError, require
 
 WEIGHT_KINDS = ("unit", "pm1")
 _INT = re.compile(r"^[+-]?[0-9]+$")

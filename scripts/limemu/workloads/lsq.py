@@ -27,11 +27,11 @@ import math
 
 import numpy as np
 
-from python_model.errors import ConfigError, require
-from python_model.problem import QuadraticProblem
+from limemu.model.errors import ConfigError, require
+from limemu.model.problem import QuadraticProblem
 
-from . import Workload, check_weights, int_option, weight_range
-from . import posterior_std as _posterior_std
+from .base import Workload, check_weights, int_option, weight_range
+from .base import posterior_std as _posterior_std
 
 FEATURES = 10
 SAMPLES = 442

@@ -15,10 +15,10 @@ import re
 
 import numpy as np
 
-from python_model.errors import require
-from python_model.problem import QuadraticProblem
+from limemu.model.errors import require
+from limemu.model.problem import QuadraticProblem
 
-from . import Workload, check_weights, int_option
+from .base import Workload, check_weights, int_option
 from .gset import WEIGHT_KINDS, Graph, parse_gset, random_graph
 
 DEFAULT_CELLS = 64

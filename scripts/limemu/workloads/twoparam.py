@@ -17,10 +17,10 @@ import math
 
 import numpy as np
 
-from python_model.errors import require
-from python_model.problem import QuadraticProblem
+from limemu.model.errors import require
+from limemu.model.problem import QuadraticProblem
 
-from . import Workload, check_weights, int_option, weight_range
+from .base import Workload, check_weights, int_option, weight_range
 
 Q_VALLEY = np.array([[10, 6], [6, 5]], dtype=np.int64)
 TARGET_FRACTION = (0.5, -0.25)

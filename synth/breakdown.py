@@ -1,6 +1,6 @@
 """Where a board build's logic goes: LUT4 and flip-flops per component, after synthesis.
 
-    python scripts/synth_breakdown.py --board icebreaker [limemu build's array options]
+    python -m limemu.synth.breakdown --board icebreaker [limemu build's array options]
 
 Synthesises the board top as `limemu build` does (same Yosys options), but keeps the hierarchy
 (`-noflatten`, so the totals come out a little higher than a flat build's) and prints, for each
@@ -10,16 +10,13 @@ a UP5K build takes about 30 s. The figures tell which parts a smaller core must 
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path[:0] = [os.path.join(os.path.dirname(__file__), ".."), os.path.dirname(__file__)]
-
-from limemu import build as build_cli  # noqa: E402
-from synth.boards import BoardWrapper, describe_array, find_tool  # noqa: E402
+from limemu import build as build_cli
+from limemu.synth.boards import BoardWrapper, describe_array, find_tool
 
 # cell types counted, per FPGA family: (LUT cells, flip-flop cell prefix)
 COUNTED = {"ice40": (("SB_LUT4",), "SB_DFF"), "ecp5": (("LUT4",), "TRELLIS_FF")}
