@@ -42,6 +42,8 @@ import binascii
 import struct
 
 from limemu.model.errors import require
+from limemu.model.spec import HARDWARE_FIELDS as SPEC_FIELDS
+from limemu.model.spec import Q_STORAGES
 
 from .regmap import CONTROL, CORES, WORD_BITS, Geometry
 
@@ -73,11 +75,8 @@ STATUS_MEANING = {
 }
 
 # the build description answered by INFO (one word each, in this order)
-SPEC_FIELDS = ("cells", "weight_bits", "lanes", "barrier_bits", "barrier_frac_bits",
-               "gain_bits", "gain_frac_bits", "field_bits", "q_bits", "mantissa_bits",
-               "cell_counter_bits")
 GEOMETRY_FIELDS = ("groups", "q_storage", "q_capacity", "table_depth", "core")
-Q_STORAGE_CODES = {"dense": 0, "sparse": 1}
+Q_STORAGE_CODES = {name: code for code, name in enumerate(Q_STORAGES)}
 CORE_CODES = {name: code for code, name in enumerate(CORES)}
 INFO_FIELDS = (("protocol_magic", "protocol_version", "max_words", "clock_hz", "baud")
                + SPEC_FIELDS + GEOMETRY_FIELDS + ("run_cycles_lo", "run_cycles_hi"))

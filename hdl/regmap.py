@@ -271,9 +271,6 @@ class RegisterMap:
             return "busy" if running else None
         return "address"
 
-    def bank_index(self, group, lane):
-        return group * self.geometry.lanes_p2 + lane
-
     def __repr__(self):
         return f"RegisterMap(spec={self.spec!r}, geometry={self.geometry!r})"
 

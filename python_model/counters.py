@@ -1,4 +1,4 @@
-"""The hardware counters (PHYSICS.md section 9): names, widths, signedness, overflow flags.
+"""The hardware counters (docs/physics.md §9): names, widths, signedness, overflow flags.
 
 Every counter is wide enough not to wrap in a day of the fastest hardware we plan (2**50
 events, i.e. 10**10 cell evaluations per second for 86400 s); past that it wraps modulo 2**width
@@ -7,30 +7,42 @@ and its sticky overflow flag is set. Energies are in energy LSBs (2**-barrier_fr
 
 import numpy as np
 
+from .schedules import STEP_BITS
+
 DAY_EVENT_BITS = 50
 EVENT_BITS = 56
+
+#: every counter, in register-map order
+COUNTER_NAMES = ("steps", "evaluations", "up_moves", "down_moves", "blocked_moves",
+                 "inadmissible", "heat_net", "heat_abs", "barrier_work", "anneal_work",
+                 "field_adds")
+SIGNED_COUNTERS = ("heat_net", "anneal_work")
+ENERGY_COUNTERS = ("heat_net", "heat_abs", "barrier_work", "anneal_work")
+
+
+def counter_widths(spec):
+    """{name: width in bits} of every counter of an array of this spec."""
+    cell_bits = max(1, (spec.cells - 1).bit_length())
+    heat = spec.tilt_bits + 2 + DAY_EVENT_BITS
+    return {
+        "steps": STEP_BITS,
+        "evaluations": EVENT_BITS + 8,
+        "up_moves": EVENT_BITS,
+        "down_moves": EVENT_BITS,
+        "blocked_moves": EVENT_BITS,
+        "inadmissible": EVENT_BITS,
+        "heat_net": heat,
+        "heat_abs": heat,
+        "barrier_work": spec.barrier_bits + cell_bits + DAY_EVENT_BITS,
+        "anneal_work": spec.tilt_bits + spec.weight_bits + cell_bits + 2 + DAY_EVENT_BITS,
+        "field_adds": EVENT_BITS + cell_bits,
+    }
 
 
 def counter_layout(spec):
     """(name, width, signed) of every counter, in register-map order."""
-    cell_bits = max(1, (spec.cells - 1).bit_length())
-    heat = spec.tilt_bits + 2 + DAY_EVENT_BITS
-    return (
-        ("steps", 48, False),
-        ("evaluations", EVENT_BITS + 8, False),
-        ("up_moves", EVENT_BITS, False),
-        ("down_moves", EVENT_BITS, False),
-        ("blocked_moves", EVENT_BITS, False),
-        ("inadmissible", EVENT_BITS, False),
-        ("heat_net", heat, True),
-        ("heat_abs", heat, False),
-        ("barrier_work", spec.barrier_bits + cell_bits + DAY_EVENT_BITS, False),
-        ("anneal_work", spec.tilt_bits + spec.weight_bits + cell_bits + 2 + DAY_EVENT_BITS, True),
-        ("field_adds", EVENT_BITS + cell_bits, False),
-    )
-
-
-ENERGY_COUNTERS = ("heat_net", "heat_abs", "barrier_work", "anneal_work")
+    widths = counter_widths(spec)
+    return tuple((name, widths[name], name in SIGNED_COUNTERS) for name in COUNTER_NAMES)
 
 
 class Counters:

@@ -1,4 +1,4 @@
-"""The crossing unit: one 32-bit uniform draw, three outcomes (PHYSICS.md section 4).
+"""The crossing unit: one 32-bit uniform draw, three outcomes (docs/physics.md §4).
 
 A move whose crossing barrier is B (energy LSBs of 2**-F u) happens with probability 2**-B.
 The probability is a threshold T(B) on the draw u in [0, 2**32): P(u < T) = T / 2**32 exactly.
@@ -30,6 +30,10 @@ DRAW_BITS = 32
 ONE = 1 << DRAW_BITS                      # threshold of probability 1
 ZERO_FROM_U = 34                          # T(B) = 0 for B >= 34 u
 INADMISSIBLE_PRECISION_BITS = 16
+#: the inadmissible compare keeps the thresholds' top bits (a = T'+ >> 17, s = (T'+ + T'-) >> 17)
+SCALED_SHIFT = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS
+#: and the draw's top 16 bits (u >> 16)
+SCALED_DRAW_SHIFT = DRAW_BITS - INADMISSIBLE_PRECISION_BITS
 
 
 def threshold(b, frac_bits, mantissa_bits):
@@ -45,7 +49,8 @@ def threshold(b, frac_bits, mantissa_bits):
 @functools.lru_cache(maxsize=None)
 def threshold_table(frac_bits, mantissa_bits):
     """Thresholds indexed by clip(B, -1, last) + 1; entry 0 (B < 0) is ONE + 1, a sentinel
-    that makes every step with a negative barrier inadmissible. Checks PHYSICS.md section 4."""
+    that makes every step with a negative barrier inadmissible. Checks the precision that
+    docs/physics.md §4 asks for."""
     last = ZERO_FROM_U << frac_bits
     table = np.array([ONE + 1] + [threshold(b, frac_bits, mantissa_bits) for b in range(last + 1)],
                      dtype=np.int64)
@@ -63,7 +68,7 @@ def _check_precision(table, frac_bits, mantissa_bits):
     worst_rel, worst_abs = _errors(table, frac_bits)
     if worst_rel >= 2**-10 or worst_abs > 1:
         raise ConfigError(
-            f"mantissa_bits = {mantissa_bits}: probabilities miss PHYSICS.md section 4 (relative "
+            f"mantissa_bits = {mantissa_bits}: probabilities miss their precision (relative "
             f"error {worst_rel:.2e} must be < 2^-10 up to 20 u; absolute error {worst_abs:.2f} "
             "counts of 2^-32 must be <= 1 up to 32 u)")
 
@@ -109,10 +114,9 @@ def _scaled(u, b_up, b_down, table):
     lowest = np.minimum(b_up, b_down)
     t_up = table[np.minimum(b_up - lowest, last) + 1]
     t_down = table[np.minimum(b_down - lowest, last) + 1]
-    shift = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS
-    a = t_up >> shift
-    s = (t_up + t_down) >> shift
-    up = (u >> (DRAW_BITS - INADMISSIBLE_PRECISION_BITS)) * s < a << INADMISSIBLE_PRECISION_BITS
+    a = t_up >> SCALED_SHIFT
+    s = (t_up + t_down) >> SCALED_SHIFT
+    up = (u >> SCALED_DRAW_SHIFT) * s < a << INADMISSIBLE_PRECISION_BITS
     return up, ~up
 
 
@@ -127,6 +131,6 @@ def decide_one(u, b_up, b_down, frac_bits, mantissa_bits):
         return ("up" if u < t_up else "down" if u < t_up + t_down else "stay"), False
     lowest = min(b_up, b_down)
     t_up, t_down = t(b_up - lowest), t(b_down - lowest)
-    shift = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS
-    up = (u >> 16) * ((t_up + t_down) >> shift) < (t_up >> shift) << 16
+    up = (u >> SCALED_DRAW_SHIFT) * ((t_up + t_down) >> SCALED_SHIFT) < \
+        (t_up >> SCALED_SHIFT) << INADMISSIBLE_PRECISION_BITS
     return ("up" if up else "down"), True

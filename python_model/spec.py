@@ -4,7 +4,7 @@ Everything that decides a bit of the emulator's behaviour is a field of :class:`
 derived from it here: widths, fixed-point formats, the random generator's seed, the schedules,
 the update order. The golden model consumes it; the HDL is built from it.
 
-Fixed-point formats (PHYSICS.md section 1; energies are in the Landauer unit u = kT ln 2):
+Fixed-point formats (docs/physics.md §1; energies are in the Landauer unit u = kT ln 2):
 
 * barrier E0: unsigned, ``barrier_bits`` wide, ``barrier_frac_bits`` (F) fraction bits. The
   same LSB, 2**-F u, is the unit of every energy the array counts (tilt, heat, work).
@@ -15,8 +15,9 @@ Fixed-point formats (PHYSICS.md section 1; energies are in the Landauer unit u =
 * probabilities: thresholds against a 32-bit uniform draw (see crossing.py).
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
+from .crossing import threshold_table
 from .errors import require
 from .schedules import Schedule
 
@@ -25,12 +26,24 @@ INITS = ("random", "zero", "low", "high")
 TILT_MODES = ("field", "external")
 Q_STORAGES = ("dense", "sparse")
 
+#: the integer fields a hardware build is made of (a board's INFO answers them, in this order)
+HARDWARE_FIELDS = ("cells", "weight_bits", "lanes", "barrier_bits", "barrier_frac_bits",
+                   "gain_bits", "gain_frac_bits", "field_bits", "q_bits", "mantissa_bits",
+                   "cell_counter_bits")
+#: the fixed-point formats a run may change (``--set KEY=VALUE``, a run file's [formats])
+FORMAT_FIELDS = ("barrier_bits", "barrier_frac_bits", "gain_bits", "gain_frac_bits",
+                 "field_bits", "mantissa_bits")
+
+#: the schedules of a Spec that names none: constants in physical units, in its own formats
+DEFAULT_BARRIER_U = 4
+DEFAULT_GAIN_U_PER_LOSS = 1
+
 MAX_CELLS = 2**20
 MAX_LANES = 1024
 
 
 def ladder(weight_bits):
-    """(w_lo, w_hi, delta) of a weight format (PHYSICS.md section 2): 1 bit = spins +-1 with
+    """(w_lo, w_hi, delta) of a weight format (docs/physics.md §2): 1 bit = spins +-1 with
     step 2; b bits = signed integers [-2**(b-1), 2**(b-1) - 1] with step 1."""
     if weight_bits == 1:
         return -1, 1, 2
@@ -55,8 +68,8 @@ class Spec:
     q_bits: int = 16                     # signed width of an entry of Q (the field engine's RAM)
     mantissa_bits: int = 14              # precision of the probability table
     cell_counter_bits: int = 0           # per-cell up/down move counters: 0 = none, else width
-    barrier: Schedule = field(default_factory=lambda: Schedule.constant(4 << 8))
-    gain: Schedule = field(default_factory=lambda: Schedule.constant(1 << 6))
+    barrier: Schedule | None = None      # None: constant DEFAULT_BARRIER_U
+    gain: Schedule | None = None         # None: constant DEFAULT_GAIN_U_PER_LOSS
     seed: int = 1
     order: str = "natural"               # natural | colour (groups are independent sets)
     init: str = "random"                 # initial weights: random | zero | low | high
@@ -64,10 +77,7 @@ class Spec:
     q_storage: str = "dense"             # dense | sparse: how the field engine stores Q
 
     def __post_init__(self):
-        ints = ("cells", "weight_bits", "lanes", "barrier_bits", "barrier_frac_bits", "gain_bits",
-                "gain_frac_bits", "field_bits", "q_bits", "mantissa_bits", "cell_counter_bits",
-                "seed")
-        for name in ints:
+        for name in HARDWARE_FIELDS + ("seed",):
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool), name, value,
                     "must be an integer")
@@ -100,12 +110,16 @@ class Spec:
         require(self.tilt in TILT_MODES, "tilt", self.tilt, f"must be one of {TILT_MODES}")
         require(self.q_storage in Q_STORAGES, "q_storage", self.q_storage,
                 f"must be one of {Q_STORAGES}")
-        for name, bits in (("barrier", self.barrier_bits), ("gain", self.gain_bits)):
+        for name, bits, frac_bits, default in (
+                ("barrier", self.barrier_bits, self.barrier_frac_bits, DEFAULT_BARRIER_U),
+                ("gain", self.gain_bits, self.gain_frac_bits, DEFAULT_GAIN_U_PER_LOSS)):
             schedule = getattr(self, name)
+            if schedule is None:         # the default, clipped to what the format holds
+                schedule = Schedule.constant(min(default << frac_bits, (1 << bits) - 1))
             require(isinstance(schedule, Schedule), name, schedule, "must be a Schedule")
             object.__setattr__(self, name, schedule.validated(name, bits))
-        from .crossing import threshold_table  # noqa: PLC0415 (circular: crossing reads Spec)
-        threshold_table(self.barrier_frac_bits, self.mantissa_bits)   # checks PHYSICS.md §4
+        # the probability table must meet its precision (docs/physics.md §4)
+        threshold_table(self.barrier_frac_bits, self.mantissa_bits)
 
     # -- derived quantities (one place each) ----------------------------------------------------
     @property

@@ -31,15 +31,14 @@ from amaranth.lib import io
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 from limemu.hdl.cores import cycles_per_evaluation_at_best
-from limemu.hdl.protocol import SPEC_FIELDS
 from limemu.hdl.regmap import CORES, Geometry, RegisterMap
 from limemu.model.errors import require
-from limemu.model.schedules import MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES, Schedule
-from limemu.model.spec import Q_STORAGES, Spec
+from limemu.model.schedules import MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES
+from limemu.model.spec import HARDWARE_FIELDS, Q_STORAGES, Spec
 
 GEOMETRY_KEYS = ("groups", "q_capacity", "table_depth")
 #: what a build may set: the Spec's hardware fields, the Q storage, the core and the capacities
-BUILD_KEYS = SPEC_FIELDS + ("q_storage", "core") + GEOMETRY_KEYS
+BUILD_KEYS = HARDWARE_FIELDS + ("q_storage", "core") + GEOMETRY_KEYS
 
 NEXTPNR_REPORT = "nextpnr_report.json"
 STAT_FILE = "synth_stat.json"
@@ -155,7 +154,7 @@ def configuration(board, **changes):
         require(key in BUILD_KEYS, key, value, f"is not a build option (one of {BUILD_KEYS})")
     changes = {k: v for k, v in changes.items() if v is not None}
     values = {**board.array, **changes}
-    for key in SPEC_FIELDS + GEOMETRY_KEYS:
+    for key in HARDWARE_FIELDS + GEOMETRY_KEYS:
         if key in values:
             v = values[key]
             require(isinstance(v, int) and not isinstance(v, bool), key, v,
@@ -174,7 +173,8 @@ def configuration(board, **changes):
         require(q_capacity is not None, "q_capacity", q_capacity,
                 "must be given with q_storage = sparse (the nonzeros of Q, both triangles)")
         require(q_capacity >= 1, "q_capacity", q_capacity, "must be >= 1")
-    spec = build_spec({k: values[k] for k in SPEC_FIELDS}, storage)
+    # schedules are loaded at run time, not built in: the Spec's default constants stand in
+    spec = Spec(**{k: values[k] for k in HARDWARE_FIELDS}, q_storage=storage)
     minimum = -(-spec.cells // spec.lanes)
     # colour classes pad their last group with idle lanes; one lane never pads
     slack = board.group_slack if spec.lanes > 1 else 0
@@ -187,21 +187,6 @@ def configuration(board, **changes):
                         q_capacity=q_capacity, table_depth=depth, core=core)
     RegisterMap(spec, geometry)              # the rules of the core (compact: one lane)
     return spec, geometry
-
-
-def build_spec(fields, q_storage):
-    """A Spec of these hardware fields. The schedules are loaded at run time, not built in:
-    constants that fit the formats stand in (4 u and 1 u per loss unit, clipped)."""
-    probe = {k: v for k, v in fields.items()}
-    frac = probe.get("barrier_frac_bits", Spec.barrier_frac_bits)
-    bits = probe.get("barrier_bits", Spec.barrier_bits)
-    gain_frac = probe.get("gain_frac_bits", Spec.gain_frac_bits)
-    gain_bits = probe.get("gain_bits", Spec.gain_bits)
-    barrier = min(4 << frac, (1 << bits) - 1) if 0 < bits <= 64 and frac >= 0 else 0
-    gain = min(1 << gain_frac, (1 << gain_bits) - 1) if 0 < gain_bits <= 64 and gain_frac >= 0 \
-        else 0
-    return Spec(**fields, q_storage=q_storage, barrier=Schedule.constant(barrier),
-                gain=Schedule.constant(gain))
 
 
 def describe_array(spec, geometry):
@@ -592,7 +577,7 @@ def new_report(board, spec, geometry, *, baud, seed):
     return {
         "board": board.name, "title": board.title, "device": board.device,
         "clock_hz": board.clock_hz, "baud": baud, "seed": seed,
-        "spec": {k: getattr(spec, k) for k in SPEC_FIELDS},
+        "spec": {k: getattr(spec, k) for k in HARDWARE_FIELDS},
         "geometry": {"lanes": geometry.lanes, "groups": geometry.groups,
                      "q_storage": geometry.q_storage, "q_capacity": geometry.q_capacity,
                      "table_depth": geometry.table_depth, "core": geometry.core},

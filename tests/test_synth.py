@@ -16,11 +16,11 @@ from types import SimpleNamespace
 import pytest
 from limemu import build as build_cli
 from limemu.hardware import board_spec
-from limemu.hdl.protocol import SPEC_FIELDS
 from limemu.host import geometry_for
 from limemu.model import Spec
 from limemu.model.engine import LimArray
 from limemu.model.errors import ConfigError
+from limemu.model.spec import HARDWARE_FIELDS
 from limemu.synth import boards
 from limemu.synth import breakdown as synth_breakdown
 from limemu.synth.boards import (
@@ -70,7 +70,7 @@ def test_ulx3s_default_holds_gset_sized_max_cuts(nodes, edges):
     problem = maxcut_workload(graph=random_graph(nodes, m=edges, weights="pm1")).problem
     spec = Spec(cells=nodes, weight_bits=1, order="colour", q_storage="sparse")
     needed = geometry_for(spec, LimArray(spec, problem).order, problem.nnz)
-    info = {"spec": {k: getattr(board, k) for k in SPEC_FIELDS}, "geometry": geometry}
+    info = {"spec": {k: getattr(board, k) for k in HARDWARE_FIELDS}, "geometry": geometry}
     assert board_spec(info, spec, needed, "ULX3S") == (spec.replace(cells=8192), geometry)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from limemu.hdl.regmap import CORES
 from limemu.model.errors import ConfigError, require
+from limemu.model.spec import Q_STORAGES
 
 BOARD_NAMES = ("icebreaker", "ulx3s")          # limemu.synth.boards.BOARDS (checked by the tests)
 DEFAULT_OUT = Path("build") / "boards"
@@ -37,7 +38,7 @@ def add_commands(sub):
     build.add_argument("--bits", type=int, dest="weight_bits",
                        help="weight bits (1 = spins)")
     build.add_argument("--lanes", type=int, help="cells evaluated per cycle")
-    build.add_argument("--q-storage", choices=("dense", "sparse"), dest="q_storage",
+    build.add_argument("--q-storage", choices=Q_STORAGES, dest="q_storage",
                        help="how the field engine stores Q")
     build.add_argument("--core", choices=CORES,
                        help="the array core: pipelined (every lane each cycle) or compact "

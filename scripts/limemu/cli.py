@@ -10,6 +10,7 @@ from limemu.hdl.regmap import CORES
 from limemu.model import physics
 from limemu.model.counters import counter_layout
 from limemu.model.errors import ConfigError, IdentityError, require
+from limemu.model.spec import INITS, ORDERS
 
 from . import build, studies
 from .compare import crosscheck
@@ -37,9 +38,9 @@ def add_run_options(p):
     p.add_argument("--lanes", type=int, help="cells evaluated per cycle")
     p.add_argument("--steps", type=int, help="steps to run")
     p.add_argument("--seed", type=int, default=1, help="run seed (default 1)")
-    p.add_argument("--order", choices=("natural", "colour"),
+    p.add_argument("--order", choices=ORDERS,
                    help="update order; colour makes every group an independent set")
-    p.add_argument("--init", choices=("random", "zero", "low", "high"),
+    p.add_argument("--init", choices=INITS,
                    help="initial weights")
     p.add_argument("--barrier", metavar="SCHEDULE", help="barrier E0 in u: constant:V, "
                    "linear:A,B, log:A,S,TAU, exp:A,B or table:FILE")

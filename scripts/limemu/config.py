@@ -34,6 +34,7 @@ import json
 from pathlib import Path
 
 from limemu.model.errors import ConfigError
+from limemu.model.spec import FORMAT_FIELDS
 
 try:                                        # Python >= 3.11
     import tomllib as _toml
@@ -47,9 +48,6 @@ RUN_KEYS = {
     "temperature": float, "trace_every": int, "formats": dict, "tabulate": int, "core": str,
 }
 _KIND_NAMES = {int: "an integer", str: "a string", float: "a number", dict: "a table"}
-#: the Spec fields a run file may set in [formats] (as --set does)
-FORMAT_KEYS = ("barrier_bits", "barrier_frac_bits", "gain_bits", "gain_frac_bits", "field_bits",
-               "mantissa_bits")
 
 
 # -- reading TOML -------------------------------------------------------------------------------
@@ -124,9 +122,9 @@ def check_run_table(table, where, base=None):
     formats = options.pop("formats", {})
     settings = []
     for key, value in formats.items():
-        if key not in FORMAT_KEYS or not isinstance(value, int) or isinstance(value, bool):
+        if key not in FORMAT_FIELDS or not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{where}: formats.{key} = {value!r}: expected an integer for one "
-                              f"of {', '.join(FORMAT_KEYS)}")
+                              f"of {', '.join(FORMAT_FIELDS)}")
         settings.append(f"{key}={value}")
     if settings:
         options["set"] = settings
@@ -172,7 +170,7 @@ def resolved_run_config(options, spec, steps):
         "temperature": float(options.get("temperature") or 300.0),
         "trace_every": int(options.get("trace_every") or 0),
         "tabulate": int(options["tabulate"]) if options.get("tabulate") else None,
-        "formats": {key: getattr(spec, key) for key in FORMAT_KEYS},
+        "formats": {key: getattr(spec, key) for key in FORMAT_FIELDS},
     }
     if out["graph"]:
         out["graph_sha256"] = file_sha256(out["graph"])

@@ -14,6 +14,7 @@ import numpy as np
 from limemu.hdl.regmap import STATUS, from_words
 from limemu.model.engine import LimArray, checked_half_tilts
 from limemu.model.errors import ConfigError, IdentityError
+from limemu.model.spec import HARDWARE_FIELDS
 
 from .host import (
     bank_indices,
@@ -72,9 +73,8 @@ def open_device(backend, spec, geometry, *, waves=None, log=None, port=None, bau
 
 def expect_build(info, rmap, what):
     """Checks that INFO describes exactly the build of `rmap`."""
-    from limemu.hdl.protocol import SPEC_FIELDS  # noqa: PLC0415
     got = {**info["spec"], "geometry": info["geometry"]}
-    want = {**{k: getattr(rmap.spec, k) for k in SPEC_FIELDS}, "geometry": rmap.geometry}
+    want = {**{k: getattr(rmap.spec, k) for k in HARDWARE_FIELDS}, "geometry": rmap.geometry}
     if got != want:
         raise ConfigError(f"{what} reports a build of {got}, expected {want}")
 
@@ -83,10 +83,9 @@ def board_spec(info, spec, needed, port):
     """(spec, geometry) of a board's build that can hold the run `spec` needing `needed`:
     every format field equal, capacities at least the run's. The register map then has the
     board's counter widths (its cells capacity), which are at least the run's."""
-    from limemu.hdl.protocol import SPEC_FIELDS  # noqa: PLC0415
     board, geo = info["spec"], info["geometry"]
     problems = [f"{k} = {getattr(spec, k)} (the board has {board[k]})"
-                for k in SPEC_FIELDS if k != "cells" and board[k] != getattr(spec, k)]
+                for k in HARDWARE_FIELDS if k != "cells" and board[k] != getattr(spec, k)]
     if spec.cells > board["cells"]:
         problems.append(f"cells = {spec.cells} (the board holds {board['cells']})")
     if geo.q_storage != needed.q_storage:
@@ -221,10 +220,10 @@ class HardwareSession:
                     first_law=self.check_first_law())
 
     def check_first_law(self):
-        """PHYSICS.md section 5 on the RTL's own registers: heat_net = eta0 L0 - etaK LK +
-        anneal_work with the core's loss register, exactly; and the loss register equals
-        L(W) of the weights read back when no group holds coupled cells. Raises
-        IdentityError on a violation; returns how it was checked."""
+        """The first law (docs/physics.md §5) on the RTL's own registers: heat_net =
+        eta0 L0 - etaK LK + anneal_work with the core's loss register, exactly; and the loss
+        register equals L(W) of the weights read back when no group holds coupled cells.
+        Raises IdentityError on a violation; returns how it was checked."""
         if self.probe.problem is None:
             return "not applicable (external tilts)"
         state, spec = self.state(), self.spec

@@ -10,7 +10,7 @@ from limemu.model.counters import ENERGY_COUNTERS, CellCounters, Counters
 from limemu.model.engine import LimArray
 from limemu.model.errors import ConfigError
 from limemu.model.reference import reference_run
-from limemu.model.spec import Spec
+from limemu.model.spec import FORMAT_FIELDS, Spec
 
 from .hardware import HARDWARE, HardwareSession
 from .progress import Progress
@@ -94,13 +94,11 @@ def tabulate_schedules(fields, probe, entries, steps):
 
 def parse_settings(items):
     """--set KEY=VALUE pairs for integer Spec fields (formats, widths)."""
-    allowed = ("barrier_bits", "barrier_frac_bits", "gain_bits", "gain_frac_bits",
-               "field_bits", "mantissa_bits")
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in allowed:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY in {allowed}")
+        if not sep or key not in FORMAT_FIELDS:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY in {FORMAT_FIELDS}")
         try:
             out[key] = int(value)
         except ValueError:

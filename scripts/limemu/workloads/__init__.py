@@ -22,7 +22,7 @@ import inspect
 
 from limemu.model.errors import require
 
-from .base import Workload, check_weights, int_option, posterior_std, weight_range
+from .base import Workload, check_weights, int_option, posterior_std
 from .gset import Graph, parse_gset, random_graph, write_gset
 from .lsq import lsq_workload
 from .maxcut import exhaustive_maxcut, maxcut_workload
@@ -51,5 +51,5 @@ def build_workload(name, **options):
 
 __all__ = ["Graph", "Workload", "WORKLOAD_NAMES", "build_workload", "check_weights",
            "exhaustive_maxcut", "int_option", "lsq_workload", "maxcut_workload", "parse_gset",
-           "posterior_std", "random_graph", "twoparam_workload", "weight_range",
+           "posterior_std", "random_graph", "twoparam_workload",
            "workload_options", "write_gset"]

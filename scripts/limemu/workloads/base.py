@@ -9,15 +9,7 @@ import numpy as np
 
 from limemu.model.errors import ConfigError, require
 from limemu.model.problem import QuadraticProblem
-from limemu.model.spec import ladder
-
-Q_STORAGES = ("dense", "sparse")
-
-
-def weight_range(weight_bits):
-    """(w_lo, w_hi, delta) of a weight format, as the Spec defines it."""
-    return ladder(weight_bits)
-
+from limemu.model.spec import Q_STORAGES, ladder
 
 def int_option(name, value, lo=None, hi=None):
     """Validate an integer option (bool is refused); returns it as an int."""
@@ -63,18 +55,6 @@ class Workload:
     def cells(self):
         return self.problem.n
 
-    @property
-    def w_lo(self):
-        return weight_range(self.weight_bits)[0]
-
-    @property
-    def w_hi(self):
-        return weight_range(self.weight_bits)[1]
-
-    @property
-    def delta(self):
-        return weight_range(self.weight_bits)[2]
-
     def check_weights(self, weights):
         """The weights as an int64 vector; ConfigError unless they are a valid state."""
         return check_weights(weights, self.problem.n, self.weight_bits)
@@ -99,7 +79,7 @@ def check_weights(weights, n, weight_bits):
     else:
         require(W.dtype.kind in "iub", "weights", W.dtype, "must hold integers")
     W = W.astype(np.int64)
-    lo, hi, _ = weight_range(weight_bits)
+    lo, hi, _ = ladder(weight_bits)
     if weight_bits == 1:
         bad = np.flatnonzero(np.abs(W) != 1)
         require(len(bad) == 0, f"weights[{bad[0] if len(bad) else 0}]",

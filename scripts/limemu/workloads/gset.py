@@ -76,10 +76,6 @@ class Graph:
         """Sum of all edge weights (a Python int)."""
         return int(self.w.sum())
 
-    @property
-    def max_edges(self):
-        return self.n * (self.n - 1) // 2
-
     def degrees(self):
         return np.bincount(np.concatenate((self.i, self.j)), minlength=self.n)
 

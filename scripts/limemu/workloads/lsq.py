@@ -29,8 +29,9 @@ import numpy as np
 
 from limemu.model.errors import ConfigError, require
 from limemu.model.problem import QuadraticProblem
+from limemu.model.spec import ladder
 
-from .base import Workload, check_weights, int_option, weight_range
+from .base import Workload, check_weights, int_option
 from .base import posterior_std as _posterior_std
 
 FEATURES = 10
@@ -97,7 +98,7 @@ def lsq_workload(cells=FEATURES, bits=DEFAULT_BITS, q_max=DEFAULT_Q_MAX, seed=No
     w_star, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = X @ w_star - y
     sigma2 = float(resid @ resid) / (N - p)
-    w_lo, w_hi, _ = weight_range(bits)
+    w_lo, w_hi, _ = ladder(bits)
     step = float(np.max(np.abs(w_star))) / (FILL * w_hi)
 
     XtX = X.T @ X

@@ -19,8 +19,9 @@ import numpy as np
 
 from limemu.model.errors import require
 from limemu.model.problem import QuadraticProblem
+from limemu.model.spec import ladder
 
-from .base import Workload, check_weights, int_option, weight_range
+from .base import Workload, check_weights, int_option
 
 Q_VALLEY = np.array([[10, 6], [6, 5]], dtype=np.int64)
 TARGET_FRACTION = (0.5, -0.25)
@@ -36,7 +37,7 @@ def exhaustive_minimum(problem, bits):
     order, 2 L(W*), and how many states share that loss.
     """
     require(problem.n == 2, "cells", problem.n, "exhaustive_minimum is for two cells")
-    lo, hi, _ = weight_range(bits)
+    lo, hi, _ = ladder(bits)
     values = np.arange(lo, hi + 1, dtype=np.int64)
     Q = problem.to_dense()
     b = problem.b
@@ -66,7 +67,7 @@ def twoparam_workload(cells=2, bits=DEFAULT_BITS, seed=None):
     bits = int_option("bits", bits, *BITS_RANGE)
     if seed is not None:
         int_option("seed", seed, 0)
-    lo, hi, _ = weight_range(bits)
+    lo, hi, _ = ladder(bits)
     h = 2 ** (bits - 1)
     target = np.array([f * h + o for f, o in zip(TARGET_FRACTION, TARGET_OFFSET)])
     b = np.rint(Q_VALLEY @ target).astype(np.int64)
