@@ -849,7 +849,7 @@ class LimArray:
         return (eta * loss2) << (self.spec.tilt_shift + 1)
 
     def check_identities(self):
-        """PHYSICS.md section 5, exactly; raises IdentityError on any violation."""
+        """docs/physics.md §5, exactly; raises IdentityError on any violation."""
         self._check_counts()
         if self.problem is None:
             return
