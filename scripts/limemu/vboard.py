@@ -4,11 +4,9 @@
 `limemu.hdl.board_top.BoardTop` (array core + UART host bridge + LEDs) whose serial line is a pty:
 the host driver opens `board.port` with pyserial exactly like a real board's USB serial port.
 
-* Verilog of the board with a reset-less sync domain (speed, as in verilator.py) goes to
-  <build root>/vboard/<hash of the Verilog, the harness source and the flags>/ with the executable
-  `vboard` (Verilator --cc --exe --build with scripts/limemu/vboard_harness.cpp). A finished
-  folder is reused; parallel builders of the same design wait on a lock file, and a folder
-  only appears under its final name (an atomic rename) once its executable is complete.
+* Verilog of the board with a reset-less sync domain (speed, as in verilator.py) is built
+  with scripts/limemu/vboard_harness.cpp by verilator.verilated into <build root>/vboard/<hash>/
+  with the executable `vboard` (once per design, reused after).
   <build root>/vboard/index/ finds the folder of a design built before without elaborating it.
 * The harness simulates the serial line bit by bit at `clock_hz / baud` cycles per bit and
   stops the clock (sleeping in poll()) whenever the board is idle and no byte is on its way,
@@ -19,7 +17,6 @@ import hashlib
 import os
 import secrets
 import select
-import shutil
 import subprocess
 import time
 import weakref
@@ -28,7 +25,7 @@ from pathlib import Path
 
 from limemu.model.errors import ConfigError, require
 
-from .verilator import build_root, exclusive_build, verilator_environment
+from .verilator import OPT_FAST, VERILATOR_FLAGS, build_root, verilated
 
 HARNESS = "vboard_harness.cpp"           # package data: the C++ main of the simulation
 TOP = "board_top"
@@ -44,16 +41,9 @@ VBOARD_BAUD = 1_000_000
 # of a 16-cell board, 0.3 s at the 0.9e6 of a 1024-cell, 8-lane one.
 VBOARD_TIMEOUT_CYCLES = 1 << 18
 
-# -O3 -x-assign fast -x-initial fast: as verilator.py's builds (no --timing: the C++ main
-# drives the clock). OPT_FAST compiles the model's per-cycle code and the harness: -O3 runs
-# the board 1.25x faster than -O2 (measured: 2.5e6 against 2.0e6 cycles/s at 16 cells; the
-# default -Os is slower still); -march=native added nothing.
-VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
-                   "--x-initial", "fast"]
-MAKE_FLAGS = "OPT_FAST=-O3"
-# waves: VCD (no dependencies) or FST (needs the lz4 and zlib headers, e.g. liblz4-dev)
-TRACE_FLAGS = {"vcd": ["--trace", "-CFLAGS", "-DVBOARD_TRACE_VCD"],
-               "fst": ["--trace-fst", "-CFLAGS", "-DVBOARD_TRACE_FST"]}
+# waves: VCD (no dependencies) or FST (needs the lz4 and zlib headers, e.g. liblz4-dev); the
+# harness writes them when built with its define
+TRACE_DEFINES = {"vcd": ("-CFLAGS", "-DVBOARD_TRACE_VCD"), "fst": ("-CFLAGS", "-DVBOARD_TRACE_FST")}
 
 
 def trace_format(path):
@@ -108,11 +98,11 @@ def build_vboard(spec=None, geometry=None, *, clock_hz=VBOARD_CLOCK_HZ, baud=VBO
     Elaborating a big board takes longer than loading it (6 s at 1024 cells), so a design
     already built is found without it: build/vboard/index/<hash of the arguments, the HDL's
     and the model's sources and the Amaranth version> names its folder."""
-    flags = VERILATOR_FLAGS + (TRACE_FLAGS[trace] if trace else [])
-    recipe = f"{flags} {MAKE_FLAGS}\n{harness_source()}"
+    harness = harness_source()
     root = build_root("vboard")
     index = None
     if verilog_text is None:
+        recipe = f"{VERILATOR_FLAGS} {OPT_FAST} {trace}\n{harness}"
         index = root / "index" / _design_key(
             (spec, geometry, clock_hz, baud, timeout_cycles), recipe)
         try:
@@ -123,16 +113,14 @@ def build_vboard(spec=None, geometry=None, *, clock_hz=VBOARD_CLOCK_HZ, baud=VBO
             pass
     text = verilog_text if verilog_text is not None else generate_board_verilog(
         spec, geometry, clock_hz=clock_hz, baud=baud, timeout_cycles=timeout_cycles)
-    key = hashlib.sha256((text + "\n" + recipe).encode()).hexdigest()[:16]
-    folder = root / key
-    if not (folder / EXECUTABLE).exists():
-        with exclusive_build(root / f"{key}.lock", folder, log, "vboard"):
-            if not (folder / EXECUTABLE).exists():   # else another process built it meanwhile
-                _build(folder, text, flags, log)
+    # no --timing: the C++ main drives the clock
+    folder = verilated("vboard", {f"{TOP}.v": text, HARNESS: harness}, TOP,
+                       executable=EXECUTABLE, trace=trace or None,
+                       extra=TRACE_DEFINES[trace] if trace else (), log=log)
     if index is not None:
         index.parent.mkdir(parents=True, exist_ok=True)
         partial = index.with_name(f"{index.name}.{os.getpid()}-{secrets.token_hex(4)}")
-        partial.write_text(key + "\n")
+        partial.write_text(folder.name + "\n")
         os.replace(partial, index)                   # atomic
     return folder
 
@@ -158,50 +146,6 @@ def _design_key(arguments, recipe):
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:24]
-
-
-def _build(folder, text, flags, log):
-    env, version = verilator_environment()
-    work = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    work.mkdir(parents=True)
-    (work / f"{TOP}.v").write_text(text)
-    (work / HARNESS).write_text(harness_source())
-    build_log = work / "build.log"
-    if log:
-        log(f"  vboard: building {folder} with {version} (once per board design)")
-    command = ["verilator", "--cc", "--exe", "--build", *flags, "-j", str(os.cpu_count() or 1),
-               "-MAKEFLAGS", MAKE_FLAGS, "--top-module", TOP, "--Mdir", "obj",
-               "-o", EXECUTABLE, f"{TOP}.v", HARNESS]
-    started = time.monotonic()
-    with open(build_log, "w") as out:
-        out.write(" ".join(command) + "\n\n")
-        out.flush()
-        try:
-            result = subprocess.run(command, cwd=work, env={**os.environ, **env}, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            code = result.returncode
-        except OSError as error:
-            out.write(f"\n{error}\n")
-            code = error
-    executable = work / "obj" / EXECUTABLE
-    if code != 0 or not executable.exists():
-        failed = folder.with_name(f"{folder.name}.failed")
-        shutil.rmtree(failed, ignore_errors=True)
-        os.replace(work, failed)
-        raise ConfigError(f"vboard: the Verilator build failed ({code}); see "
-                          f"{failed / 'build.log'}")
-    shutil.copy(executable, work / EXECUTABLE)
-    shutil.rmtree(work / "obj", ignore_errors=True)   # objects: tens of MB per design
-    with open(build_log, "a") as out:
-        out.write(f"\nbuilt in {time.monotonic() - started:.1f} s\n")
-    try:
-        os.replace(work, folder)                     # atomic: the folder is complete or absent
-    except OSError:                                  # (the lock makes this unlikely)
-        shutil.rmtree(work, ignore_errors=True)
-        if not (folder / EXECUTABLE).exists():
-            raise
-    if log:
-        log(f"  vboard: built in {time.monotonic() - started:.0f} s")
 
 
 class VirtualBoard:

