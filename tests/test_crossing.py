@@ -1,4 +1,4 @@
-"""The crossing unit: fixed-point thresholds (PHYSICS.md section 4) and the three-outcome rule."""
+"""The crossing unit: fixed-point thresholds (docs/physics.md §4) and the three-outcome rule."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Tests of limemu.model.physics against hand-derived answers and the seeds' figures."""
+"""Tests of limemu.model.physics against hand-derived answers and the figures of arXiv
+2402.14878."""
 
 import itertools
 import math
@@ -37,7 +38,7 @@ def test_u_to_joules_scales_with_temperature():
                                [0.0, physics.landauer_unit_J()])
 
 
-# -- the seeds' projection (Fig. 5, PHYSICS.md section 8) ---------------------------------------
+# -- the projection (Fig. 5 of arXiv 2402.14878, docs/physics.md §10) ---------------------------
 @pytest.mark.parametrize("bits, expected_J", [(16, 4.59e8), (32, 9.19e8)])
 def test_projection_reproduces_brain_scale_lim_band(bits, expected_J):
     result = physics.projection(1e15, 1e28, bits, temperature_K=300.0)

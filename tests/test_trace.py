@@ -39,7 +39,7 @@ def test_traced_run_ends_exactly_like_an_untraced_one(options, every):
 
 def test_tilts_are_the_loss_differences_of_one_move():
     """D and E0_eff of every cell from brute-force losses: D+ = eta (L(W) - L(W + delta e_n)),
-    D- likewise; D = (D+ - D-)/2 and E0_eff = E0 - (D+ + D-)/4 (PHYSICS.md sections 3-4)."""
+    D- likewise; D = (D+ - D-)/2 and E0_eff = E0 - (D+ + D-)/4 (docs/physics.md §3-4)."""
     workload, spec, steps = build_run({"workload": "lsq", "steps": 50,
                                        "barrier": "constant:3", "gain": "constant:0.05"})
     problem = workload.problem
