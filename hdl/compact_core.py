@@ -699,7 +699,7 @@ class CompactCore(wiring.Component):
     def _memory_write(self, m, region, bus, word, index, running, status, staging, qs, rng,
                       barrier, gain, bus_cs):
         """A word written into a memory region: staged, or committing the whole entry."""
-        if region.name == "seed":                  # every word into the seed's RAM
+        if region.name == "seed":                  # every word into the seed RAM
             with m.If(running):
                 m.d.sync += status["error_busy_write"].eq(1)
             with m.Elif(word < SEED_WORDS):

@@ -1,4 +1,4 @@
-"""The hardware counters of PHYSICS.md section 9, widths and flags from counters.counter_layout.
+"""The hardware counters of docs/physics.md §9, widths and flags from counters.counter_layout.
 
 Each counter adds its increment every cycle (0 when nothing happens) and wraps modulo
 2**width; a sticky overflow flag records that the exact value left the counter's range, the

@@ -1,4 +1,4 @@
-"""The counters of PHYSICS.md section 9 in a RAM, added to one at a time (the compact core's).
+"""The counters of docs/physics.md §9 in a RAM, added to one at a time (the compact core's).
 
 The compact core (hdl/compact_core.py) evaluates one cell at a time and counts only a few
 events per evaluation, so its counters need no adder each: they live in a RAM of 32-bit words

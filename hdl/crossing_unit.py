@@ -1,6 +1,6 @@
 """The crossing unit in RTL: limemu.model.crossing.decide_one bit for bit, one evaluation a cycle.
 
-Threshold of a barrier B >= 0 (PHYSICS.md section 4), with B clipped to ZERO_FROM_U << F where
+Threshold of a barrier B >= 0 (docs/physics.md §4), with B clipped to ZERO_FROM_U << F where
 T has already reached 0, i = B >> F and f = B mod 2**F:
 
     T(B) = ((MANTISSA[f] << (32 - M)) + 2**(i-1)) >> i

@@ -1,4 +1,5 @@
-"""Chip-in-the-loop training by Metropolis-Hastings on the array (PHYSICS.md section 10).
+"""Chip-in-the-loop training by Metropolis-Hastings on the array (docs/training.md;
+after arXiv 2402.06284).
 
 NumPy and the standard library only. Three parts:
 
@@ -43,7 +44,7 @@ Step k, with barrier E0(k) and gain eta(k) from the spec's schedules:
      every acceptance is admissible (the inadmissible counter never moves here);
    * accept iff u < T(max(0, E' - E)), i.e. with probability exactly
      T(max(0, E' - E)) / 2**32 = min(1, 2**(-(E' - E) 2**-F)) to the table's precision
-     (relative error < 2**-10 up to 20 u, PHYSICS.md section 4).
+     (relative error < 2**-10 up to 20 u, docs/physics.md §4).
 
    On acceptance the cells keep W' (the up/down moves of the proposal are counted, and the
    heat D = E - E' is released); on rejection the proposal is reverted.
@@ -67,7 +68,7 @@ min(1, 2**(-eta (L' - L))) only through these roundings (at most one energy LSB 
 and 2**-loss_frac_bits in each loss) and the table (relative < 2**-10). When eta * L is a
 whole number of LSBs the roundings vanish (tests use that to compare with the exact rule).
 
-Counters (PHYSICS.md section 9) in this mode
+Counters (docs/physics.md §9) in this mode
 --------------------------------------------
 steps: MH steps; evaluations: cell evaluations of the proposal step (cells per step, as in
 the engine); up_moves / down_moves: proposed moves that were accepted (kept); blocked_moves:

@@ -1,4 +1,4 @@
-"""Update order: which cell each lane evaluates in each cycle of a step (PHYSICS.md section 7).
+"""Update order: which cell each lane evaluates in each cycle of a step (docs/physics.md §8).
 
 A step is a sequence of groups; a group is what the `lanes` lanes evaluate in one cycle, all
 against the same field g. Every lane draws one random number per group, idle or not.

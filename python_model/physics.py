@@ -1,4 +1,4 @@
-"""Analytic physics of a LIM cell and the energy bounds (PHYSICS.md sections 1, 4, 5 and 8).
+"""Analytic physics of a LIM cell and the energy bounds (docs/physics.md §1, §4, §6, §10).
 
 Floating point throughout: these are the reference formulas that reports, the calculator
 (``limemu bound``) and the tests use, not the bit-exact fixed-point kinetics of the array.
@@ -74,7 +74,7 @@ def u_to_joules(u, T=300.0):
     return _out(_real("u", u) * landauer_unit_J(T))
 
 
-# -- one cell: crossing probabilities and rates (PHYSICS.md section 4) --------------------------
+# -- one cell: crossing probabilities and rates (docs/physics.md §4) ------------------------------
 def crossing_probabilities(E0, D):
     """Per-attempt probabilities ``(p_plus, p_minus)`` of a cell with barrier ``E0`` (u >= 0).
 
@@ -129,13 +129,13 @@ def d_min(J):
     """Minimal tilt, i.e. heat per net update, in u at net rate ``J`` in [0, 1) per attempt.
 
     ``(2 / ln2) artanh(J)``, the inverse of :func:`j_max`: 0 at J = 0, exactly 1 u at J = 1/3,
-    unbounded as J -> 1 (PHYSICS.md section 8).
+    unbounded as J -> 1 (docs/physics.md §10).
     """
     J = _real("J", J, lo=0.0, hi=1.0, hi_open=True)
     return _out(2.0 / LN2 * np.arctanh(J))
 
 
-# -- the stationary distribution (PHYSICS.md section 5) -----------------------------------------
+# -- the stationary distribution (docs/physics.md §6) --------------------------------------------
 def boltzmann_distribution(Q, b, eta, w_lo, w_hi, delta):
     """Every state of a small array and its exact stationary probability.
 
@@ -175,7 +175,7 @@ def boltzmann_distribution(Q, b, eta, w_lo, w_hi, delta):
     return states, probs
 
 
-# -- bounds (PHYSICS.md section 8) --------------------------------------------------------------
+# -- bounds (docs/physics.md §10) ---------------------------------------------------------------
 def landauer_bound_u(n_params, bits):
     """Landauer bound in u on reaching a solution: erasing ``n_params`` parameters of ``bits`` bits.
 
@@ -234,7 +234,7 @@ def energy_to_solution(heat_u, n_params, bits, net_updates, evaluations, barrier
     }
 
 
-# -- the model-agnostic projection (the paper's headline, PHYSICS.md section 8) -----------------
+# -- the model-agnostic projection (arXiv 2402.14878's headline, docs/physics.md §10) ------------
 def projection(params, ops, bits, temperature_K=300.0,
                conventional_J_per_op=CONVENTIONAL_J_PER_OP, measured_u_per_op=None):
     """Energy to train a model of ``params`` parameters with ``ops`` model-update operations.
@@ -287,7 +287,7 @@ def projection(params, ops, bits, temperature_K=300.0,
         f"Landauer (parameters) = erasing the {_g(params)} final {_g(bits)}-bit parameters once; "
         "it bounds the information in the result, not the intermediate updates.",
         f"Conventional = operations x {_g(conventional_J_per_op * 1e12)} pJ per operation, the "
-        "digital energy implied by the seeds' Fig. 5 (~1e17 J for ~1e28 operations).",
+        "digital energy implied by Fig. 5 of arXiv 2402.14878 (~1e17 J for ~1e28 operations).",
         "LIM and conventional hardware perform the same number of operations.",
     ]
     if measured_u_per_op is not None:

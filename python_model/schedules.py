@@ -27,7 +27,7 @@ from .errors import ConfigError, require
 RATE_FRAC_BITS = 16          # fraction bits of linear and exponential rates (per step)
 LOG_FRAC_BITS = 16           # fraction bits of the fixed-point log2
 TABLE_INDEX_BITS = 8         # log2 and exp2 use the 8 bits after the binary point as table index
-MIN_TABLE_ENTRIES = 256      # PHYSICS.md section 6
+MIN_TABLE_ENTRIES = 256      # docs/physics.md §7
 MAX_TABLE_ENTRIES = 4096     # the schedule RAM of the hardware
 MAX_STEPS = 2**48 - 1        # the hardware step counter
 MAX_TAU = 2**32              # logarithmic: the largest tau (steps)

@@ -107,7 +107,7 @@ def table(runs, levels, n_seeds, args):
                 f"{pick(level, label, 'mh', 'macs').mean():12.3g} "
                 f"{pick(level, label, 'backprop', 'macs').mean():9.3g}")
     lines.append("")
-    lines.append("the seed's claims, checked per level:")
+    lines.append("the claims of arXiv 2402.06284, checked per level:")
     for level in levels:
         gap = [pick(level, label, "mh", "test_accuracy").mean()
                - pick(level, label, "backprop", "test_accuracy").mean() for label, _ in FRACTIONS]

@@ -5,13 +5,13 @@ A run report holds:
 * loss and precision (cut, or error of the weights) versus step, with the target and the
   time-to-solution (solution.py);
 * heat and work versus step against the Landauer bound ``N b`` and the speed bound
-  ``n_net D_min(n_net / evaluations)`` (PHYSICS.md section 8);
+  ``n_net D_min(n_net / evaluations)`` (docs/physics.md §10);
 * the schedules E0(k) and eta(k), exactly as the hardware computes them;
-* an E0-versus-tilt map in the style of the paper's Fig. 3A: the inadmissible region
+* an E0-versus-tilt map in the style of Fig. 3A of arXiv 2402.14878: the inadmissible region
   ``r = J / J_max > 1`` shaded, contours of r, and the traced cells' (D, E0_eff) over time
   (trace.py defines the coordinates), beside the distribution of the tilts versus step;
-* the energy table in u and J at a chosen temperature, with the cost models of PHYSICS.md
-  section 9 side by side: ideal LIM (heat only), LIM + consolidation (heat + barrier work) and
+* the energy table in u and J at a chosen temperature, with the cost models of docs/energy.md
+  side by side: ideal LIM (heat only), LIM + consolidation (heat + barrier work) and
   conventional digital (evaluations x J per operation, 10 pJ by default);
 * the counters and the configuration.
 
@@ -337,7 +337,8 @@ def run_report_html(result, trace, figures, temperature_K, j_per_op, solution):
         parts.append('<p class="note">No trace in this result: run with --trace-every K '
                      "for loss, heat and tilts versus step.</p>")
     parts.append("<h2>Schedules</h2>" + _img("schedules.png", figures["schedules"]))
-    parts.append("<h2>Barrier versus tilt (Fig. 3A)</h2>" + _img("map.png", figures["map"]))
+    parts.append("<h2>Barrier versus tilt (Fig. 3A of arXiv 2402.14878)</h2>"
+                 + _img("map.png", figures["map"]))
     parts.append('<p class="note">Shaded: the inadmissible region r = J/J<sub>max</sub> &gt; 1, '
                  "where 2<sup>-E0</sup>(2<sup>D/2</sup> + 2<sup>-D/2</sup>) &gt; 1; grey lines: "
                  "constant r. A cell at field g sits at tilt D = -&eta;&delta;g and effective "
@@ -348,7 +349,7 @@ def run_report_html(result, trace, figures, temperature_K, j_per_op, solution):
     parts.append(_table(["quantity", "u", "J"],
                         [[label, (u, key), (j, key.replace("_u", "_J"))]
                          for label, u, j, key in rows]))
-    parts.append("<h3>Cost models (PHYSICS.md section 9)</h3>")
+    parts.append("<h3>Cost models</h3>")
     parts.append(_table(["model", "u", "J"], [[label, (u, key + "_u"), (j, key + "_J")]
                                                for label, u, j, key in models]))
     ratios = [["net heat / Landauer bound", (_num(e.get("ratio_to_landauer")),

@@ -21,7 +21,7 @@ of the true first passage, with resolution K (0 if the initial state already mee
 (``heat_net`` at ``T``, the ideal-LIM cost), in u and in J. Beside it: the gross heat, the
 barrier work (LIM + consolidation = heat + barrier work), the evaluations and the net updates
 ``n_net = sum_n |W_n(T) - W_n(0)| / delta`` until ``T``, and the bounds for them: Landauer
-``N b`` u and the speed bound ``n_net D_min(n_net / (N T))`` u (PHYSICS.md section 8). A run that
+``N b`` u and the speed bound ``n_net D_min(n_net / (N T))`` u (docs/physics.md §10). A run that
 never meets the target has ``T = E = None`` and counts against the fraction reached.
 """
 

@@ -13,8 +13,9 @@ untraced one). At step 0 and after every segment the recorder keeps:
   the half tilts of a cell in energy LSBs are exactly the engine's (engine._decide):
   ``h_up = (eta_raw << tilt_shift) * (delta^2 Q_nn + 2 delta g_n)`` and ``h_down`` with
   ``-2 delta g_n``; the up move crosses ``E0 + h_up`` and the down move ``E0 + h_down``.
-  Written as in the paper's Fig. 3A, a cell sits at tilt ``D = h_down - h_up = -eta delta g_n``
-  (the energy an up move releases, net of the curvature term) and effective barrier
+  Written as in Fig. 3A of arXiv 2402.14878, a cell sits at tilt
+  ``D = h_down - h_up = -eta delta g_n`` (the energy an up move releases, net of the curvature
+  term) and effective barrier
   ``E0_eff = E0 + (h_up + h_down)/2 = E0 + eta delta^2 Q_nn / 4``: then
   ``p+ + p- = 2^-E0_eff (2^(D/2) + 2^(-D/2))`` and the cell is admissible exactly when
   ``r = physics.normalized_rate(E0_eff, D) <= 1``. Stored compactly: the quantiles
