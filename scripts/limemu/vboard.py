@@ -37,8 +37,8 @@ VBOARD_CLOCK_HZ = 4_000_000
 VBOARD_BAUD = 1_000_000
 # The bridge drops a frame whose bytes stop arriving for this many cycles. The harness shifts
 # a host's write() into rx back to back, so a frame written at once never waits; a truncated
-# one is answered after timeout / (simulated cycles per second): 0.1 s at the 2.5e6 cycles/s
-# of a 16-cell board, 0.3 s at the 0.9e6 of a 1024-cell, 8-lane one.
+# one is answered after timeout / (simulated cycles per second), a fraction of a second
+# (docs/performance.md has the boards' simulated cycles per second).
 VBOARD_TIMEOUT_CYCLES = 1 << 18
 
 # waves: VCD (no dependencies) or FST (needs the lz4 and zlib headers, e.g. liblz4-dev); the
@@ -95,7 +95,7 @@ def build_vboard(spec=None, geometry=None, *, clock_hz=VBOARD_CLOCK_HZ, baud=VBO
     when the Verilog, the harness and the flags are unchanged. trace: False, "vcd" or "fst"
     (a build whose executable takes --trace FILE).
 
-    Elaborating a big board takes longer than loading it (6 s at 1024 cells), so a design
+    Elaborating a big board takes seconds, longer than loading it, so a design
     already built is found without it: build/vboard/index/<hash of the arguments, the HDL's
     and the model's sources and the Amaranth version> names its folder."""
     harness = harness_source()
