@@ -86,15 +86,9 @@ class ArrayCore(CoreBase):
         m = Module()
         p = SimpleNamespace()                   # the parts the helpers below share
         self._submodules(m, p)
-        p.regs = core_bus.registers(self.regmap)
-        p.ctl = self.control(m, p.regs)
-        p.running = p.ctl.busy
+        self.control(m, p)
         m.d.comb += [self.ready.eq(1), p.engine.cells.eq(p.regs["cells"]),
                      p.engine.groups.eq(p.regs["groups"])]
-        core_bus.configure_schedules(m, p.regs, {"barrier": p.barrier, "gain": p.gain})
-        p.cell_overflow = Signal()
-        with m.If(p.counters.clear):
-            m.d.sync += p.cell_overflow.eq(0)
         self._bus(m, p)
         self._pipeline(m, p)
         p.init_slot = Signal(self.geometry.group_bits + self.geometry.lane_bits + 1)
@@ -108,8 +102,6 @@ class ArrayCore(CoreBase):
                     m.next = "INIT_BIAS_READ"
             self._init_field(m, p)
             self._run_states(m, p)
-        m.d.comb += [p.counters.clear.eq(p.ctl.clear), p.barrier.restart.eq(p.ctl.clear),
-                     p.gain.restart.eq(p.ctl.clear)]
         with m.If(p.ctl.clear):
             m.d.sync += [p.fresh_seq.eq(0), p.issue_seq.eq(0)]
         with m.If(p.squash):
@@ -234,40 +226,33 @@ class ArrayCore(CoreBase):
 
     def _memory_write(self, m, p, region, word, index):
         """A word written into a memory region: staged, or committing the whole entry."""
-        g, name = self.geometry, region.name
-        last = words(region.width) - 1
-        wdata = p.bus["wdata"]
-        with m.If(p.running):
-            m.d.comb += p.ctl.refuse_busy.eq(1)
-        with m.Elif(word < last):
-            for w in range(last):
-                with m.If(word == w):
-                    m.d.sync += p.staging[WORD_BITS * w:WORD_BITS * (w + 1)].eq(wdata)
-        with m.Elif(word == last):
-            entry = Cat(p.staging[:WORD_BITS * last], wdata) if last else wdata
-            m.d.comb += [p.host_index.eq(index), p.entry_value.eq(entry)]
-            if name in ENGINE_TARGETS:
-                m.d.comb += [p.engine.host_we.eq(1), p.engine.host_target.eq(ENGINE_TARGETS[name])]
-            elif name in self.lane_banks:
-                with m.If(p.host_lane >= g.lanes):
-                    m.d.comb += p.ctl.refuse_address.eq(1)
-                for lane in range(g.lanes):
-                    with m.If(p.host_lane == lane):
-                        port = p.banks[name][lane][1]
-                        m.d.comb += [port.addr.eq(p.host_bank_addr), port.data.eq(p.entry_value),
-                                     port.en.eq(1)]
-            elif name == "seed":
-                with m.If(index >= g.lanes):
-                    m.d.comb += p.ctl.refuse_address.eq(1)
-                for lane, rng in enumerate(p.rngs):
-                    with m.If(index == lane):
-                        m.d.comb += [rng.seed.eq(p.entry_value), rng.load.eq(1)]
-            elif name in ("barrier_table", "gain_table"):
-                unit = p.barrier if name == "barrier_table" else p.gain
-                m.d.comb += [unit.table_we.eq(1), unit.table_addr.eq(index),
-                             unit.table_data.eq(p.entry_value)]
-        with m.Else():
-            m.d.comb += p.ctl.refuse_address.eq(1)     # a word past the entry's words
+        core_bus.memory_write(m, p.ctl, p.staging, p.bus["wdata"], region, word,
+                              lambda entry: self._commit(m, p, region.name, index, entry))
+
+    def _commit(self, m, p, name, index, entry):
+        """The whole entry `entry` of memory `name` at `index`, written."""
+        g = self.geometry
+        m.d.comb += [p.host_index.eq(index), p.entry_value.eq(entry)]
+        if name in ENGINE_TARGETS:
+            m.d.comb += [p.engine.host_we.eq(1), p.engine.host_target.eq(ENGINE_TARGETS[name])]
+        elif name in self.lane_banks:
+            with m.If(p.host_lane >= g.lanes):
+                m.d.comb += p.ctl.refuse_address.eq(1)
+            for lane in range(g.lanes):
+                with m.If(p.host_lane == lane):
+                    port = p.banks[name][lane][1]
+                    m.d.comb += [port.addr.eq(p.host_bank_addr), port.data.eq(p.entry_value),
+                                 port.en.eq(1)]
+        elif name == "seed":
+            with m.If(index >= g.lanes):
+                m.d.comb += p.ctl.refuse_address.eq(1)
+            for lane, rng in enumerate(p.rngs):
+                with m.If(index == lane):
+                    m.d.comb += [rng.seed.eq(p.entry_value), rng.load.eq(1)]
+        elif name in ("barrier_table", "gain_table"):
+            unit = p.barrier if name == "barrier_table" else p.gain
+            m.d.comb += [unit.table_we.eq(1), unit.table_addr.eq(index),
+                         unit.table_data.eq(p.entry_value)]
 
     # -- the group pipeline -----------------------------------------------------------------------
     def _pipeline(self, m, p):

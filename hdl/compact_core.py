@@ -113,13 +113,7 @@ class CompactCore(CoreBase):
         m = Module()
         p = SimpleNamespace()                   # the parts the helpers below share
         self._submodules(m, p)
-        p.regs = core_bus.registers(self.regmap)
-        p.ctl = self.control(m, p.regs)
-        p.running = p.ctl.busy
-        core_bus.configure_schedules(m, p.regs, {"barrier": p.barrier, "gain": p.gain})
-        p.cell_overflow = Signal()
-        with m.If(p.counters.clear):
-            m.d.sync += p.cell_overflow.eq(0)
+        self.control(m, p)
         self._bus(m, p)
         self._datapath(m, p)
         with m.FSM():
@@ -139,8 +133,6 @@ class CompactCore(CoreBase):
             self._step_end_states(m, p)
             self._field_states(m, p)
             self._init_states(m, p)
-        m.d.comb += [p.counters.clear.eq(p.ctl.clear), p.barrier.restart.eq(p.ctl.clear),
-                     p.gain.restart.eq(p.ctl.clear)]
         return m
 
     def _submodules(self, m, p):
@@ -697,24 +689,19 @@ class CompactCore(CoreBase):
             with m.Else():
                 m.d.comb += p.ctl.refuse_address.eq(1)
             return
-        last = words(region.width) - 1
-        entry = Cat(p.staging[:WORD_BITS * last], wdata) if last else wdata
+        core_bus.memory_write(m, p.ctl, p.staging, wdata, region, word,
+                              lambda entry: self._commit(m, p, region, index, entry))
+
+    def _commit(self, m, p, region, index, entry):
+        """The whole entry `entry` of memory `region` at `index`, written."""
+        name = region.name
         value = entry[:region.width].as_signed() if region.signed else entry[:region.width]
-        with m.If(p.running):
-            m.d.comb += p.ctl.refuse_busy.eq(1)
-        with m.Elif(word < last):
-            for w in range(last):
-                with m.If(word == w):
-                    m.d.sync += p.staging[WORD_BITS * w:WORD_BITS * (w + 1)].eq(wdata)
-        with m.Elif(word == last):
-            if name in self.layout.regions:
-                self._access(m, p, name, index, value=value)
-                m.d.sync += p.bus_cs.eq(1)
-            elif name in ("entry", "q"):
-                m.d.comb += [p.qs.addr.eq(index), p.qs.wdata.eq(value), p.qs.we.eq(1)]
-            elif name in ("barrier_table", "gain_table"):
-                unit = p.barrier if name == "barrier_table" else p.gain
-                m.d.comb += [unit.table_we.eq(1), unit.table_addr.eq(index),
-                             unit.table_data.eq(value)]
-        with m.Else():
-            m.d.comb += p.ctl.refuse_address.eq(1)     # a word past the entry's words
+        if name in self.layout.regions:
+            self._access(m, p, name, index, value=value)
+            m.d.sync += p.bus_cs.eq(1)
+        elif name in ("entry", "q"):
+            m.d.comb += [p.qs.addr.eq(index), p.qs.wdata.eq(value), p.qs.we.eq(1)]
+        elif name in ("barrier_table", "gain_table"):
+            unit = p.barrier if name == "barrier_table" else p.gain
+            m.d.comb += [unit.table_we.eq(1), unit.table_addr.eq(index),
+                         unit.table_data.eq(value)]

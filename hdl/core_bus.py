@@ -69,7 +69,7 @@ def register_writes(m, rmap, bus, decoded, regs, ctl, memory_write):
                 elif region.access == "ro":
                     m.d.comb += ctl.refuse_address.eq(1)
                 elif not region.is_memory:
-                    with m.If(ctl.busy):
+                    with m.If(ctl.status.busy):
                         m.d.comb += ctl.refuse_busy.eq(1)
                     with m.Else():
                         reg = regs[region.name]
@@ -87,9 +87,26 @@ def accept_memory_access(m, ctl, allowed):
     """Whether a memory access goes ahead: `allowed` (direction, index) and no run in progress.
     A refused one sets ``error_busy_write`` during a run, ``error_address`` otherwise."""
     allowed = Value.cast(allowed)                     # (a Python bool for a region's direction)
-    with m.If(~allowed | ctl.busy):
-        with m.If(ctl.busy):
+    with m.If(~allowed | ctl.status.busy):
+        with m.If(ctl.status.busy):
             m.d.comb += ctl.refuse_busy.eq(1)
         with m.Else():
             m.d.comb += ctl.refuse_address.eq(1)
-    return allowed & ~ctl.busy
+    return allowed & ~ctl.status.busy
+
+
+def memory_write(m, ctl, staging, wdata, region, word, commit):
+    """A word written into a memory region: refused during a run; a lower word of a wide entry
+    waits in `staging`; the last word commits the whole entry (``commit(entry)``, its words
+    least significant first); a word past the entry's words is refused."""
+    last = words(region.width) - 1
+    with m.If(ctl.status.busy):
+        m.d.comb += ctl.refuse_busy.eq(1)
+    with m.Elif(word < last):
+        for w in range(last):
+            with m.If(word == w):
+                m.d.sync += staging[WORD_BITS * w:WORD_BITS * (w + 1)].eq(wdata)
+    with m.Elif(word == last):
+        commit(Cat(staging[:WORD_BITS * last], wdata) if last else wdata)
+    with m.Else():
+        m.d.comb += ctl.refuse_address.eq(1)

@@ -3,10 +3,12 @@
 
 A core is built from a Spec and a Geometry and speaks the register map of hdl/regmap.py. Build a
 new core as a `CoreBase` subclass: it gets the ports, the register map and a ``__repr__``; in
-``elaborate`` it adds `CoreControl` (``self.control(m, regs)``), decodes the bus (hdl/core_bus.py
-has the parts both cores use) and runs its FSM between the strobes CoreControl gives it:
+``elaborate`` it adds `CoreControl` and the registers (``self.control(m, p)``), decodes the bus
+(hdl/core_bus.py has the parts both cores use) and runs its FSM between the strobes CoreControl
+gives it:
 
-    ctl = self.control(m, regs)
+    self.control(m, p)                          # p.regs, p.ctl, ...
+    ctl = p.ctl
     with m.FSM():
         with m.State("IDLE"):
             with m.If(ctl.start_run): ...          # a start the sizes allow: run
@@ -33,6 +35,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import core_bus
 from .regmap import CONTROL, STATUS, WORD_BITS, RegisterMap
 
 
@@ -94,8 +97,8 @@ class CoreControl(wiring.Component):
       ``init_field``, a ``clear`` (zero the counters, restart the schedules). Only while not
       busy; one at a time, in this order of priority. ``busy`` rises with the first two;
     * ``stop_requested`` (Out): a ``stop`` came during this run (cleared by the next start);
-    * ``status`` (Out, STATUS_LAYOUT): the flags, ``busy``, ``done``, ``error`` (Out): the
-      core's outputs (``error``: any error flag).
+    * ``status`` (Out, STATUS_LAYOUT): the flags (``status.busy``, ``status.done``: the core's
+      outputs), ``error`` (Out): any error flag.
 
     ``clear_errors`` clears the error flags; a refusal strobe in the same cycle loses to it,
     a refused start (``error_config``) wins.
@@ -116,21 +119,15 @@ class CoreControl(wiring.Component):
             "clear": Out(1),
             "stop_requested": Out(1),
             "status": Out(STATUS_LAYOUT),
-            "busy": Out(1),
-            "done": Out(1),
             "error": Out(1),
         })
-
-    def __repr__(self):
-        return f"CoreControl(max_cells={self.max_cells}, max_groups={self.max_groups})"
 
     def elaborate(self, platform):
         m = Module()
         control = self.control
         status = Signal(STATUS_LAYOUT)
         errors = Cat(*[status[name] for name in ERROR_FLAGS])
-        m.d.comb += [self.status.eq(status), self.busy.eq(status.busy),
-                     self.done.eq(status.done), self.error.eq(errors.any())]
+        m.d.comb += [self.status.eq(status), self.error.eq(errors.any())]
 
         sizes_ok = ((self.groups != 0) & (self.groups <= self.max_groups)
                     & (self.cells != 0) & (self.cells <= self.max_cells))
@@ -165,10 +162,14 @@ class CoreControl(wiring.Component):
             m.d.sync += [status.busy.eq(0), status.done.eq(1)]
         return m
 
+    def __repr__(self):
+        return f"CoreControl(max_cells={self.max_cells}, max_groups={self.max_groups})"
+
 
 class CoreBase(wiring.Component):
     """An array core's constructor: ``spec``, ``geometry``, ``regmap`` (checks the two against
-    each other), the ports of `CoreSignature`, ``__repr__``; and `control`, its CoreControl."""
+    each other), the ports of `CoreSignature`, ``__repr__``; and `control`, its CoreControl
+    and registers."""
 
     def __init__(self, spec, geometry):
         self.spec, self.geometry = spec, geometry
@@ -178,11 +179,23 @@ class CoreBase(wiring.Component):
     def __repr__(self):
         return f"{type(self).__name__}(spec={self.spec!r}, geometry={self.geometry!r})"
 
-    def control(self, m, regs):
-        """Add the core's CoreControl, fed from the registers `regs` (core_bus.registers), and
-        drive the ``busy``, ``done``, ``error`` outputs from it."""
-        m.submodules.control = ctl = CoreControl(self.regmap)
-        m.d.comb += [ctl.cells.eq(regs["cells"]), ctl.groups.eq(regs["groups"]),
-                     ctl.run_steps.eq(regs["run_steps"]),
-                     self.busy.eq(ctl.busy), self.done.eq(ctl.done), self.error.eq(ctl.error)]
-        return ctl
+    def control(self, m, p):
+        """The parts every core has around its own: `p` (a namespace) holds the core's
+        ScheduleUnits ``barrier`` and ``gain`` and its counters ``counters`` (with a ``clear``
+        port); this adds ``regs`` (the host's registers, core_bus.registers), ``ctl`` (the
+        core's CoreControl, which drives ``busy``, ``done``, ``error``), ``running`` and
+        ``cell_overflow`` (the per-cell counters' sticky flag, cleared with the counters).
+        The schedule units take their configuration from the registers; a clear zeroes the
+        counters and restarts the schedules."""
+        p.regs = core_bus.registers(self.regmap)
+        m.submodules.control = ctl = p.ctl = CoreControl(self.regmap)
+        p.running = ctl.status.busy
+        m.d.comb += [ctl.cells.eq(p.regs["cells"]), ctl.groups.eq(p.regs["groups"]),
+                     ctl.run_steps.eq(p.regs["run_steps"]), self.busy.eq(ctl.status.busy),
+                     self.done.eq(ctl.status.done), self.error.eq(ctl.error),
+                     p.counters.clear.eq(ctl.clear), p.barrier.restart.eq(ctl.clear),
+                     p.gain.restart.eq(ctl.clear)]
+        core_bus.configure_schedules(m, p.regs, {"barrier": p.barrier, "gain": p.gain})
+        p.cell_overflow = Signal()
+        with m.If(ctl.clear):
+            m.d.sync += p.cell_overflow.eq(0)

@@ -29,6 +29,23 @@ from limemu.model.errors import require
 SCALED_SHIFT = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS
 
 
+#: a crossing unit's outcome: at most one of up and down; inadmissible: p+ + p- > 1
+DECISION_PORTS = {"up": Out(1), "down": Out(1), "inadmissible": Out(1)}
+
+
+def check_unit_parameters(frac_bits, mantissa_bits, *widths):
+    """ConfigError unless the table parameters and every (name, value, low, high) of `widths`
+    (barrier widths, held in int64 by the golden model) are integers in range."""
+    for name, value, low, high, reason in (
+            ("frac_bits", frac_bits, 1, 16, "the ROM has 2**frac_bits rows"),
+            ("mantissa_bits", mantissa_bits, 1, DRAW_BITS,
+             "a mantissa must fit in the 32-bit draw"),
+            *[(*width, "the golden model holds barriers in int64") for width in widths]):
+        require(isinstance(value, int) and not isinstance(value, bool), name, value,
+                "must be an integer")
+        require(low <= value <= high, name, value, f"must be in [{low}, {high}]: {reason}")
+
+
 def crossing_barrier_width(spec):
     """Signed width of a crossing barrier E0 +- h: E0 unsigned ``spec.barrier_bits`` wide, the
     half tilt h signed ``spec.tilt_bits`` wide."""
@@ -64,24 +81,14 @@ class CrossingUnit(wiring.Component):
         self.frac_bits = frac_bits          # stored first: __repr__ names a rejected unit too
         self.mantissa_bits = mantissa_bits
         self.barrier_width = barrier_width
-        for name, value, low, high, reason in (
-                ("frac_bits", frac_bits, 1, 16, "the ROM has 2**frac_bits rows"),
-                ("mantissa_bits", mantissa_bits, 1, DRAW_BITS,
-                 "a mantissa must fit in the 32-bit draw"),
-                ("barrier_width", barrier_width, 2, 64,
-                 "the golden model holds barriers in int64")):
-            require(isinstance(value, int) and not isinstance(value, bool), name, value,
-                    "must be an integer")
-            require(low <= value <= high, name, value, f"must be in [{low}, {high}]: {reason}")
+        check_unit_parameters(frac_bits, mantissa_bits, ("barrier_width", barrier_width, 2, 64))
         super().__init__({
             "valid_in": In(1),
             "u": In(DRAW_BITS),
             "b_up": In(signed(barrier_width)),
             "b_down": In(signed(barrier_width)),
             "valid_out": Out(1),
-            "up": Out(1),
-            "down": Out(1),
-            "inadmissible": Out(1),
+            **DECISION_PORTS,
         })
 
     def __repr__(self):

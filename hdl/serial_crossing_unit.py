@@ -46,9 +46,8 @@ from limemu.model.crossing import (
     decide_one,
     mantissa_rom,
 )
-from limemu.model.errors import require
 
-from .crossing_unit import SCALED_SHIFT
+from .crossing_unit import DECISION_PORTS, SCALED_SHIFT, check_unit_parameters
 
 BIG_SHIFT = 8                 # the shift register's long step
 
@@ -73,15 +72,8 @@ class SerialCrossingUnit(wiring.Component):
         self.frac_bits = frac_bits          # stored first: __repr__ names a rejected unit too
         self.mantissa_bits = mantissa_bits
         self.e0_bits, self.h_bits = e0_bits, h_bits
-        for name, value, low, high, reason in (
-                ("frac_bits", frac_bits, 1, 16, "the ROM has 2**frac_bits rows"),
-                ("mantissa_bits", mantissa_bits, 1, DRAW_BITS,
-                 "a mantissa must fit in the 32-bit draw"),
-                ("e0_bits", e0_bits, 1, 62, "the golden model holds barriers in int64"),
-                ("h_bits", h_bits, 2, 62, "the golden model holds barriers in int64")):
-            require(isinstance(value, int) and not isinstance(value, bool), name, value,
-                    "must be an integer")
-            require(low <= value <= high, name, value, f"must be in [{low}, {high}]: {reason}")
+        check_unit_parameters(frac_bits, mantissa_bits, ("e0_bits", e0_bits, 1, 62),
+                              ("h_bits", h_bits, 2, 62))
         super().__init__({
             "start": In(1),
             "u": In(DRAW_BITS),
@@ -90,9 +82,7 @@ class SerialCrossingUnit(wiring.Component):
             "h_down": In(signed(h_bits)),
             "busy": Out(1),
             "done": Out(1),
-            "up": Out(1),
-            "down": Out(1),
-            "inadmissible": Out(1),
+            **DECISION_PORTS,
         })
 
     def __repr__(self):
