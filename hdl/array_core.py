@@ -55,7 +55,6 @@ CELL_COUNTER_BANKS = ("cell_up", "cell_down")
 SEQ_BITS = 8                 # draw sequence numbers (wrap; in flight is far less than 2**8)
 DRAW_SLOT_BITS = 4
 DRAW_SLOTS = 1 << DRAW_SLOT_BITS   # kept draws per lane: more than the groups in flight
-READ_LATENCY = 3             # cycles from a read strobe to ``rack``
 
 
 def group_layout(spec, geometry):

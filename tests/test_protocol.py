@@ -1,7 +1,7 @@
 """The host link's frame format (hdl/protocol.py) and the host driver (scripts/limemu/link.py)
 against a scripted serial port: retries, timeouts, duplicates, refusals, garbage, stale
-answers. The bridge's side of the same protocol is tested in test_hdl_bridge.py (Amaranth)
-and end to end on the virtual board in cocotb_tests/test_vboard.py."""
+answers. The bridge's side of the same protocol is tested in test_hdl_host_bridge.py (Amaranth)
+and end to end on the virtual board in test_vboard_link.py."""
 
 import struct
 
