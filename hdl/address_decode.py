@@ -1,5 +1,5 @@
 """Address decoding of the register map (hdl/regmap.py) in logic: whether a bus address lies in
-a region, and its offset there.
+a region, its offset there, and the map's refusal rule (`AddressRule`).
 
 A region lies in one aligned block of 2**k words (``Region.block_bits``), so the decode is an
 equality compare of the address bits above k and, only where the region does not fill its
@@ -8,7 +8,11 @@ each need a carry chain as wide as the address (a logic cell a bit on an iCE40, 
 region); these need a few LUTs.
 """
 
-from amaranth import Const
+from amaranth import Const, Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .regmap import words
 
 
 def region_hit(region, address):
@@ -33,3 +37,41 @@ def region_offset(region, address):
     low = address[:k]
     first = region.base & ((1 << k) - 1)
     return low if first == 0 else (low - first)[:k]
+
+
+class AddressRule(wiring.Component):
+    """`RegisterMap.refusal(address, write=..., running=...)` as combinational logic, built
+    from the regions: ``bad_address`` for "address", ``busy`` for "busy".
+
+    ``address`` is a burst address (the address field plus the word index) in the map's
+    address bits plus one; ``beyond`` says the address field had a bit set above the map's
+    address bits (outside every region then)."""
+
+    def __init__(self, rmap):
+        self.rmap = rmap
+        super().__init__({"address": In(rmap.address_bits + 1), "beyond": In(1),
+                          "write": In(1), "running": In(1),
+                          "bad_address": Out(1), "busy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        rmap, write, running = self.rmap, self.write, self.running
+        m.d.comb += self.bad_address.eq(1)                  # in no region
+        for region in rmap:
+            wrong_way = {"ro": write, "wo": ~write, "rw": Const(0, 1)}[region.access]
+            if not region.is_memory:
+                bad = wrong_way
+                busy = running & write if region.name != "control" else Const(0, 1)
+            else:
+                offset = region_offset(region, self.address)
+                stride_bits = (region.stride - 1).bit_length()
+                word, index = offset[:stride_bits], offset[stride_bits:]
+                bad = (wrong_way | (word >= words(region.width))
+                       | (index >= rmap.index_limit(region)))
+                lane_bits = rmap.geometry.lane_bits
+                if rmap.lane_limited(region) and lane_bits:
+                    bad = bad | (index[:lane_bits] >= rmap.spec.lanes)
+                busy = running
+            with m.If(region_hit(region, self.address) & ~self.beyond):
+                m.d.comb += [self.bad_address.eq(bad), self.busy.eq(~bad & busy)]
+        return m

@@ -60,11 +60,9 @@ class BoardTop(wiring.Component):
         m.submodules.bridge = bridge = HostBridge(self.regmap, clock_hz=self.clock_hz,
                                                   baud=self.baud,
                                                   timeout_cycles=self.timeout_cycles)
+        wiring.connect(m, bridge.core, core)
         m.d.comb += [
             bridge.rx.eq(self.rx), self.tx.eq(bridge.tx),
-            core.addr.eq(bridge.addr), core.wdata.eq(bridge.wdata), core.we.eq(bridge.we),
-            core.re.eq(bridge.re), bridge.rdata.eq(core.rdata), bridge.rack.eq(core.rack),
-            bridge.core_ready.eq(core.ready), bridge.core_busy.eq(core.busy),
             self.led_busy.eq(core.busy), self.led_done.eq(core.done),
             self.led_error.eq(core.error), self.led_link.eq(bridge.active),
         ]

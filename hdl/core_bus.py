@@ -1,12 +1,12 @@
 """What both array cores (hdl/array_core.py, hdl/compact_core.py) build the same way from the
-register map: the host's registers and the status flags, the schedule units' configuration,
-the registers the host can read, the address decode and the register writes. Each core adds
-its own memories and read path."""
+register map: the host's registers, the schedule units' configuration, the registers the host
+can read, the address decode and the register writes. Each core adds its own memories and read
+path; the control and status logic is hdl/core_control.py's."""
 
-from amaranth import Cat, Const, Signal, signed, unsigned
+from amaranth import Cat, Const, Signal, Value, signed, unsigned
 
 from .address_decode import region_hit, region_offset
-from .regmap import CONTROL, MAGIC, STATUS, VERSION, WORD_BITS, words
+from .regmap import MAGIC, VERSION, WORD_BITS, words
 
 
 def registers(rmap):
@@ -17,19 +17,6 @@ def registers(rmap):
             shape = signed(region.width) if region.signed else unsigned(region.width)
             out[region.name] = Signal(shape, name=f"reg_{region.name}")
     return out
-
-
-def status_flags():
-    """{name: Signal} of the status register's flags, and the control register's strobes."""
-    return ({name: Signal(name=f"status_{name}") for name in STATUS},
-            {name: Signal(name=f"control_{name}") for name in CONTROL})
-
-
-def drive_outputs(m, core, status):
-    """The core's ``busy``, ``done`` and ``error`` outputs from the status flags."""
-    m.d.comb += [core.busy.eq(status["busy"]), core.done.eq(status["done"]),
-                 core.error.eq(status["error_busy_write"] | status["error_address"]
-                               | status["error_config"])]
 
 
 def configure_schedules(m, regs, units):
@@ -43,12 +30,12 @@ def configure_schedules(m, regs, units):
 
 def readable_registers(regs, status, barrier, gain, overflow, cell_overflow=None):
     """{name: value} of the registers a read answers from logic (the counters' come from each
-    core's own counters)."""
+    core's own counters); `status` is CoreControl.status."""
     out = dict(regs)
     if cell_overflow is not None:
         out["cell_overflow"] = cell_overflow
     out.update(magic=Const(MAGIC, 32), version=Const(VERSION, 32),
-               status=Cat(*[status[n] for n in STATUS]), step=barrier.step,
+               status=status.as_value(), step=barrier.step,
                barrier_now=barrier.value, gain_now=gain.value, overflow=overflow)
     return out
 
@@ -69,22 +56,21 @@ def decode(rmap, address):
     return hit, word_of, index_of, Cat(*hit.values()).any()
 
 
-def register_writes(m, rmap, bus, decoded, regs, status, control, running, memory_write):
+def register_writes(m, rmap, bus, decoded, regs, ctl, memory_write):
     """A bus write: the control strobes, the registers' words, refusals (read-only or unknown
-    address, a register written during a run) as status flags; `memory_write(region, word,
-    index)` handles a memory's word."""
+    address, a register written during a run) through CoreControl `ctl`; `memory_write(region,
+    word, index)` handles a memory's word."""
     hit, word_of, index_of, any_hit = decoded
     with m.If(bus["we"]):
         for region in rmap:
             with m.If(hit[region.name]):
                 if region.name == "control":
-                    for name, bit in CONTROL.items():
-                        m.d.comb += control[name].eq(bus["wdata"][bit])
+                    m.d.comb += ctl.control.eq(bus["wdata"])
                 elif region.access == "ro":
-                    m.d.sync += status["error_address"].eq(1)
+                    m.d.comb += ctl.refuse_address.eq(1)
                 elif not region.is_memory:
-                    with m.If(running):
-                        m.d.sync += status["error_busy_write"].eq(1)
+                    with m.If(ctl.status.busy):
+                        m.d.comb += ctl.refuse_busy.eq(1)
                     with m.Else():
                         reg = regs[region.name]
                         for w in range(words(region.width)):
@@ -94,4 +80,33 @@ def register_writes(m, rmap, bus, decoded, regs, status, control, running, memor
                 else:
                     memory_write(region, word_of[region.name], index_of[region.name])
         with m.If(~any_hit):
-            m.d.sync += status["error_address"].eq(1)
+            m.d.comb += ctl.refuse_address.eq(1)
+
+
+def accept_memory_access(m, ctl, allowed):
+    """Whether a memory access goes ahead: `allowed` (direction, index) and no run in progress.
+    A refused one sets ``error_busy_write`` during a run, ``error_address`` otherwise."""
+    allowed = Value.cast(allowed)                     # (a Python bool for a region's direction)
+    with m.If(~allowed | ctl.status.busy):
+        with m.If(ctl.status.busy):
+            m.d.comb += ctl.refuse_busy.eq(1)
+        with m.Else():
+            m.d.comb += ctl.refuse_address.eq(1)
+    return allowed & ~ctl.status.busy
+
+
+def memory_write(m, ctl, staging, wdata, region, word, commit):
+    """A word written into a memory region: refused during a run; a lower word of a wide entry
+    waits in `staging`; the last word commits the whole entry (``commit(entry)``, its words
+    least significant first); a word past the entry's words is refused."""
+    last = words(region.width) - 1
+    with m.If(ctl.status.busy):
+        m.d.comb += ctl.refuse_busy.eq(1)
+    with m.Elif(word < last):
+        for w in range(last):
+            with m.If(word == w):
+                m.d.sync += staging[WORD_BITS * w:WORD_BITS * (w + 1)].eq(wdata)
+    with m.Elif(word == last):
+        commit(Cat(staging[:WORD_BITS * last], wdata) if last else wdata)
+    with m.Else():
+        m.d.comb += ctl.refuse_address.eq(1)

@@ -1,28 +1,60 @@
-"""The hardware counters of docs/physics.md §9, widths and flags from counters.counter_layout.
+"""The hardware counters of the model's counter layout (python_model/counters.py), and the
+widths of what a core adds to them at once.
 
-Each counter adds its increment every cycle (0 when nothing happens) and wraps modulo
-2**width; a sticky overflow flag records that the exact value left the counter's range, the
-same rule the golden model applies (python_model/counters.py).
+CounterBank (the pipelined core's) adds every counter's increment every cycle (0 when nothing
+happens) and wraps modulo 2**width; a sticky overflow flag records that the exact value left
+the counter's range, the same rule the golden model applies. The compact core keeps the same
+counters in RAM (hdl/counter_ram.py). Both take their increments' widths from
+`increment_bits`.
 """
 
 from amaranth import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from limemu.model.counters import counter_layout
+from limemu.model.errors import require
 
-INCREMENT_BITS = 72            # wide enough for any per-cycle increment of any counter
+
+def increment_bits(spec, geometry):
+    """{counter name: signed width of the most a core adds to it at once}, for every counter
+    of ``counter_layout(spec)``: a cycle's sum over the lanes of the pipelined core, or one
+    addition of the compact core (whose lanes is 1). Raises ConfigError where an increment
+    would be wider than its counter (the overflow rule of CounterRam relies on it)."""
+    lane_bits = (geometry.lanes - 1).bit_length()       # a sum over the lanes
+    cell_bits = spec.cells.bit_length()                 # 0 .. cells
+    events = geometry.lanes.bit_length() + 1            # 0 .. lanes events of a kind
+    heat = spec.tilt_bits + 3 + lane_bits               # sum of 2h, h in tilt_bits + 1
+    bits = {
+        "steps": 2,
+        "evaluations": max(geometry.lanes, spec.cells).bit_length() + 1,
+        "up_moves": events, "down_moves": events, "blocked_moves": events,
+        "inadmissible": events,
+        "heat_net": heat, "heat_abs": heat,
+        # the barrier's rise (unsigned, barrier_bits) times the run's cells
+        "barrier_work": spec.barrier_bits + cell_bits + 1,
+        # d_eta (gain_bits + 1) times the loss register, << tilt_shift + 1
+        "anneal_work": spec.gain_bits + 1 + spec.loss_bits + spec.tilt_shift + 1,
+        # the additions of one field update: a sparse column's length or the run's cells
+        "field_adds": max(geometry.ptr_bits, cell_bits) + 2,
+    }
+    for name, width, _ in counter_layout(spec):
+        require(bits[name] <= width, f"increment_bits[{name!r}]", bits[name],
+                f"must be <= the counter's {width} bits")
+    return bits
 
 
 class CounterBank(wiring.Component):
-    """Ports: ``inc_<name>`` (signed increment, added on the clock edge), ``clear`` (all
-    counters and flags to 0), ``value_<name>`` (the register), ``overflow`` (one sticky bit
-    per counter, in layout order). Latency 1 cycle, one increment per cycle per counter."""
+    """``CounterBank(spec, amount_bits)``, `amount_bits` as `increment_bits` gives it. Ports:
+    ``inc_<name>`` (signed increment, added on the clock edge), ``clear`` (all counters and
+    flags to 0), ``value_<name>`` (the register), ``overflow`` (one sticky bit per counter, in
+    layout order). Latency 1 cycle, one increment per cycle per counter."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, amount_bits):
         self.layout = counter_layout(spec)
+        self.amount_bits = dict(amount_bits)
         members = {"clear": In(1), "overflow": Out(len(self.layout))}
         for name, width, is_signed in self.layout:
-            members[f"inc_{name}"] = In(signed(INCREMENT_BITS))
+            members[f"inc_{name}"] = In(signed(self.amount_bits[name]))
             members[f"value_{name}"] = Out(signed(width) if is_signed else unsigned(width))
         super().__init__(members)
 
@@ -32,7 +64,7 @@ class CounterBank(wiring.Component):
         for name, width, is_signed in self.layout:
             value = getattr(self, f"value_{name}")
             inc = getattr(self, f"inc_{name}")
-            exact = Signal(signed(max(width, INCREMENT_BITS) + 2), name=f"{name}_exact")
+            exact = Signal(signed(max(width, len(inc)) + 2), name=f"{name}_exact")
             m.d.comb += exact.eq(value + inc)
             lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if is_signed else \
                 (0, (1 << width) - 1)
@@ -49,5 +81,4 @@ class CounterBank(wiring.Component):
         return m
 
     def __repr__(self):
-        return f"CounterBank(layout={self.layout!r})"
-
+        return f"CounterBank(layout={self.layout!r}, amount_bits={self.amount_bits})"

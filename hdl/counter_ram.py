@@ -134,8 +134,33 @@ class CounterRam(wiring.Component):
                      engine_read.addr.eq(Mux(busy & ~is_top, address + 1, base))]
 
         # -- one word: read in the previous cycle, written back in this one ------------------
-        x = rest[:WORD_BITS]
-        word = engine_read.data
+        sum34, wrong, out = self._word_sum(m, engine_read.data, rest[:WORD_BITS], carry,
+                                           current, is_top, tops)
+
+        with m.If(busy):
+            m.d.sync += [carry.eq(sum34[WORD_BITS]), rest.eq(rest >> WORD_BITS),
+                         address.eq(address + 1)]
+            with m.If(is_top):
+                m.d.sync += busy.eq(0)
+                with m.If(wrong):
+                    with m.Switch(current):
+                        for i in range(count):
+                            with m.Case(i):
+                                m.d.sync += flags[i].eq(1)
+        with m.If(self.add & self.ready):         # (after the above: it wins over the last word)
+            amount = self.amount.as_signed()
+            m.d.sync += [busy.eq(1), address.eq(base), last.eq(top_word),
+                         current.eq(self.index), carry.eq(self.subtract),
+                         rest.eq(Mux(self.subtract, ~amount, amount))]
+
+        self._clear(m, write, busy, clearing, address, out, flags)
+        return m
+
+    def _word_sum(self, m, word, x, carry, current, is_top, tops):
+        """word + x + carry for the counter `current`: (the sum with two more bits, whether
+        the exact value left the counter's range on its top word, the word to write: the top
+        word's bits beyond the counter extended)."""
+        layout = self.layout
         signed_of = Signal()
         with m.Switch(current):
             for i, (_, _, is_signed) in enumerate(layout):
@@ -170,24 +195,12 @@ class CounterRam(wiring.Component):
             group = max([j for j, c in enumerate(cuts) if c <= k], default=None)
             m.d.comb += out[k].eq(sum34[k] if group is None else
                                   Mux(is_top & beyond[group], ext, sum34[k]))
+        return sum34, wrong, out
 
-        with m.If(busy):
-            m.d.sync += [carry.eq(sum34[WORD_BITS]), rest.eq(rest >> WORD_BITS),
-                         address.eq(address + 1)]
-            with m.If(is_top):
-                m.d.sync += busy.eq(0)
-                with m.If(wrong):
-                    with m.Switch(current):
-                        for i in range(count):
-                            with m.Case(i):
-                                m.d.sync += flags[i].eq(1)
-        with m.If(self.add & self.ready):         # (after the above: it wins over the last word)
-            amount = self.amount.as_signed()
-            m.d.sync += [busy.eq(1), address.eq(base), last.eq(top_word),
-                         current.eq(self.index), carry.eq(self.subtract),
-                         rest.eq(Mux(self.subtract, ~amount, amount))]
-
-        # -- clear: zero every word -----------------------------------------------------------
+    def _clear(self, m, write, busy, clearing, address, out, flags):
+        """The write port: the added word, or zero while clearing (one word a cycle); a
+        ``clear`` strobe zeroes the flags at once."""
+        total = self.total_words
         zero_address = Signal(range(total))
         m.d.comb += [write.en.eq(busy | clearing),
                      write.addr.eq(Mux(clearing, zero_address, address)),
@@ -199,4 +212,3 @@ class CounterRam(wiring.Component):
         with m.If(self.clear & self.ready):
             m.d.sync += [clearing.eq(1), zero_address.eq(0)]
             m.d.sync += [flag.eq(0) for flag in flags]
-        return m

@@ -29,6 +29,23 @@ from limemu.model.errors import require
 SCALED_SHIFT = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS
 
 
+#: a crossing unit's outcome: at most one of up and down; inadmissible: p+ + p- > 1
+DECISION_PORTS = {"up": Out(1), "down": Out(1), "inadmissible": Out(1)}
+
+
+def check_unit_parameters(frac_bits, mantissa_bits, *widths):
+    """ConfigError unless the table parameters and every (name, value, low, high) of `widths`
+    (barrier widths, held in int64 by the golden model) are integers in range."""
+    for name, value, low, high, reason in (
+            ("frac_bits", frac_bits, 1, 16, "the ROM has 2**frac_bits rows"),
+            ("mantissa_bits", mantissa_bits, 1, DRAW_BITS,
+             "a mantissa must fit in the 32-bit draw"),
+            *[(*width, "the golden model holds barriers in int64") for width in widths]):
+        require(isinstance(value, int) and not isinstance(value, bool), name, value,
+                "must be an integer")
+        require(low <= value <= high, name, value, f"must be in [{low}, {high}]: {reason}")
+
+
 def crossing_barrier_width(spec):
     """Signed width of a crossing barrier E0 +- h: E0 unsigned ``spec.barrier_bits`` wide, the
     half tilt h signed ``spec.tilt_bits`` wide."""
@@ -64,24 +81,14 @@ class CrossingUnit(wiring.Component):
         self.frac_bits = frac_bits          # stored first: __repr__ names a rejected unit too
         self.mantissa_bits = mantissa_bits
         self.barrier_width = barrier_width
-        for name, value, low, high, reason in (
-                ("frac_bits", frac_bits, 1, 16, "the ROM has 2**frac_bits rows"),
-                ("mantissa_bits", mantissa_bits, 1, DRAW_BITS,
-                 "a mantissa must fit in the 32-bit draw"),
-                ("barrier_width", barrier_width, 2, 64,
-                 "the golden model holds barriers in int64")):
-            require(isinstance(value, int) and not isinstance(value, bool), name, value,
-                    "must be an integer")
-            require(low <= value <= high, name, value, f"must be in [{low}, {high}]: {reason}")
+        check_unit_parameters(frac_bits, mantissa_bits, ("barrier_width", barrier_width, 2, 64))
         super().__init__({
             "valid_in": In(1),
             "u": In(DRAW_BITS),
             "b_up": In(signed(barrier_width)),
             "b_down": In(signed(barrier_width)),
             "valid_out": Out(1),
-            "up": Out(1),
-            "down": Out(1),
-            "inadmissible": Out(1),
+            **DECISION_PORTS,
         })
 
     def __repr__(self):
@@ -90,85 +97,94 @@ class CrossingUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        frac_bits, mantissa_bits = self.frac_bits, self.mantissa_bits
-        clip = ZERO_FROM_U << frac_bits            # T(B) = 0 from here on
+        clip = ZERO_FROM_U << self.frac_bits           # T(B) = 0 from here on
+        stage2 = self._clip_and_read(m, clip)
+        stage4 = self._thresholds(m, stage2)
+        self._decide(m, stage4)
+        return m
+
+    @staticmethod
+    def _later(m, value, name, shape=None):
+        """``value`` one cycle later, in a register of ``shape`` (default: value's)."""
+        register = Signal(value.shape() if shape is None else shape, name=name)
+        m.d.sync += register.eq(value)
+        return register
+
+    def _clip_and_read(self, m, clip):
+        """Stages 1 and 2: clip B+ and B- (their sign travels as a flag), B+ - B- for the
+        inadmissible case; min(|B+ - B-|, clip) -- decided on the difference, so that the
+        negation only needs the low bits -- and the ROM reads."""
+        later, frac_bits = self._later, self.frac_bits
         clipped_shape = unsigned(clip.bit_length())
+        valid1 = later(m, self.valid_in, "valid1")
+        u1 = later(m, self.u, "u1")
+        negative1 = later(m, (self.b_up < 0) | (self.b_down < 0), "negative1")
+        up1 = later(m, Mux(self.b_up >= clip, clip, self.b_up), "up1", clipped_shape)
+        down1 = later(m, Mux(self.b_down >= clip, clip, self.b_down), "down1", clipped_shape)
+        difference1 = later(m, self.b_up - self.b_down, "difference1")
 
-        def later(value, name, shape=None):
-            """``value`` one cycle later, in a register of ``shape`` (default: value's)."""
-            register = Signal(value.shape() if shape is None else shape, name=name)
-            m.d.sync += register.eq(value)
-            return register
-
-        # 1: clip B+ and B- (their sign travels as a flag); B+ - B- for the inadmissible case
-        valid1 = later(self.valid_in, "valid1")
-        u1 = later(self.u, "u1")
-        negative1 = later((self.b_up < 0) | (self.b_down < 0), "negative1")
-        up1 = later(Mux(self.b_up >= clip, clip, self.b_up), "up1", clipped_shape)
-        down1 = later(Mux(self.b_down >= clip, clip, self.b_down), "down1", clipped_shape)
-        difference1 = later(self.b_up - self.b_down, "difference1")
-
-        # 2: min(|B+ - B-|, clip) -- decided on the difference, so that the negation only needs
-        # the low bits -- and the ROM reads
         beyond_clip = (difference1 >= clip) | (difference1 <= -clip)
         magnitude = Mux(difference1 < 0, -difference1, difference1)
         distance1 = Signal(clipped_shape, name="distance1")
         m.d.comb += distance1.eq(Mux(beyond_clip, clip, magnitude))
         m.submodules.mantissa_rom = rom = Memory(
-            shape=unsigned(mantissa_bits + 1), depth=1 << frac_bits,
-            init=mantissa_rom(frac_bits, mantissa_bits))
-        mantissas2, exponents2 = [], []
+            shape=unsigned(self.mantissa_bits + 1), depth=1 << frac_bits,
+            init=mantissa_rom(frac_bits, self.mantissa_bits))
+        out = {"mantissas": [], "exponents": []}
         for name, barrier in (("up", up1), ("down", down1), ("distance", distance1)):
             port = rom.read_port()
             m.d.comb += port.addr.eq(barrier[:frac_bits])
-            mantissas2.append(port.data)
-            exponents2.append(later(barrier[frac_bits:], f"{name}_exponent2"))
-        valid2 = later(valid1, "valid2")
-        u2 = later(u1, "u2")
-        negative2 = later(negative1, "negative2")
-        up_lower2 = later(difference1 <= 0, "up_lower2")     # B+ <= B-: T'+ = T(0) = 2**32
+            out["mantissas"].append(port.data)
+            out["exponents"].append(later(m, barrier[frac_bits:], f"{name}_exponent2"))
+        out.update(valid=later(m, valid1, "valid2"), u=later(m, u1, "u2"),
+                   negative=later(m, negative1, "negative2"),
+                   # B+ <= B-: T'+ = T(0) = 2**32
+                   up_lower=later(m, difference1 <= 0, "up_lower2"))
+        return out
 
-        # 3: twice the threshold before rounding, (MANTISSA[f] << (33 - M)) >> i
-        doubled3 = [later(mantissa.shift_left(DRAW_BITS + 1 - mantissa_bits) >> exponent,
+    def _thresholds(self, m, stage2):
+        """Stages 3 and 4: twice the threshold before rounding, (MANTISSA[f] << (33 - M)) >> i,
+        then the thresholds (<= 2**32: 33 bits)."""
+        later, names = self._later, ("up", "down", "distance")
+        doubled3 = [later(m, mantissa.shift_left(DRAW_BITS + 1 - self.mantissa_bits) >> exponent,
                           f"{name}_doubled3")
-                    for name, mantissa, exponent in zip(("up", "down", "distance"),
-                                                        mantissas2, exponents2)]
-        valid3 = later(valid2, "valid3")
-        u3 = later(u2, "u3")
-        negative3 = later(negative2, "negative3")
-        up_lower3 = later(up_lower2, "up_lower3")
+                    for name, mantissa, exponent in zip(names, stage2["mantissas"],
+                                                        stage2["exponents"])]
+        stage3 = {key: later(m, stage2[key], f"{key}3")
+                  for key in ("valid", "u", "negative", "up_lower")}
+        stage4 = {key: later(m, value, f"{key}4") for key, value in stage3.items()}
+        stage4["thresholds"] = [
+            later(m, (doubled + 1).shift_right(1), f"{name}_threshold4", unsigned(DRAW_BITS + 1))
+            for name, doubled in zip(names, doubled3)]
+        return stage4
 
-        # 4: thresholds (<= 2**32: 33 bits)
-        t_up4, t_down4, t_distance4 = (
-            later((doubled + 1).shift_right(1), f"{name}_threshold4", unsigned(DRAW_BITS + 1))
-            for name, doubled in zip(("up", "down", "distance"), doubled3))
-        valid4 = later(valid3, "valid4")
-        u4 = later(u3, "u4")
-        negative4 = later(negative3, "negative4")
-        up_lower4 = later(up_lower3, "up_lower4")
-
-        # 5: admissible sum and first compare; operands of the scaled compare, where the lower
-        # barrier's threshold is 2**32: s = (2**32 + T(|B+ - B-|)) >> 17 = 2**15 + (T >> 17)
-        total5 = later(t_up4 + t_down4, "total5")
-        up_admissible5 = later(u4 < t_up4, "up_admissible5")
+    def _decide(self, m, stage4):
+        """Stages 5 to 7: the admissible sum and first compare, the operands of the scaled
+        compare (where the lower barrier's threshold is 2**32: s = (2**32 + T(|B+ - B-|)) >> 17
+        = 2**15 + (T >> 17)); the second compare, admissibility, the multiply; the scaled
+        compare and the outcome."""
+        later = self._later
+        t_up4, t_down4, t_distance4 = stage4["thresholds"]
+        u4 = stage4["u"]
+        total5 = later(m, t_up4 + t_down4, "total5")
+        up_admissible5 = later(m, u4 < t_up4, "up_admissible5")
         distance_top = t_distance4.shift_right(SCALED_SHIFT)
-        scaled_total5 = later((ONE >> SCALED_SHIFT) + distance_top, "scaled_total5")
-        scaled_up5 = later(Mux(up_lower4, ONE >> SCALED_SHIFT, distance_top), "scaled_up5",
-                           unsigned(INADMISSIBLE_PRECISION_BITS))
-        draw_top5 = later(u4.shift_right(DRAW_BITS - INADMISSIBLE_PRECISION_BITS), "draw_top5")
-        valid5 = later(valid4, "valid5")
-        u5 = later(u4, "u5")
-        negative5 = later(negative4, "negative5")
+        scaled_total5 = later(m, (ONE >> SCALED_SHIFT) + distance_top, "scaled_total5")
+        scaled_up5 = later(m, Mux(stage4["up_lower"], ONE >> SCALED_SHIFT, distance_top),
+                           "scaled_up5", unsigned(INADMISSIBLE_PRECISION_BITS))
+        draw_top5 = later(m, u4.shift_right(DRAW_BITS - INADMISSIBLE_PRECISION_BITS),
+                          "draw_top5")
+        valid5 = later(m, stage4["valid"], "valid5")
+        u5 = later(m, u4, "u5")
+        negative5 = later(m, stage4["negative"], "negative5")
 
-        # 6: second compare, admissibility, the multiply
-        down_admissible6 = later(~up_admissible5 & (u5 < total5), "down_admissible6")
-        inadmissible6 = later(negative5 | (total5 > ONE), "inadmissible6")
-        product6 = later(draw_top5 * scaled_total5, "product6")
-        up_admissible6 = later(up_admissible5, "up_admissible6")
-        scaled_up6 = later(scaled_up5, "scaled_up6")
-        valid6 = later(valid5, "valid6")
+        down_admissible6 = later(m, ~up_admissible5 & (u5 < total5), "down_admissible6")
+        inadmissible6 = later(m, negative5 | (total5 > ONE), "inadmissible6")
+        product6 = later(m, draw_top5 * scaled_total5, "product6")
+        up_admissible6 = later(m, up_admissible5, "up_admissible6")
+        scaled_up6 = later(m, scaled_up5, "scaled_up6")
+        valid6 = later(m, valid5, "valid6")
 
-        # 7: the scaled compare and the outcome
         up_scaled = product6 < scaled_up6.shift_left(INADMISSIBLE_PRECISION_BITS)
         m.d.sync += [
             self.valid_out.eq(valid6),
@@ -176,4 +192,3 @@ class CrossingUnit(wiring.Component):
             self.down.eq(valid6 & Mux(inadmissible6, ~up_scaled, down_admissible6)),
             self.inadmissible.eq(valid6 & inadmissible6),
         ]
-        return m

@@ -246,19 +246,24 @@ class FieldEngine(wiring.Component):
                     m.next = "DONE"
             with m.State("DONE"):
                 m.next = "IDLE"
-        adds = Signal(ptr_bits + 1)
+        self._count_sparse_adds(m, col_read.data[ptr_bits:])
+        return col_read.data, ent_read.data
+
+    def _count_sparse_adds(self, m, length):
+        """``adds`` = the column's length (read the cycle after ``start``), reported with
+        ``adds_valid`` once the sweep is over."""
+        adds = Signal(self.ptr_bits + 1)
         with m.FSM(name="count"):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.next = "LATCH"
             with m.State("LATCH"):
-                m.d.sync += adds.eq(col_read.data[ptr_bits:])
+                m.d.sync += adds.eq(length)
                 m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(~self.busy):
                     m.d.comb += [self.adds.eq(adds), self.adds_valid.eq(1)]
                     m.next = "IDLE"
-        return col_read.data, ent_read.data
 
     def __repr__(self):
         return f"FieldEngine(spec={self.spec!r}, geometry={self.geometry!r})"

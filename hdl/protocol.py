@@ -1,8 +1,10 @@
 """The host link: a framed serial protocol between the host and a board's UART bridge.
 
-Pure Python (no Amaranth), like hdl/regmap.py: the bridge (hdl/host_bridge.py) is built from
-these constants and the host driver (scripts/limemu/link.py) encodes and decodes with these
-functions. Nothing of the frame format is written anywhere else.
+No logic here, like hdl/regmap.py: the bridge (hdl/host_bridge.py) is built from these
+constants and the host driver (scripts/limemu/link.py) encodes and decodes with these
+functions. Nothing of the frame format is written anywhere else; the CRC is one
+`amaranth.lib.crc` parameter set, `CRC`, which gives both the bridge's logic and the host's
+answer.
 
 UART 8N1, bytes on the wire; multi-byte fields little-endian.
 
@@ -14,8 +16,8 @@ Response (board -> host)::
 
     0x5A | status | seq | skipped | length (2) | payload (length bytes) | crc (2)
 
-``crc`` is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF) of every byte after
-the sync byte up to the crc, least significant byte first. ``seq`` is the request's sequence
+``crc`` is `CRC` (CRC-16/CCITT-FALSE: polynomial 0x1021, initial value 0xFFFF) of every byte
+after the sync byte up to the crc, least significant byte first. ``seq`` is the request's sequence
 number, echoed. ``skipped`` counts the bytes the board discarded while looking for a sync
 byte since its previous response (saturating at 255): garbage between frames.
 
@@ -41,6 +43,7 @@ garbage followed by silence is answered GARBAGE (seq 0).
 import binascii
 import struct
 
+from amaranth.lib.crc import catalog
 from limemu.model.errors import require
 from limemu.model.spec import HARDWARE_FIELDS as SPEC_FIELDS
 from limemu.model.spec import Q_STORAGES
@@ -54,7 +57,9 @@ PROTOCOL_VERSION = 2                # 2: INFO names the core (Geometry.core)
 MAX_WORDS = 256                    # words of one WRITE burst or READ answer
 REQUEST_HEADER = 5                 # sync, command, seq, length
 RESPONSE_HEADER = 6                # sync, status, seq, skipped, length
-CRC_BYTES = 2
+#: the frames' CRC, on bytes: `CRC.create()` is the bridge's logic, `crc16` the host's answer
+CRC = catalog.CRC16_CCITT_FALSE(data_width=8)
+CRC_BYTES = CRC.algorithm.crc_width // 8
 
 COMMANDS = {"INFO": 0x01, "WRITE": 0x02, "READ": 0x03}
 STATUS = {"OK": 0x00, "BAD_CRC": 0x01, "TRUNCATED": 0x02, "UNKNOWN_COMMAND": 0x03,
@@ -82,18 +87,10 @@ INFO_FIELDS = (("protocol_magic", "protocol_version", "max_words", "clock_hz", "
                + SPEC_FIELDS + GEOMETRY_FIELDS + ("run_cycles_lo", "run_cycles_hi"))
 
 
-def crc16(data, crc=0xFFFF):
-    """CRC-16/CCITT-FALSE."""
-    return binascii.crc_hqx(bytes(data), crc)
-
-
-def crc16_byte(crc, byte):
-    """One byte of the CRC, bit by bit: the form the bridge's logic implements."""
-    crc ^= byte << 8
-    for _ in range(8):
-        crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        crc &= 0xFFFF
-    return crc
+def crc16(data):
+    """`CRC` of `data`. binascii's C routine computes this algorithm (asserted below against
+    `CRC.compute`, a bit-by-bit Python loop too slow for a host's whole load)."""
+    return binascii.crc_hqx(bytes(data), CRC.algorithm.initial_crc)
 
 
 def encode_request(command, seq, payload=b""):
@@ -131,6 +128,14 @@ def bursts(pairs, limit=MAX_WORDS):
         else:
             out.append((int(address), [int(word)]))
     return out
+
+
+# payload sizes, taken from the encoders above (the bridge is built from them)
+WORD_BYTES = WORD_BITS // 8
+ADDRESS_BYTES = len(write_payload(0, [0])) - WORD_BYTES    # a payload starts with the address
+READ_LENGTH = len(read_payload(0, 1))                      # address + count
+COUNT_BYTES = READ_LENGTH - ADDRESS_BYTES
+BUFFER_BYTES = len(write_payload(0, [0] * MAX_WORDS))      # the longest payload there is
 
 
 def info_words(spec, geometry, *, clock_hz, baud, run_cycles=0):
@@ -192,3 +197,4 @@ def _burst_refusal(rmap, address, count, *, write, running):
 
 
 assert WORD_BITS == 32
+assert crc16(b"123456789\xff\x00") == CRC.compute(b"123456789\xff\x00")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from limemu.model.counters import counter_layout
 from limemu.model.errors import require
-from limemu.model.schedules import KINDS, MAX_TABLE_ENTRIES, schedule_registers
+from limemu.model.schedules import KINDS, MAX_TABLE_ENTRIES, STEP_BITS, schedule_registers
 
 MAGIC = 0x4C494D45            # "LIME"
 VERSION = 1
@@ -174,11 +174,11 @@ class RegisterMap:
         reg("version", WORD_BITS, access="ro")
         reg("control", len(CONTROL), access="wo")
         reg("status", len(STATUS), access="ro")
-        reg("run_steps", 48)
+        reg("run_steps", STEP_BITS)
         reg("cells", max(1, spec.cells.bit_length()))
         reg("groups", g.group_bits + 1)
         reg("external_tilt", 1)
-        reg("step", 48, access="ro")
+        reg("step", STEP_BITS, access="ro")
         reg("barrier_now", spec.barrier_bits, access="ro")
         reg("gain_now", spec.gain_bits, access="ro")
         reg("loss2", spec.loss_bits, signed=True)

@@ -10,48 +10,27 @@ small sequential datapath rather than one wide combinational path:
 * :class:`Log2Fixed`: a leading-one detector normalising tau + k, and LOG2_TABLE as a 256-entry
   ROM;
 * EXP2_TABLE as a 256-entry ROM, one shift-add multiplier (signed by unsigned, one bit per cycle)
-  shared by the logarithmic (scale * octaves) and exponential (start * 2**f) kinds, and the
-  shift by 2**(e - 16);
+  shared by the logarithmic (scale * octaves) and exponential (start * 2**f) kinds, and a
+  barrel shifter for the shift by 2**(e - 16);
 * a final clamp to [lo, hi].
 
-Two variants compute the same values through the same ports (``serial``):
-
-* ``serial=False`` (ArrayCore): the normaliser shifts by 32, 16, 8, 4, 2, 1 in six cycles, a
-  barrel shifter does the exponential's shift, every kind takes a fixed number of cycles.
-* ``serial=True`` (CompactCore, for an iCE40UP5K): fewer LUTs, more cycles. The normaliser
-  shifts one bit per cycle; there is no barrel shifter: after the multiplication the loop goes
-  on with the multiplicand cleared, each extra cycle shifting the product right by one, and the
-  number of cycles (from e) places the binary point, so that a fixed slice of the product
-  register is the exponential's value; there is no result register either, one adder and the
-  clamp take their operands straight from the registers of the kind in the last cycle.
-  The number of cycles depends on the step: see :meth:`ScheduleUnit.max_latency`.
+A unit is built for the kinds it is asked for (``kinds``): only their parts are there. With
+``serial=True`` (the compact core's, for an iCE40UP5K) a unit of the kinds without a
+multiplier (constant, linear, table) has no result register: one adder and the clamp take their
+operands straight from the registers (the start, the ramp, the table RAM's output), two cycles
+for every kind.
 
 The table contents come from limemu.model.schedules, and so do the register widths
 (:func:`~limemu.model.schedules.schedule_registers`). EXP2_TABLE is stored as its offsets from
 2**16 (all its entries lie in [2**16, 2**17)), and the constant bit is added back in logic: a
-16-bit ROM, one block RAM whatever the synthesis tool makes of a constant bit (Yosys 0.70 drops
-it by itself, so the count below did not change).
-
-Size and speed seen for bits=24, table_depth=4096 (Yosys 0.70, nextpnr 0.11, all ports driven
-from flip-flops), serial=False: iCE40 UP5K about 1440 LUT4 and 26 EBR at 28 MHz; ECP5 about
-1280 LUT4 at 99 MHz. The longest path is the exponential's barrel shifter into the value
-register. Synthesis alone for the iCE40 (Yosys 0.70 synth_ice40, table_depth=256; logic cells
-from nextpnr --pack-only, a cell being a LUT4 with its flip-flop and carry):
-
-    ============  =======  ===  =====  ===  ===========
-    bits, serial  LUT4     FF   carry  EBR  logic cells
-    ============  =======  ===  =====  ===  ===========
-    12, False     1045     330  392    3    1170
-    12, True      684      300  338    3    778
-    24, False     1349     415  490    4    1507
-    24, True      909      376  426    4    1037
-    ============  =======  ===  =====  ===  ===========
+16-bit ROM, one block RAM whatever the synthesis tool makes of a constant bit.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from limemu.model.errors import require
 from limemu.model.schedules import (
     COMPUTED_KINDS,
     EXP2_TABLE,
@@ -85,26 +64,15 @@ def _rom(table):
     return Memory(shape=unsigned(max(values).bit_length()), depth=len(values), init=values)
 
 
-def _check_serial(serial):
-    if not isinstance(serial, bool):
-        raise TypeError(f"serial = {serial!r}: must be True or False")
-    return serial
-
-
 class Log2Fixed(wiring.Component):
     """log2_fixed(n) of limemu.model.schedules for 1 <= n < 2**49.
 
-    The normaliser shifts n left until its leading one reaches the top bit; the 8 bits after
-    it then address LOG2_TABLE, and the number of shifts gives the exponent.
-
-    * ``serial=False``: six normalisation steps (shift left by 32, 16, 8, 4, 2, 1 when the top
-      bits are zero) with little logic per cycle, then the ROM read: LATENCY = 7 cycles.
-    * ``serial=True``: one-bit shifts, the ROM reading the mantissa in the cycle that finds the
-      top bit set: ``latency(n)`` = 50 - n.bit_length() cycles, from 1 (n >= 2**48) to
-      SERIAL_MAX_LATENCY = 49 (n = 1). It stops after 48 shifts whatever n is (n = 0 too).
+    The normaliser shifts n left until its leading one reaches the top bit (six steps: by 32,
+    16, 8, 4, 2, 1 when the top bits are zero); the 8 bits after it then address LOG2_TABLE,
+    and the number of shifts gives the exponent.
 
     Ports: ``n`` (49 bits) is sampled when ``start`` is high at a clock edge; ``busy`` is high
-    for the latency after that; ``result`` (22 bits) is valid while ``busy`` is low.
+    for LATENCY = 7 cycles after that; ``result`` (22 bits) is valid while ``busy`` is low.
     """
 
     n: In(LOG2_INPUT_BITS)
@@ -114,24 +82,6 @@ class Log2Fixed(wiring.Component):
 
     SHIFTS = tuple(2**i for i in reversed(range((LOG2_INPUT_BITS - 1).bit_length())))
     LATENCY = len(SHIFTS) + 1        # the normalisation steps, then the ROM read
-    SERIAL_MAX_LATENCY = LOG2_INPUT_BITS    # 48 one-bit shifts (n = 1), then the ROM read
-
-    def __init__(self, *, serial=False):
-        self.serial = _check_serial(serial)
-        super().__init__()
-
-    def __repr__(self):
-        return f"Log2Fixed(serial={self.serial})"
-
-    @property
-    def max_latency(self):
-        return self.SERIAL_MAX_LATENCY if self.serial else self.LATENCY
-
-    def latency(self, n):
-        """Cycles ``busy`` stays high for the number n."""
-        if not self.serial:
-            return self.LATENCY
-        return LOG2_INPUT_BITS + 1 - min(max(int(n), 1).bit_length(), LOG2_INPUT_BITS)
 
     def elaborate(self, platform):
         m = Module()
@@ -140,7 +90,7 @@ class Log2Fixed(wiring.Component):
         top = LOG2_INPUT_BITS - 1
         normalised = Signal(LOG2_INPUT_BITS)          # n shifted until its bit `top` is set
         exponent = Signal(range(LOG2_INPUT_BITS))     # top - the shifts so far
-        stage = Signal(range(len(self.SHIFTS)))       # serial=False: the next of SHIFTS
+        stage = Signal(range(len(self.SHIFTS)))       # the next of SHIFTS
         assert read.data.shape().width == LOG_FRAC_BITS
         m.d.comb += [read.addr.eq(normalised[top - TABLE_INDEX_BITS:top]),
                      self.result.eq(Cat(read.data, exponent))]   # exponent << 16 + fraction
@@ -148,29 +98,20 @@ class Log2Fixed(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [normalised.eq(self.n), exponent.eq(top)]
-                    if not self.serial:
-                        m.d.sync += stage.eq(0)
+                    m.d.sync += [normalised.eq(self.n), exponent.eq(top), stage.eq(0)]
                     m.next = "NORMALISE"
-            if self.serial:
-                with m.State("NORMALISE"):
-                    with m.If(normalised[top] | (exponent == 0)):
-                        m.next = "IDLE"         # the ROM reads the final mantissa
-                    with m.Else():
-                        m.d.sync += [normalised.eq(normalised << 1), exponent.eq(exponent - 1)]
-            else:
-                with m.State("NORMALISE"):
-                    with m.Switch(stage):
-                        for i, shift in enumerate(self.SHIFTS):
-                            with m.Case(i):
-                                with m.If(normalised[-shift:] == 0):
-                                    m.d.sync += [normalised.eq(normalised << shift),
-                                                 exponent.eq(exponent - shift)]
-                    m.d.sync += stage.eq(stage + 1)
-                    with m.If(stage == len(self.SHIFTS) - 1):
-                        m.next = "READ_TABLE"
-                with m.State("READ_TABLE"):         # the ROM reads the final mantissa
-                    m.next = "IDLE"
+            with m.State("NORMALISE"):
+                with m.Switch(stage):
+                    for i, shift in enumerate(self.SHIFTS):
+                        with m.Case(i):
+                            with m.If(normalised[-shift:] == 0):
+                                m.d.sync += [normalised.eq(normalised << shift),
+                                             exponent.eq(exponent - shift)]
+                m.d.sync += stage.eq(stage + 1)
+                with m.If(stage == len(self.SHIFTS) - 1):
+                    m.next = "READ_TABLE"
+            with m.State("READ_TABLE"):         # the ROM reads the final mantissa
+                m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
 
@@ -178,28 +119,20 @@ class Log2Fixed(wiring.Component):
 class ScheduleUnit(wiring.Component):
     """One schedule (the barrier E0 or the gain eta) of a `bits`-bit unsigned format.
 
-    Ports (the same for both variants):
+    Ports:
 
-    * ``cfg_<name>`` for every register of ``schedule_registers(bits, table_depth)``: driven by
-      the core from ``schedule_register_values``; stable during a run.
+    * ``cfg_<name>`` for every register of ``schedule_registers(bits, table_depth, kinds)``:
+      driven by the core from ``schedule_register_values``; stable during a run.
     * ``table_we``, ``table_addr``, ``table_data``: host writes into the table RAM (entries
       0 .. table_length - 1 of a table schedule).
     * ``restart``: k := 0; ``advance``: k := k + 1. One-cycle strobes, only while ``busy`` is low.
     * ``busy``: high from the cycle after a strobe until ``value`` is valid.
     * ``value`` (bits): Schedule.values_at(k), valid while ``busy`` is low after the first restart.
-    * ``step`` (48 bits): k, from the cycle after the strobe. Advancing past 2**48 - 1 (which the
-      model rejects) wraps it.
+    * ``step`` (STEP_BITS): k, from the cycle after the strobe. Advancing past 2**STEP_BITS - 1
+      (which the model rejects) wraps it.
 
-    Latency in cycles (``busy`` high), see :meth:`max_latency`:
-
-    * ``serial=False``, constant for each kind (LATENCY): constant and linear 2, table 3,
-      exponential 4 + 22 (the multiplier), logarithmic 4 + 7 (log2) + 22 (the multiplier).
-      Throughput: one step per LATENCY[kind] + 1 cycles.
-    * ``serial=True``, at most: constant, linear and table 2; exponential 3 + (P + 17 + bits);
-      logarithmic 3 + 49 (log2) + (P + 16), where P = max(bits, 16). For bits = 12: 48 and 84;
-      bits = 24: 68 and 92. The exponential takes 3 + P + 16 - e cycles for an exponent
-      e = floor(k * rate / 2**16) in [-bits, P), P + 20 + bits below that and 3 from P on (the
-      value saturates); the logarithmic 3 + (50 - (tau + k).bit_length()) + (P + 16).
+    Latency in cycles (``busy`` high), the same for every step: LATENCY[kind]; ``serial=True``:
+    2 for each of its kinds. Throughput: one step per latency + 1 cycles.
 
     Besides ``step``, the state a step leaves behind is ``ramp`` = min(k, k_sat) * rate,
     ``entry`` = min(k // steps_per_entry, table_length - 1) and ``entry_step`` = k mod
@@ -214,15 +147,19 @@ class ScheduleUnit(wiring.Component):
         "exponential": 4 + MULTIPLY_CYCLES,             # + READ_EXP2, SCALE
         "logarithmic": 4 + Log2Fixed.LATENCY + MULTIPLY_CYCLES,     # + the loading cycle, SCALE
     }
+    #: the kinds a serial unit computes (no multiplier)
+    SERIAL_KINDS = ("constant", "linear", "table")
 
     def __init__(self, *, bits, table_depth=4096, serial=False, kinds=KINDS):
         for name, value in (("bits", bits), ("table_depth", table_depth)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} = {value!r}: must be an integer")
-        self.bits = bits
-        self.table_depth = table_depth
-        self.serial = _check_serial(serial)
+        if not isinstance(serial, bool):
+            raise TypeError(f"serial = {serial!r}: must be True or False")
+        self.bits, self.table_depth, self.serial = bits, table_depth, serial
         self.kinds = check_kinds(kinds)
+        require(not serial or set(self.kinds) <= set(self.SERIAL_KINDS), "kinds", self.kinds,
+                f"must be among {self.SERIAL_KINDS} for a serial unit (it has no multiplier)")
         self.registers = schedule_registers(bits, table_depth, self.kinds)   # checks the ranges
         ports = {f"cfg_{name}": In(signed(width) if is_signed else unsigned(width))
                  for name, width, is_signed in self.registers}
@@ -236,240 +173,184 @@ class ScheduleUnit(wiring.Component):
         self.entry = Signal(range(table_depth))
         self.entry_step = Signal(range(MAX_STEPS_PER_ENTRY))
 
-        # serial=True: the multiplier's loop also shifts. After N cycles, N at least the width
-        # of b, its registers hold a * b * 2**(lo_bits - N), rounded down once N > lo_bits (the
-        # multiplicand is cleared when b has been shifted out: each further cycle only shifts
-        # right), and their slice from bit lo_bits - P on holds a * b * 2**(P - N). N = P + 16
-        # gives the logarithmic kind's scale * octaves >> 16; N = P + 16 - e the exponential's
-        # start * EXP2_TABLE[f] * 2**(e - 16), with N >= 17 (the width of EXP2_TABLE[f]) for all
-        # e < P. From e >= P = max(bits, 16) on the exponential saturates (its value is at least
-        # 2**e); below e = -bits its value is 0, and so is the slice after N = P + 17 + bits
-        # cycles (start * EXP2_TABLE[f] < 2**(bits + 17)).
-        self._point = max(bits, EXP2_FRAC_BITS)                           # P
-        self._lo_bits = max(LOG2_BITS, bits) if serial else LOG2_BITS     # >= P, >= 22
-        self._log_cycles = self._point + LOG_FRAC_BITS                    # N, logarithmic
-        self._vanish_cycles = self._point + EXP2_BITS + bits              # N, e < -bits
-
     def __repr__(self):
         return (f"ScheduleUnit(bits={self.bits}, table_depth={self.table_depth}, "
                 f"serial={self.serial}, kinds={self.kinds})")
 
     def max_latency(self, kind):
-        """The longest ``busy`` time after a strobe for a kind (a name of KINDS), in cycles:
-        LATENCY[kind] if not serial (where it is also the shortest)."""
+        """The ``busy`` time after a strobe for a kind (a name of the unit's kinds), in
+        cycles."""
         if kind not in self.kinds:
             raise ValueError(f"kind = {kind!r}: must be one of {self.kinds}")
-        if not self.serial:
-            return self.LATENCY[kind]
-        return {"exponential": 3 + self._vanish_cycles,           # START, READ_EXP2, CLAMP
-                "logarithmic": 3 + Log2Fixed.SERIAL_MAX_LATENCY + self._log_cycles,
-                }.get(kind, 2)                                      # START, CLAMP
+        return 2 if self.serial else self.LATENCY[kind]
 
     def elaborate(self, platform):
         m = Module()
-        bits = self.bits
-        kind = self.cfg_kind
-        serial = self.serial
-        # only the parts of the kinds this unit computes
-        has_ramp = bool({"linear", "exponential"} & set(self.kinds))
-        has_table = "table" in self.kinds
-        has_log = "logarithmic" in self.kinds
-        has_exp = "exponential" in self.kinds
-        multiplies = has_log or has_exp
-        clamps = bool(set(COMPUTED_KINDS) & set(self.kinds))   # else values come clamped
-        start = getattr(self, "cfg_start", 0)                   # (no start: a table-only unit)
-
-        if has_table:
-            m.submodules.table = table = Memory(shape=unsigned(bits), depth=self.table_depth,
-                                                init=[])
-            table_write = table.write_port()
-            table_read = table.read_port()
-            m.d.comb += [table_write.addr.eq(self.table_addr),
-                         table_write.data.eq(self.table_data),
-                         table_write.en.eq(self.table_we),
-                         table_read.addr.eq(self.entry)]
-            table_data = table_read.data
+        table_data = self._table(m)
+        log2 = Log2Fixed() if "logarithmic" in self.kinds else None
+        if self.serial:
+            x = self._serial_result(m, table_data)
         else:
-            table_data = None
-        if has_exp:
-            m.submodules.exp2_rom = exp2_rom = _rom(EXP2_OFFSETS)
-            exp2_read = exp2_rom.read_port()
-            exp2 = Cat(exp2_read.data, 1)           # EXP2_TABLE[f]: the constant bit 16 back
-            m.d.comb += exp2_read.addr.eq(
-                self.ramp[RATE_FRAC_BITS - TABLE_INDEX_BITS:RATE_FRAC_BITS])
-        if has_log:
-            m.submodules.log2 = log2 = Log2Fixed(serial=serial)
-            m.d.comb += log2.n.eq(self.cfg_tau + self.step)
-
-        # multiplier: {product_hi, product_lo} = a * b, b shifted out of product_lo bit by bit
-        # (a: scale or start, at most bits + 9 bits signed)
-        multiplicand = Signal(signed(bits + 9))
-        product_hi = Signal(signed(bits + 9))
-        product_lo = Signal(self._lo_bits)                      # octaves or EXP2_TABLE[f] at first
-        multiply_count = Signal(range(self._vanish_cycles if serial else self.MULTIPLY_CYCLES))
-        multiply_last = Signal.like(multiply_count)             # serial: the loop's last cycle
-        product = Cat(product_lo, product_hi).as_signed()
-        partial = product_hi + Mux(product_lo[0], multiplicand, 0)
-
-        exponent = self.ramp >> RATE_FRAC_BITS                  # e of the exponential kind
-        exp_overflow = Signal()                                 # e >= P: the value saturates
-        no_shift_exponent = self._point                         # 16 + headroom, the P of serial
-
-        if serial:
-            x = self._serial_result(m, product, exp_overflow, table_data)
-        else:
-            # exponential: value = start * EXP2_TABLE[f] * 2**(e - 16), e and f from the ramp. A
-            # product >= 2**16 shifted left by `headroom` or more exceeds every hi < 2**bits;
-            # below that the shifter computes (product << headroom) >> (headroom + 16 - e), all
-            # shifted out from `shifter_bits` on. READ_EXP2 registers the shift, comparing e with
-            # constants only (short carry chains).
-            headroom = max(bits - EXP2_FRAC_BITS, 0)
-            exp_product_bits = bits + EXP2_BITS
-            shifter_bits = exp_product_bits + headroom
-            exp_right_shift = Signal(range(shifter_bits + 1))
-            right_shift = (no_shift_exponent - exponent)[:len(exp_right_shift)]
-            shifted = (product[:exp_product_bits] << headroom) >> exp_right_shift
-            exp_value = Mux(exp_overflow | shifted[bits:].any(), 2**bits, shifted[:bits])
-            # the value before the clamp: start + (product >> 16) or the shifted exponential
-            x = Signal(signed(len(product) - LOG_FRAC_BITS + 1))
-
-        def load_multiplier(a, b, last_cycle=None):
-            m.d.sync += [multiplicand.eq(a), product_hi.eq(0), product_lo.eq(b),
-                         multiply_count.eq(0)]
-            if serial:
-                m.d.sync += multiply_last.eq(last_cycle)
-            m.next = "MULTIPLY"
-
+            x = Signal(signed(self.bits + 9 + LOG2_BITS - LOG_FRAC_BITS + 1))
         with m.FSM() as fsm:
-            with m.State("IDLE"):
-                with m.If(self.restart):
-                    m.d.sync += [self.step.eq(0), self.ramp.eq(0), self.entry.eq(0),
-                                 self.entry_step.eq(0)]
-                    m.next = "START"
-                with m.Elif(self.advance):
-                    m.d.sync += self.step.eq(self.step + 1)
-                    if has_ramp:
-                        with m.If(self.step < self.cfg_k_sat):
-                            m.d.sync += self.ramp.eq(self.ramp + self.cfg_rate)
-                    if has_table:
-                        with m.If(self.entry_step + 1 == self.cfg_steps_per_entry):
-                            m.d.sync += self.entry_step.eq(0)
-                            with m.If(self.entry + 1 < self.cfg_table_length):
-                                m.d.sync += self.entry.eq(self.entry + 1)
-                        with m.Else():
-                            m.d.sync += self.entry_step.eq(self.entry_step + 1)
-                    m.next = "START"
-
+            self._step(m)
             with m.State("START"):
-                with m.Switch(kind):
-                    if "linear" in self.kinds:
-                        with m.Case(KIND_CODES["linear"]):
-                            if not serial:
-                                m.d.sync += x.eq(self.cfg_start + (self.ramp >> RATE_FRAC_BITS))
-                            m.next = "CLAMP"
-                    if has_log:
-                        with m.Case(KIND_CODES["logarithmic"]):
-                            m.d.comb += log2.start.eq(1)
-                            m.next = "LOG2"
-                    if has_exp:
-                        with m.Case(KIND_CODES["exponential"]):
-                            m.next = "READ_EXP2"
-                    if has_table:
-                        with m.Case(KIND_CODES["table"]):
-                            m.next = "CLAMP" if serial else "READ_TABLE"  # serial: CLAMP reads
-                    with m.Default():           # constant, and codes of no kind here (never hang)
-                        if not serial:
-                            m.d.sync += x.eq(start)
+                with m.Switch(self.cfg_kind):
+                    self._start(m, x, log2)
+            if not self.serial:
+                if "table" in self.kinds:
+                    with m.State("READ_TABLE"):
+                        m.d.sync += x.eq(table_data)
                         m.next = "CLAMP"
-
-            if has_table and not serial:
-                with m.State("READ_TABLE"):
-                    m.d.sync += x.eq(table_data)
-                    m.next = "CLAMP"
-
-            if has_log:
-                with m.State("LOG2"):
-                    with m.If(~log2.busy):
-                        load_multiplier(self.cfg_scale, log2.result - self.cfg_log2_tau,
-                                        self._log_cycles - 1)
-
-            if has_exp:
-                with m.State("READ_EXP2"):
-                    m.d.sync += exp_overflow.eq(exponent >= no_shift_exponent)
-                    if serial:
-                        cycles = Mux(exponent < -bits, self._vanish_cycles,
-                                     self._log_cycles - exponent)
-                        load_multiplier(self.cfg_start, exp2, cycles - 1)
-                        with m.If(exponent >= no_shift_exponent):
-                            m.next = "CLAMP"        # saturated: no product needed
-                    else:
-                        m.d.sync += exp_right_shift.eq(
-                            Mux(exponent <= no_shift_exponent - shifter_bits, shifter_bits,
-                                right_shift))
-                        load_multiplier(self.cfg_start, exp2)
-
-            if multiplies:
-                with m.State("MULTIPLY"):
-                    m.d.sync += [product_hi.eq(partial >> 1),
-                                 product_lo.eq(Cat(product_lo[1:], partial[0])),
-                                 multiply_count.eq(multiply_count + 1)]
-                    if serial:
-                        with m.If(multiply_count == self._lo_bits - 1):
-                            m.d.sync += multiplicand.eq(0)      # b consumed: shift right only
-                        with m.If(multiply_count == multiply_last):
-                            m.next = "CLAMP"
-                    else:
-                        with m.If(multiply_count == self.MULTIPLY_CYCLES - 1):
-                            m.next = "SCALE"
-
-            if multiplies and not serial:
-                with m.State("SCALE"):
-                    with m.If(kind == KIND_CODES["logarithmic"]):
-                        m.d.sync += x.eq(self.cfg_start + (product >> LOG_FRAC_BITS))
-                    with m.Else():
-                        m.d.sync += x.eq(exp_value)
-                    m.next = "CLAMP"
-
+                if {"logarithmic", "exponential"} & set(self.kinds):
+                    self._multiply(m, x, log2)
             with m.State("CLAMP"):
-                if clamps:
+                if set(COMPUTED_KINDS) & set(self.kinds):
                     m.d.sync += self.value.eq(Mux(x < self.cfg_lo, self.cfg_lo,
                                                   Mux(x > self.cfg_hi, self.cfg_hi, x)))
-                else:
+                else:                                   # table and constant come clamped
                     m.d.sync += self.value.eq(x)
                 m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
 
-    def _serial_result(self, m, product, exp_overflow, table_data):
-        """serial=True: the value before the clamp, combinationally from the registers the kind
-        leaves in its last cycle: start + (ramp >> 16), start + (scale * octaves >> 16), the
-        exponential or the table entry, through one adder. The multiplier's slice is first
-        saturated to bits + 1 bits (its excess only decides the side of the clamp)."""
+    def _table(self, m):
+        """The table RAM (host writes, read at ``entry``): its output, or None."""
+        if "table" not in self.kinds:
+            return None
+        m.submodules.table = table = Memory(shape=unsigned(self.bits), depth=self.table_depth,
+                                            init=[])
+        table_write, table_read = table.write_port(), table.read_port()
+        m.d.comb += [table_write.addr.eq(self.table_addr), table_write.data.eq(self.table_data),
+                     table_write.en.eq(self.table_we), table_read.addr.eq(self.entry)]
+        return table_read.data
+
+    def _step(self, m):
+        """IDLE: a restart (k := 0) or an advance (k := k + 1, and the ramp and the table's
+        entry with it), then START."""
+        with m.State("IDLE"):
+            with m.If(self.restart):
+                m.d.sync += [self.step.eq(0), self.ramp.eq(0), self.entry.eq(0),
+                             self.entry_step.eq(0)]
+                m.next = "START"
+            with m.Elif(self.advance):
+                m.d.sync += self.step.eq(self.step + 1)
+                if {"linear", "exponential"} & set(self.kinds):
+                    with m.If(self.step < self.cfg_k_sat):
+                        m.d.sync += self.ramp.eq(self.ramp + self.cfg_rate)
+                if "table" in self.kinds:
+                    with m.If(self.entry_step + 1 == self.cfg_steps_per_entry):
+                        m.d.sync += self.entry_step.eq(0)
+                        with m.If(self.entry + 1 < self.cfg_table_length):
+                            m.d.sync += self.entry.eq(self.entry + 1)
+                    with m.Else():
+                        m.d.sync += self.entry_step.eq(self.entry_step + 1)
+                m.next = "START"
+
+    def _start(self, m, x, log2):
+        """START, by kind: where the value comes from (serial: the registers, in CLAMP)."""
+        serial = self.serial
+        if "linear" in self.kinds:
+            with m.Case(KIND_CODES["linear"]):
+                if not serial:
+                    m.d.sync += x.eq(self.cfg_start + (self.ramp >> RATE_FRAC_BITS))
+                m.next = "CLAMP"
+        if "logarithmic" in self.kinds:
+            with m.Case(KIND_CODES["logarithmic"]):
+                m.d.comb += log2.start.eq(1)
+                m.next = "LOG2"
+        if "exponential" in self.kinds:
+            with m.Case(KIND_CODES["exponential"]):
+                m.next = "READ_EXP2"
+        if "table" in self.kinds:
+            with m.Case(KIND_CODES["table"]):
+                m.next = "CLAMP" if serial else "READ_TABLE"     # serial: CLAMP reads the RAM
+        with m.Default():           # constant, and codes of no kind here (never hang)
+            if not serial:
+                m.d.sync += x.eq(getattr(self, "cfg_start", 0))  # (a table-only unit: none)
+            m.next = "CLAMP"
+
+    def _multiply(self, m, x, log2):
+        """The logarithmic and exponential kinds: LOG2 or READ_EXP2, then MULTIPLY (one bit of
+        the unsigned operand a cycle: {product_hi, product_lo} = a * b, b shifted out of
+        product_lo), then SCALE."""
         bits = self.bits
-        kind = self.cfg_kind
-        if not set(COMPUTED_KINDS) & set(self.kinds):            # constant and table only
+        multiplicand = Signal(signed(bits + 9))                 # scale or start
+        product_hi = Signal(signed(bits + 9))
+        product_lo = Signal(LOG2_BITS)                          # octaves or EXP2_TABLE[f] at first
+        multiply_count = Signal(range(self.MULTIPLY_CYCLES))
+        product = Cat(product_lo, product_hi).as_signed()
+        partial = product_hi + Mux(product_lo[0], multiplicand, 0)
+
+        def load_multiplier(a, b):
+            m.d.sync += [multiplicand.eq(a), product_hi.eq(0), product_lo.eq(b),
+                         multiply_count.eq(0)]
+            m.next = "MULTIPLY"
+
+        if log2 is not None:
+            m.submodules.log2 = log2
+            m.d.comb += log2.n.eq(self.cfg_tau + self.step)
+            with m.State("LOG2"):
+                with m.If(~log2.busy):
+                    load_multiplier(self.cfg_scale, log2.result - self.cfg_log2_tau)
+        exp_value = self._exponential(m, product, load_multiplier) \
+            if "exponential" in self.kinds else None
+        with m.State("MULTIPLY"):
+            m.d.sync += [product_hi.eq(partial >> 1),
+                         product_lo.eq(Cat(product_lo[1:], partial[0])),
+                         multiply_count.eq(multiply_count + 1)]
+            with m.If(multiply_count == self.MULTIPLY_CYCLES - 1):
+                m.next = "SCALE"
+        with m.State("SCALE"):
+            with m.If(self.cfg_kind == KIND_CODES["logarithmic"]):
+                m.d.sync += x.eq(self.cfg_start + (product >> LOG_FRAC_BITS))
+            with m.Else():
+                m.d.sync += x.eq(exp_value)
+            m.next = "CLAMP"
+
+    def _exponential(self, m, product, load_multiplier):
+        """READ_EXP2 (loads start * EXP2_TABLE[f]); returns the exponential's value from the
+        product: start * EXP2_TABLE[f] * 2**(e - 16), e and f from the ramp. A product >= 2**16
+        shifted left by `headroom` or more exceeds every hi < 2**bits; below that the shifter
+        computes (product << headroom) >> (headroom + 16 - e), all shifted out from
+        `shifter_bits` on. READ_EXP2 registers the shift, comparing e with constants only
+        (short carry chains)."""
+        bits = self.bits
+        m.submodules.exp2_rom = exp2_rom = _rom(EXP2_OFFSETS)
+        exp2_read = exp2_rom.read_port()
+        exp2 = Cat(exp2_read.data, 1)           # EXP2_TABLE[f]: the constant bit 16 back
+        m.d.comb += exp2_read.addr.eq(self.ramp[RATE_FRAC_BITS - TABLE_INDEX_BITS:RATE_FRAC_BITS])
+        exponent = self.ramp >> RATE_FRAC_BITS
+        no_shift_exponent = max(bits, EXP2_FRAC_BITS)
+        exp_overflow = Signal()                     # the value saturates
+        headroom = max(bits - EXP2_FRAC_BITS, 0)
+        exp_product_bits = bits + EXP2_BITS
+        shifter_bits = exp_product_bits + headroom
+        exp_right_shift = Signal(range(shifter_bits + 1))
+        right_shift = (no_shift_exponent - exponent)[:len(exp_right_shift)]
+        with m.State("READ_EXP2"):
+            m.d.sync += [exp_overflow.eq(exponent >= no_shift_exponent),
+                         exp_right_shift.eq(Mux(exponent <= no_shift_exponent - shifter_bits,
+                                                shifter_bits, right_shift))]
+            load_multiplier(self.cfg_start, exp2)
+        shifted = (product[:exp_product_bits] << headroom) >> exp_right_shift
+        return Mux(exp_overflow | shifted[bits:].any(), 2**bits, shifted[:bits])
+
+    def _serial_result(self, m, table_data):
+        """serial=True: the value before the clamp, combinationally from the registers the kind
+        leaves: start (constant), start + (ramp >> 16) (linear), the table entry; one adder."""
+        kind, start = self.cfg_kind, getattr(self, "cfg_start", 0)
+        if "linear" not in self.kinds:                           # constant and table only
             if table_data is None:
-                return self.cfg_start
+                return start
             if "constant" not in self.kinds:
                 return table_data
-            return Mux(kind == KIND_CODES["table"], table_data, self.cfg_start)
-        scaled = product[self._lo_bits - self._point:]          # a * b * 2**(P - N)
-        excess = scaled[bits:]                                  # all equal: fits bits + 1 bits
-        saturated = Mux(excess.all() | ~excess.any(), scaled[:bits + 1].as_signed(),
-                        Mux(scaled[-1], -2**bits, 2**bits))
-        addend = Signal(signed(bits + 3))
+            return Mux(kind == KIND_CODES["table"], table_data, start)
+        addend = Signal(signed(self.bits + 3))
         with m.Switch(kind):
-            if "linear" in self.kinds:
-                with m.Case(KIND_CODES["linear"]):
-                    m.d.comb += addend.eq(self.ramp >> RATE_FRAC_BITS)  # |.| < 2**(bits + 1)
-            if "logarithmic" in self.kinds:
-                with m.Case(KIND_CODES["logarithmic"]):
-                    m.d.comb += addend.eq(saturated)
-            if "exponential" in self.kinds:
-                with m.Case(KIND_CODES["exponential"]):
-                    m.d.comb += addend.eq(Mux(exp_overflow, 2**bits, saturated))
+            with m.Case(KIND_CODES["linear"]):
+                m.d.comb += addend.eq(self.ramp >> RATE_FRAC_BITS)  # |.| < 2**(bits + 1)
             if table_data is not None:
                 with m.Case(KIND_CODES["table"]):
                     m.d.comb += addend.eq(table_data)
-        plain = (kind == KIND_CODES["exponential"]) | (kind == KIND_CODES["table"])
-        return Mux(plain, 0, self.cfg_start) + addend
+        return Mux(kind == KIND_CODES["table"], 0, start) + addend

@@ -34,6 +34,8 @@ meaningless exponent of a negative barrier), plus 3 + s(i_distance) for an inadm
 (:meth:`latency`): 8 to 48 cycles, 8 to 30 when neither barrier is negative.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
@@ -46,9 +48,8 @@ from limemu.model.crossing import (
     decide_one,
     mantissa_rom,
 )
-from limemu.model.errors import require
 
-from .crossing_unit import SCALED_SHIFT
+from .crossing_unit import DECISION_PORTS, SCALED_SHIFT, check_unit_parameters
 
 BIG_SHIFT = 8                 # the shift register's long step
 
@@ -73,15 +74,8 @@ class SerialCrossingUnit(wiring.Component):
         self.frac_bits = frac_bits          # stored first: __repr__ names a rejected unit too
         self.mantissa_bits = mantissa_bits
         self.e0_bits, self.h_bits = e0_bits, h_bits
-        for name, value, low, high, reason in (
-                ("frac_bits", frac_bits, 1, 16, "the ROM has 2**frac_bits rows"),
-                ("mantissa_bits", mantissa_bits, 1, DRAW_BITS,
-                 "a mantissa must fit in the 32-bit draw"),
-                ("e0_bits", e0_bits, 1, 62, "the golden model holds barriers in int64"),
-                ("h_bits", h_bits, 2, 62, "the golden model holds barriers in int64")):
-            require(isinstance(value, int) and not isinstance(value, bool), name, value,
-                    "must be an integer")
-            require(low <= value <= high, name, value, f"must be in [{low}, {high}]: {reason}")
+        check_unit_parameters(frac_bits, mantissa_bits, ("e0_bits", e0_bits, 1, 62),
+                              ("h_bits", h_bits, 2, 62))
         super().__init__({
             "start": In(1),
             "u": In(DRAW_BITS),
@@ -90,9 +84,7 @@ class SerialCrossingUnit(wiring.Component):
             "h_down": In(signed(h_bits)),
             "busy": Out(1),
             "done": Out(1),
-            "up": Out(1),
-            "down": Out(1),
-            "inadmissible": Out(1),
+            **DECISION_PORTS,
         })
 
     def __repr__(self):
@@ -118,15 +110,39 @@ class SerialCrossingUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         frac_bits, mantissa_bits = self.frac_bits, self.mantissa_bits
-        clip = ZERO_FROM_U << frac_bits                   # T(B) = 0 from here on
-        exponent_bits = ZERO_FROM_U.bit_length()
+        p = SimpleNamespace(phase=Signal(Phase), u=Signal(DRAW_BITS))
+        p.value, p.clipped = self._barrier(m, p.phase)
+        m.submodules.mantissa_rom = rom = Memory(
+            shape=unsigned(mantissa_bits + 1), depth=1 << frac_bits,
+            init=mantissa_rom(frac_bits, mantissa_bits))
+        p.read = rom.read_port()
+        m.d.comb += p.read.addr.eq(p.clipped[:frac_bits])
+        # twice the threshold before rounding, (MANTISSA[f] << (33 - M)) >> i
+        p.doubled = Signal(DRAW_BITS + 2)
+        p.shifts_left = Signal(ZERO_FROM_U.bit_length())
+        p.acc = Signal(DRAW_BITS + 2)                     # T+, then T+ + T- (<= 2**33)
+        p.negative = Signal()
+        p.up_admissible = Signal()
+        p.up_lower = Signal()                             # B+ <= B-: T'+ = T(0) = 2**32
+        m.d.sync += self.done.eq(0)
+        with m.FSM() as fsm:
+            with m.State("IDLE"):                         # the ROM reads B+ (phase UP)
+                with m.If(self.start):
+                    m.d.sync += [p.u.eq(self.u), p.acc.eq(0),
+                                 p.shifts_left.eq(p.clipped[frac_bits:]),
+                                 p.negative.eq(p.value < 0)]                 # B+ < 0
+                    m.next = "LOAD"
+            self._threshold_states(m, p)
+            self._check_states(m, p)
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m
 
-        phase = Signal(Phase)
-        u = Signal(DRAW_BITS)
-
-        # this phase's barrier through one adder: E0 + h+, E0 + h-, or h+ - h- (its carry in,
-        # the pair of low bits, subtracts). A negative B+ or B- gives a meaningless threshold:
-        # the step is inadmissible then, which DOWN_CHECK decides.
+    def _barrier(self, m, phase):
+        """This phase's barrier through one adder: E0 + h+, E0 + h-, or h+ - h- (its carry in,
+        the pair of low bits, subtracts); and the barrier clipped where T(B) = 0. A negative B+
+        or B- gives a meaningless threshold: the step is inadmissible then, which DOWN_CHECK
+        decides."""
+        clip = ZERO_FROM_U << self.frac_bits             # T(B) = 0 from here on
         distance = phase == Phase.DISTANCE
         width = max(self.e0_bits + 1, self.h_bits) + 1
         a, b = Signal(signed(width)), Signal(signed(width))
@@ -139,80 +155,63 @@ class SerialCrossingUnit(wiring.Component):
         m.d.comb += barrier.eq(Mux(distance & (value < 0), -value, value))
         clipped = Signal(range(clip + 1))
         m.d.comb += clipped.eq(Mux(barrier >= clip, clip, barrier))
+        return value, clipped
 
-        m.submodules.mantissa_rom = rom = Memory(
-            shape=unsigned(mantissa_bits + 1), depth=1 << frac_bits,
-            init=mantissa_rom(frac_bits, mantissa_bits))
-        read = rom.read_port()
-        m.d.comb += read.addr.eq(clipped[:frac_bits])
+    def _threshold_states(self, m, p):
+        """LOAD (the ROM's mantissa) and SHIFT (by the exponent, BIG_SHIFT or one bit a cycle,
+        then the rounded threshold into acc and on to the phase's check)."""
+        doubled, shifts_left = p.doubled, p.shifts_left
+        with m.State("LOAD"):
+            m.d.sync += doubled.eq(p.read.data.shift_left(DRAW_BITS + 1 - self.mantissa_bits))
+            m.next = "SHIFT"
+        with m.State("SHIFT"):
+            with m.If(shifts_left >= BIG_SHIFT):
+                m.d.sync += [doubled.eq(doubled.shift_right(BIG_SHIFT)),
+                             shifts_left.eq(shifts_left - BIG_SHIFT)]
+            with m.Elif(shifts_left != 0):
+                m.d.sync += [doubled.eq(doubled.shift_right(1)),
+                             shifts_left.eq(shifts_left - 1)]
+            with m.Else():
+                m.d.sync += p.acc.eq(p.acc + doubled.shift_right(1) + doubled[0])
+                with m.Switch(p.phase):
+                    with m.Case(Phase.UP):
+                        m.d.sync += p.phase.eq(Phase.DOWN)
+                        m.next = "UP_CHECK"
+                    with m.Case(Phase.DOWN):
+                        m.d.sync += p.phase.eq(Phase.DISTANCE)
+                        m.next = "DOWN_CHECK"
+                    with m.Default():
+                        m.next = "SCALED"
 
-        # twice the threshold before rounding, (MANTISSA[f] << (33 - M)) >> i
-        doubled = Signal(DRAW_BITS + 2)
-        shifts_left = Signal(exponent_bits)
-        acc = Signal(DRAW_BITS + 2)                       # T+, then T+ + T- (<= 2**33)
-        rounded = doubled.shift_right(1) + doubled[0]
-
-        negative = Signal()
-        up_admissible = Signal()
-        up_lower = Signal()                               # B+ <= B-: T'+ = T(0) = 2**32
-
-        # the inadmissible compare: a = T'+ >> 17, s = (T'+ + T'-) >> 17 with the lower
-        # barrier's threshold 2**32
+    def _check_states(self, m, p):
+        """UP_CHECK, DOWN_CHECK (admissible: the outcome; else the distance's threshold) and
+        SCALED, the inadmissible compare: a = T'+ >> 17, s = (T'+ + T'-) >> 17 with the lower
+        barrier's threshold 2**32."""
+        frac_bits, acc = self.frac_bits, p.acc
         distance_top = acc.shift_right(SCALED_SHIFT)
         scaled_total = (ONE >> SCALED_SHIFT) + distance_top
-        scaled_up = Mux(up_lower, ONE >> SCALED_SHIFT, distance_top)
-        draw_top = u.shift_right(DRAW_BITS - INADMISSIBLE_PRECISION_BITS)
+        scaled_up = Mux(p.up_lower, ONE >> SCALED_SHIFT, distance_top)
+        draw_top = p.u.shift_right(DRAW_BITS - INADMISSIBLE_PRECISION_BITS)
         up_scaled = draw_top * scaled_total < scaled_up.shift_left(INADMISSIBLE_PRECISION_BITS)
 
         def finish(up, down, inadmissible):
             m.d.sync += [self.up.eq(up), self.down.eq(down),
-                         self.inadmissible.eq(inadmissible), phase.eq(Phase.UP),
+                         self.inadmissible.eq(inadmissible), p.phase.eq(Phase.UP),
                          self.done.eq(1)]
             m.next = "IDLE"
 
-        m.d.sync += self.done.eq(0)
-
-        with m.FSM() as fsm:
-            with m.State("IDLE"):                         # the ROM reads B+ (phase UP)
-                with m.If(self.start):
-                    m.d.sync += [u.eq(self.u), acc.eq(0), shifts_left.eq(clipped[frac_bits:]),
-                                 negative.eq(value < 0)]                     # B+ < 0
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.sync += doubled.eq(read.data.shift_left(DRAW_BITS + 1 - mantissa_bits))
-                m.next = "SHIFT"
-            with m.State("SHIFT"):
-                with m.If(shifts_left >= BIG_SHIFT):
-                    m.d.sync += [doubled.eq(doubled.shift_right(BIG_SHIFT)),
-                                 shifts_left.eq(shifts_left - BIG_SHIFT)]
-                with m.Elif(shifts_left != 0):
-                    m.d.sync += [doubled.eq(doubled.shift_right(1)),
-                                 shifts_left.eq(shifts_left - 1)]
-                with m.Else():
-                    m.d.sync += acc.eq(acc + rounded)
-                    with m.Switch(phase):
-                        with m.Case(Phase.UP):
-                            m.d.sync += phase.eq(Phase.DOWN)
-                            m.next = "UP_CHECK"
-                        with m.Case(Phase.DOWN):
-                            m.d.sync += phase.eq(Phase.DISTANCE)
-                            m.next = "DOWN_CHECK"
-                        with m.Default():
-                            m.next = "SCALED"
-            with m.State("UP_CHECK"):                     # acc = T+; the ROM reads B-
-                m.d.sync += [up_admissible.eq(u < acc), shifts_left.eq(clipped[frac_bits:]),
-                             negative.eq(negative | (value < 0))]           # B- < 0
+        with m.State("UP_CHECK"):                         # acc = T+; the ROM reads B-
+            m.d.sync += [p.up_admissible.eq(p.u < acc),
+                         p.shifts_left.eq(p.clipped[frac_bits:]),
+                         p.negative.eq(p.negative | (p.value < 0))]        # B- < 0
+            m.next = "LOAD"
+        with m.State("DOWN_CHECK"):                       # acc = T+ + T-; the ROM reads |B+ - B-|
+            with m.If(p.negative | (acc > ONE)):
+                m.d.sync += [acc.eq(0), p.up_lower.eq(p.value <= 0),      # B+ - B- <= 0
+                             p.shifts_left.eq(p.clipped[frac_bits:])]
                 m.next = "LOAD"
-            with m.State("DOWN_CHECK"):                   # acc = T+ + T-; the ROM reads |B+ - B-|
-                inadmissible = negative | (acc > ONE)
-                with m.If(inadmissible):
-                    m.d.sync += [acc.eq(0), up_lower.eq(value <= 0),      # B+ - B- <= 0
-                                 shifts_left.eq(clipped[frac_bits:])]
-                    m.next = "LOAD"
-                with m.Else():
-                    finish(up_admissible, ~up_admissible & (u < acc), 0)
-            with m.State("SCALED"):                       # acc = T(min(|B+ - B-|, clip))
-                finish(up_scaled, ~up_scaled, 1)
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
-        return m
+            with m.Else():
+                finish(p.up_admissible, ~p.up_admissible & (p.u < acc), 0)
+        with m.State("SCALED"):                           # acc = T(min(|B+ - B-|, clip))
+            finish(up_scaled, ~up_scaled, 1)
 

@@ -69,8 +69,8 @@ def test_counter_bank_matches_model_counters_and_flags(rng):
     """Random increments, including ones that carry a counter out of its range: the values
     wrap and the sticky flags rise exactly as limemu.model.counters.Counters says."""
     spec = Spec(cells=8)
-    dut = CounterBank(spec)
     layout = counter_layout(spec)
+    dut = CounterBank(spec, {name: width + 1 for name, width, _ in layout})
     model = Counters(spec)
 
     async def testbench(ctx):
@@ -79,7 +79,6 @@ def test_counter_bank_matches_model_counters_and_flags(rng):
                 big = rng.random() < 0.05
                 if big:   # a jump of half the range: overflows after a few
                     amount = (1 << (width - 1 if not signed else width - 2))
-                    amount = min(amount, (1 << 71) - 1)
                 else:
                     amount = int(rng.integers(0, 1000))
                 if signed and rng.random() < 0.5:

@@ -18,13 +18,10 @@ def small_map(lanes=3):
                                       q_capacity=1, table_depth=256))
 
 
-def test_crc_is_ccitt_false_and_matches_the_bit_serial_form():
+def test_crc16_is_ccitt_false_and_the_crc_parameters_answer():
     assert protocol.crc16(b"123456789") == 0x29B1          # the standard check value
     data = bytes(range(256)) * 3
-    crc = 0xFFFF
-    for byte in data:
-        crc = protocol.crc16_byte(crc, byte)
-    assert crc == protocol.crc16(data)
+    assert protocol.crc16(data) == protocol.CRC.compute(data)
 
 
 def test_request_and_response_layout():

@@ -37,7 +37,7 @@ async def drive(ctx, line, levels, divisor):
 def collector(dut, out):
     """A background testbench recording (data, frame_error) at every valid strobe."""
     async def collect(ctx):
-        async for _, _, valid, data, error in ctx.tick().sample(dut.valid, dut.data,
+        async for _, _, valid, data, error in ctx.tick().sample(dut.data.valid, dut.data.payload,
                                                                 dut.frame_error):
             if valid:
                 out.append((data, error))
@@ -127,11 +127,11 @@ def test_tx_sends_every_byte_back_to_back():
     async def feed(ctx):
         assert ctx.get(dut.tx) == 1
         for value in values:
-            ctx.set(dut.data, value)
-            ctx.set(dut.valid, 1)
-            await ctx.tick().until(dut.ready)
-        ctx.set(dut.valid, 0)
-        await ctx.tick().until(dut.ready)
+            ctx.set(dut.data.payload, value)
+            ctx.set(dut.data.valid, 1)
+            await ctx.tick().until(dut.data.ready)
+        ctx.set(dut.data.valid, 0)
+        await ctx.tick().until(dut.data.ready)
 
     async def record(ctx):
         async for _, _, tx in ctx.tick().sample(dut.tx):
@@ -155,10 +155,10 @@ def test_tx_to_rx_loopback():
 
     async def feed(ctx):
         for i, value in enumerate(values):
-            ctx.set(tx.data, value)
-            ctx.set(tx.valid, 1)
-            await ctx.tick().until(tx.ready)
-            ctx.set(tx.valid, 0)
+            ctx.set(tx.data.payload, value)
+            ctx.set(tx.data.valid, 1)
+            await ctx.tick().until(tx.data.ready)
+            ctx.set(tx.data.valid, 0)
             if i % 3 == 0:
                 await ctx.tick().repeat(1 + i % 7)
         await ctx.tick().repeat(FRAME_BITS * DIVISOR + 4)
@@ -175,10 +175,10 @@ def test_tx_line_read_by_the_host_model():
 
     async def feed(ctx):
         for value in values:
-            ctx.set(dut.data, value)
-            ctx.set(dut.valid, 1)
-            await ctx.tick().until(dut.ready)
-        ctx.set(dut.valid, 0)
+            ctx.set(dut.data.payload, value)
+            ctx.set(dut.data.valid, 1)
+            await ctx.tick().until(dut.data.ready)
+        ctx.set(dut.data.valid, 0)
         await ctx.tick().repeat(2 * FRAME_BITS * DIVISOR)
 
     async def host(ctx):
