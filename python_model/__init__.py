@@ -1,6 +1,6 @@
 """limemu golden model: the bit-exact definition of a learning-in-memory synapse array.
 
-NumPy and the standard library only. See PHYSICS.md (shared) for the model it implements.
+NumPy, Numba (the compiled engine) and the standard library only.
 """
 
 from .errors import ConfigError, IdentityError

@@ -17,17 +17,21 @@ of both registers plus 32 two-input XORs for the output) -- no adders, no multip
 Seeding: the host fills each register with bits from SplitMix64 driven by (run seed, lane,
 component); an all-zero register (probability 2**-89) is replaced by 1.
 
-The model reproduces the stream vectorised over lanes and time: the squared recurrence
+The engine generates the same streams compiled, 64 bits at a time: the squared recurrence
 b_t = b_{t - r*2**m} xor b_{t - s*2**m} holds for every m (squaring is linear over GF(2)), so
-with m >= 6 whole 64-bit words are XORs of two earlier words, s*2**(m-6) words at a time.
+with m = 6 word x of a component's stream (64 bits) is word[x - r] xor word[x - s]: a ring of
+the last r words per lane and component, one XOR per word (``fill_draws``).
 """
 
 import numpy as np
+from numba import njit
 
 from .errors import require
 
 COMPONENTS = ((89, 38), (127, 63))   # (r, s): b_t = b_{t-r} xor b_{t-s}
 DRAW_BITS = 32
+LOW32 = (1 << DRAW_BITS) - 1
+(R1, S1), (R2, S2) = COMPONENTS
 STATE_BITS = sum(r for r, _ in COMPONENTS)
 MASK64 = 2**64 - 1
 
@@ -71,62 +75,78 @@ class LaneGenerator:
         return draw
 
 
-class _ComponentStreams:
-    """One LFSR component for all lanes, as 64-bit words (bit t of the stream at word t//64)."""
+def bootstrap_words(seeds, r, s):
+    """Words 0 .. r - 1 (64 bits each, bit t of the stream at bit t % 64 of word t // 64) of one
+    component for each seed in `seeds` (register contents), built from the register bits with
+    the recurrence, doubling its lags (b_t = b_{t - r 2**m} xor b_{t - s 2**m}) as the stream
+    grows."""
+    bits = np.array([[(x >> i) & 1 for i in range(r)] for x in seeds], dtype=np.uint8)
+    target = 64 * r
+    while bits.shape[1] < target:
+        n = bits.shape[1]
+        m = (n // r).bit_length() - 1                       # largest m with r * 2**m <= n
+        lag_r, lag_s = r << m, s << m
+        new = bits[:, n - lag_r:n - lag_r + lag_s] ^ bits[:, n - lag_s:n]
+        bits = np.concatenate((bits, new), axis=1)
+    packed = np.packbits(bits[:, :target], axis=1, bitorder="little")
+    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64)
 
-    def __init__(self, r, s, seeds, block_exponent):
-        self.r, self.s = r, s
-        self.lag_r = r << block_exponent          # word lags of the squared recurrence
-        self.lag_s = s << block_exponent
-        self.words = self._bootstrap(seeds, self.lag_r)
-        self.start = 0                            # absolute word index of self.words[:, 0]
 
-    def _bootstrap(self, seeds, n_words):
-        """The first n_words words per lane, built bit by bit with growing squared lags."""
-        r, s = self.r, self.s
-        bits = np.array([[(x >> i) & 1 for i in range(r)] for x in seeds], dtype=np.uint8)
-        target = 64 * n_words
-        while bits.shape[1] < target:
-            n = bits.shape[1]
-            m = (n // r).bit_length() - 1                   # largest m with r * 2**m <= n
-            lag_r, lag_s = r << m, s << m
-            new = bits[:, n - lag_r:n - lag_r + lag_s] ^ bits[:, n - lag_s:n]
-            bits = np.concatenate((bits, new), axis=1)
-        packed = np.packbits(bits[:, :target], axis=1, bitorder="little")
-        return np.ascontiguousarray(packed).view("<u8")
+@njit(cache=True)
+def fill_draws(ring1, ring2, pending, position, out, count):
+    """Draws number position[0] .. position[0] + count - 1 of every lane into out[j * lanes +
+    lane]; advances position[0].
 
-    def words_from(self, first, count):
-        """Words [first, first + count) per lane; earlier words may be forgotten afterwards."""
-        while self.start + self.words.shape[1] < first + count:
-            new = (self.words[:, -self.lag_r:self.words.shape[1] - self.lag_r + self.lag_s]
-                   ^ self.words[:, -self.lag_s:])
-            keep = max(self.lag_r, self.start + self.words.shape[1] - first)
-            drop = max(0, self.words.shape[1] - keep)
-            self.words = np.concatenate((self.words[:, drop:], new), axis=1)
-            self.start += drop
-        a = first - self.start
-        return self.words[:, a:a + count]
+    Per lane and component a ring holds the last r 64-bit words of the bit stream; the squared
+    recurrence b_t = b_{t - 64 r} xor b_{t - 64 s} makes word x = word[x - r] xor word[x - s],
+    so each word costs one XOR. The rings start with words 0 .. r - 1 (bootstrap_words).
+    Draw d is the low (even d) or high (odd d) half of word d // 2 of the XOR of
+    the two components; the high half waits in pending[lane]."""
+    lanes = ring1.shape[0]
+    first = position[0]
+    for lane in range(lanes):
+        x = (first + 1) >> 1                     # next word to read (when d is even)
+        i1, j1 = x % R1, (x + R1 - S1) % R1
+        i2, j2 = x % R2, (x + R2 - S2) % R2
+        d = first
+        for j in range(count):
+            if d & 1:
+                out[j * lanes + lane] = pending[lane]
+            else:
+                if x >= R1:
+                    ring1[lane, i1] ^= ring1[lane, j1]
+                if x >= R2:
+                    ring2[lane, i2] ^= ring2[lane, j2]
+                word = ring1[lane, i1] ^ ring2[lane, i2]
+                out[j * lanes + lane] = np.uint32(word & np.uint64(LOW32))
+                pending[lane] = np.uint32(word >> np.uint64(DRAW_BITS))
+                x += 1
+                i1 = i1 + 1 if i1 + 1 < R1 else 0
+                j1 = j1 + 1 if j1 + 1 < R1 else 0
+                i2 = i2 + 1 if i2 + 1 < R2 else 0
+                j2 = j2 + 1 if j2 + 1 < R2 else 0
+            d += 1
+    position[0] = first + count
 
 
 class LaneStreams:
-    """The draws of all lanes of an array, vectorised: ``take(n)`` returns (lanes, n) uint32."""
+    """The draws of all lanes of an array (the compiled generator of the engine):
+    ``take(n)`` returns the next n draws of every lane, (lanes, n) uint32."""
 
     def __init__(self, seed, lanes):
         require(lanes >= 1, "lanes", lanes, "must be >= 1")
         seeds = [register_seeds(seed, lane) for lane in range(lanes)]
-        # about 2 MB of bootstrap bits per lane and component at exponent 8; less for many lanes
-        exponent = max(2, 8 - max(0, (lanes - 1).bit_length() - 5))
-        self._components = [_ComponentStreams(r, s, [x[i] for x in seeds], exponent)
-                            for i, (r, s) in enumerate(COMPONENTS)]
+        self.ring1, self.ring2 = (bootstrap_words([x[i] for x in seeds], r, s)
+                                  for i, (r, s) in enumerate(COMPONENTS))
+        self.pending = np.zeros(lanes, dtype=np.uint32)
+        self.position = np.zeros(1, dtype=np.int64)          # draws taken per lane
         self.lanes = lanes
-        self.position = 0                          # draws consumed per lane
 
     def take(self, n):
-        first, last = self.position // 2, -(-(self.position + n) // 2)
-        draws = None
-        for component in self._components:
-            words = component.words_from(first, last - first).view("<u4")
-            draws = words if draws is None else draws ^ words
-        a = self.position - 2 * first
-        self.position += n
-        return draws[:, a:a + n].astype(np.uint32)
+        out = np.empty(n * self.lanes, dtype=np.uint32)
+        self.fill(out, n)
+        return out.reshape(n, self.lanes).T.copy()
+
+    def fill(self, out, n):
+        """The next n draws of every lane into out[j * lanes + lane] (the engine's layout)."""
+        fill_draws(self.ring1, self.ring2, self.pending, self.position, out, n)
