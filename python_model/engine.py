@@ -27,6 +27,7 @@ from .rng import LaneStreams
 
 CHUNK_POSITIONS = 1 << 22        # cell evaluations per call of the compiled loop
 MAX_DENSE_CELLS = 4096           # a dense Q of N**2 int64
+DECISION_ROWS = 1 << 12          # decision tables of up to max(this, cells) rows
 INT64_SAFE = 1 << 62             # sums below this cannot overflow int64
 
 
@@ -58,8 +59,7 @@ class LimArray:
         cell_at_slot = np.full(self.order.groups * spec.lanes, -1, dtype=np.int64)
         cell_at_slot[self.order.slot] = self.order.sequence
         self._order = (cell_at_slot, spec.lanes, (spec.w_lo, spec.w_hi, spec.delta),
-                       self.order.coupled_pairs > 0)
-        self._draws = np.empty(len(cell_at_slot), dtype=np.uint32)
+                       self.order.coupled_pairs > 0, np.empty(len(cell_at_slot), np.uint32))
         if self.problem is not None:
             self._setup_field()
 
@@ -93,12 +93,27 @@ class LimArray:
         self._problem = (spec.delta**2 * problem.diag, dense, problem.indptr.astype(np.int64),
                          problem.indices.astype(np.int64), problem.data.astype(np.int64))
         self._mark = np.zeros(spec.cells, dtype=np.int64)
+        self._tables = self._decision_tables()
         self.loss2_initial = problem.loss2(self.W)
         self.loss2_track = self.loss2_initial            # the hardware's loss register
         self.loss2_true = self.loss2_initial             # includes coupling cross terms
         self.eta_initial = int(spec.gain.values_at([0])[0])
         self.anneal_true = 0
         self.coupling_error = 0
+
+    def _decision_tables(self):
+        """The compiled loop's tables: thresholds, and decisions per (class of Q_nn, field g)
+        when there are at most max(DECISION_ROWS, cells) of them (kernels.build_decisions)."""
+        qd = self._problem[0]
+        bound = bound_field(self.problem, self.spec)
+        class_qd, class_of = np.unique(qd, return_inverse=True)
+        rows = len(class_qd) * (2 * bound + 1)
+        if rows > max(DECISION_ROWS, self.spec.cells):
+            class_qd, rows = class_qd[:0], 0
+        zero_row = class_of.astype(np.int64) * (2 * bound + 1) + bound
+        tabulated = np.full(2, -1, dtype=np.int64)        # (e0, eta) in the table: none yet
+        return (self.table, np.zeros((3, rows), np.int64), class_qd.astype(np.int64), zero_row,
+                bound, tabulated)
 
     # -- running --------------------------------------------------------------------------------
     def run(self, steps, snapshot_every=0, progress=None):
@@ -132,8 +147,8 @@ class LimArray:
         step_dl2 = np.zeros(count, dtype=np.int64)
         step_cross = np.zeros(count, dtype=np.int64)
         kernels.run_field_steps(
-            count, e0, eta << spec.tilt_shift, self._rng(), self._order,
-            (self.W, self.g, self.cell_up, self.cell_down), self._problem, self.table,
+            count, e0, eta << spec.tilt_shift, self.streams.arrays(), self._order,
+            (self.W, self.g, self.cell_up, self.cell_down), self._problem, self._tables,
             (counts, step_dl2, step_cross, snapshots, every, done, self._mark))
         self._add_counts(counts)
         self._close_steps(eta, step_dl2, step_cross)
@@ -141,10 +156,6 @@ class LimArray:
         self.counters.add("steps", count)
         self.counters.check_overflow()
         self.step += count
-
-    def _rng(self):
-        s = self.streams
-        return s.ring1, s.ring2, s.pending, s.position, self._draws
 
     def _add_counts(self, counts):
         """The counts of one call of a compiled loop, into the exact counters."""
@@ -207,8 +218,8 @@ class LimArray:
             h = checked_half_tilts(spec, half_tilt(self.step, self.W.copy()))
             e0 = spec.barrier.values_at([self.step, self.step + 1])
             counts = np.zeros(kernels.COUNT_SLOTS, dtype=np.int64)
-            kernels.run_external_step(int(e0[0]), h, self._rng(), self._order, state,
-                                      self.table, counts)
+            kernels.run_external_step(int(e0[0]), h, self.streams.arrays(), self._order,
+                                      state, self.table, counts)
             self._add_counts(counts)
             self.counters.add("barrier_work", spec.cells * max(0, int(e0[1] - e0[0])))
             self.counters.add("steps", 1)

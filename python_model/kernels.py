@@ -7,15 +7,20 @@ reordered, so the results are the reference's by construction; ``tests/test_engi
 it on random configurations. What makes it fast only skips work whose outcome is known:
 
 * the draws come from the lane generators 64 bits at a time (``rng.fill_draws``);
-* a cheap filter decides most stays: a move needs ``u < T+ + T- <= 2 T(lowest barrier)``, so
-  ``u >> 1 >= T(lowest barrier)`` is a stay, and an admissible one (an inadmissible step has
-  ``T+ + T- > 2**32 > u``); only the rest goes through the full crossing rule (``decide``).
+* a crossing decision is two thresholds on the draw (``decision``): up iff u < A, down iff
+  A <= u < B, else stay. Within a step A and B only depend on the cell's field g and its
+  diagonal Q_nn, so when the field is bounded by a small |g| <= G they are tabulated per
+  (diagonal class, g) each time the barrier or gain changes (``build_decisions``) and an
+  evaluation is one look-up and a compare;
+* otherwise a filter decides most stays: a move needs ``u < T+ + T- <= 2 T(lowest barrier)``,
+  so ``u >> 1 >= T(lowest barrier)`` is a stay, and an admissible one (an inadmissible step
+  has ``T+ + T- > 2**32 > u``); only the rest is decided in full.
 
 Integers are int64 throughout. Counts of a call go to ``counts`` (slots below); the heat sums
-are exact in two words (``_add_wide``) because one move's half tilt can take 61 bits. The per-step
-losses and cross terms go to ``step_dl2`` / ``step_cross``; ``close_steps`` turns them into the
-annealing work and coupling error where int64 cannot overflow (engine.py decides, from bounds
-computed before the run, when it may be used).
+are exact in two words (``_add_wide``) because one move's half tilt can take 61 bits. The
+per-step losses and cross terms go to ``step_dl2`` / ``step_cross``; ``close_steps`` turns them
+into the annealing work and coupling error where int64 cannot overflow (engine.py checks the
+bounds first).
 """
 
 import numpy as np
@@ -34,6 +39,8 @@ WIDE_UNIT_BITS = 32             # the high word counts units of 2**32
 EVALUATIONS, UP, DOWN, BLOCKED, INADMISSIBLE, FIELD_ADDS = range(6)
 HEAT_HI, HEAT_LO, HEAT_ABS_HI, HEAT_ABS_LO = range(6, 10)
 COUNT_SLOTS = 10
+# rows of a decision table
+UP_BELOW, MOVE_BELOW, IS_INADMISSIBLE = range(3)
 
 
 # -- the crossing unit ------------------------------------------------------------------------------
@@ -46,26 +53,52 @@ def _threshold(table, b):
 
 
 @njit(cache=True, inline="always")
-def decide(u, b_up, b_down, table):
-    """crossing.decide_one for one draw: (1 up | -1 down | 0 stay, inadmissible)."""
+def decision(b_up, b_down, table):
+    """crossing.decide_one as thresholds: (A, B, inadmissible) with up iff u < A, down iff
+    A <= u < B, else stay.
+
+    Admissible: A = T+, B = T+ + T-. Inadmissible: both probabilities scaled to sum 1; after
+    subtracting the lower barrier one threshold is T(0) = 2**32, the other T(|B+ - B-|), and
+    up iff (u >> 16) s < a << 16, i.e. u < A = ceil((a << 16) / s) << 16; B = 2**32."""
     t_up = _threshold(table, b_up)
     t_down = _threshold(table, b_down)
     total = t_up + t_down
     if total <= ONE:
-        if u < t_up:
-            return 1, False
-        return (-1 if u < total else 0), False
-    # inadmissible: both scaled to sum 1; after subtracting the lower barrier one threshold is
-    # T(0) = 2**32, the other T(|B+ - B-|)
+        return t_up, total, 0
     if b_up <= b_down:
         a, other = SCALED_ONE, _threshold(table, b_down - b_up) >> SCALED_SHIFT
     else:
         other = _threshold(table, b_up - b_down) >> SCALED_SHIFT
         a = other
-    up = (u >> SCALED_DRAW_SHIFT) * (other + SCALED_ONE) < a << INADMISSIBLE_PRECISION_BITS
-    return (1 if up else -1), True
+    s = other + SCALED_ONE
+    bound = -(-(a << INADMISSIBLE_PRECISION_BITS) // s)
+    return bound << SCALED_DRAW_SHIFT, ONE, 1
 
 
+@njit(cache=True, inline="always")
+def decide(u, b_up, b_down, table):
+    """One crossing decision: (1 up | -1 down | 0 stay, inadmissible 0 | 1)."""
+    up_below, move_below, inadmissible = decision(b_up, b_down, table)
+    return (1 if u < up_below else (-1 if u < move_below else 0)), inadmissible
+
+
+@njit(cache=True)
+def build_decisions(decisions, class_qd, bound, e0, eta, delta, table):
+    """decisions[q (2 bound + 1) + bound + g] = decision of a cell with delta**2 Q_nn =
+    class_qd[q] and field g (|g| <= bound) at barrier e0 and gain eta (<< tilt_shift)."""
+    width = 2 * bound + 1
+    for q in range(class_qd.shape[0]):
+        c = e0 + eta * class_qd[q]
+        for g in range(-bound, bound + 1):
+            s = 2 * delta * eta * g
+            row = q * width + bound + g
+            a, b, inadmissible = decision(c + s, c - s, table)
+            decisions[UP_BELOW, row] = a
+            decisions[MOVE_BELOW, row] = b
+            decisions[IS_INADMISSIBLE, row] = inadmissible
+
+
+# -- counting ---------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
 def _add_wide(counts, hi, value):
     """counts[hi] * 2**32 + counts[hi + 1] += value (|value| < 2**61), exactly."""
@@ -92,69 +125,99 @@ def _count_move(counts, cell_up, cell_down, cell, direction, h):
 
 # -- field mode -------------------------------------------------------------------------------------
 @njit(cache=True)
-def run_field_steps(steps, e0, eta, rng, order, state, problem, table, out):
+def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out):
     """Runs `steps` steps of the array in field mode.
 
     e0[k], eta[k] (k <= steps): barrier and gain << tilt_shift at the call's step k.
-    rng = (ring1, ring2, pending, position, draws): generator state and a buffer of
-    groups * lanes draws. order = (cell_at_slot (-1: idle lane), lanes, ladder (w_lo, w_hi,
-    delta), needs_cross). state = (W, g, cell_up, cell_down). problem = (qd (delta**2 Q_nn),
-    dense Q (or an empty array: sparse), indptr, indices, data); table: the thresholds
-    (crossing.threshold_table). out = (counts, step_dl2,
-    step_cross, snapshots, snapshot_every, snapshot_phase, mark): the call's counts, the sum
-    of dL2 of the moves of each step and the loss cross terms of moves of coupled cells in one
-    group, W after every snapshot_every-th step (0: none) counted from snapshot_phase steps
-    before this call, and a zeroed work array of cells."""
-    ring1, ring2, pending, position, draws = rng
-    cell_at_slot, lanes, ladder, needs_cross = order
-    W, g, cell_up, cell_down = state
+    streams: rng.LaneStreams.arrays(). order = (cell_at_slot (-1: idle lane), lanes, ladder
+    (w_lo, w_hi, delta), needs_cross, draws: a buffer of groups * lanes). state = (W, g,
+    cell_up, cell_down). problem = (qd (delta**2 Q_nn per cell), dense Q (or an empty array:
+    sparse), indptr, indices, data). tables = (thresholds (crossing.threshold_table),
+    decisions ((3, rows) by column UP_BELOW, MOVE_BELOW, IS_INADMISSIBLE; no rows: none),
+    class_qd, row of each cell's g = 0 in decisions, bound on |g|, last (e0, eta) tabulated).
+    out = (counts, step_dl2, step_cross, snapshots, snapshot_every, snapshot_phase, mark):
+    the call's counts, the sum of dL2 of the moves of each step and the loss cross terms of
+    moves of coupled cells in one group, W after every snapshot_every-th step (0: none)
+    counted from snapshot_phase steps before this call, and a zeroed work array of cells."""
+    cell_at_slot, lanes, ladder, needs_cross, draws = order
+    W = state[0]
+    table, decisions, class_qd, zero_row, bound, tabulated = tables
     counts, step_dl2, step_cross, snapshots, snapshot_every, snapshot_phase, mark = out
-    w_lo, w_hi, delta = ladder
-    groups = cell_at_slot.shape[0] // lanes
-    moved = np.empty(lanes, dtype=np.int64)
-    moved_dw = np.empty(lanes, dtype=np.int64)
+    moves = (np.empty(lanes, dtype=np.int64), np.empty(lanes, dtype=np.int64))
     for k in range(steps):
-        fill_draws(ring1, ring2, pending, position, draws, groups)
-        e0_k, eta_k = e0[k], eta[k]
-        slope = eta_k * 2 * delta
-        dl2_sum = 0
-        cross = 0
-        for group in range(groups):
-            count = 0
-            for slot in range(group * lanes, group * lanes + lanes):
-                cell = cell_at_slot[slot]
-                if cell < 0:
-                    continue                               # idle lane: drew, no cell
-                u = np.int64(draws[slot])
-                c = e0_k + eta_k * problem[0][cell]
-                s = slope * g[cell]
-                if (u >> 1) >= _threshold(table, c - abs(s)):
-                    continue                               # a certain stay (module doc)
-                direction, inadmissible = decide(u, c + s, c - s, table)
-                counts[INADMISSIBLE] += inadmissible
-                if direction == 0:
-                    continue
-                w = W[cell]
-                if w == (w_hi if direction > 0 else w_lo):
-                    counts[BLOCKED] += 1
-                    continue
-                dw = direction * delta
-                dl2 = problem[0][cell] + 2 * dw * g[cell]
-                _count_move(counts, cell_up, cell_down, cell, direction, eta_k * dl2)
-                dl2_sum += dl2
-                W[cell] = w + dw
-                moved[count] = cell
-                moved_dw[count] = dw
-                count += 1
-            if count:
-                counts[FIELD_ADDS] += _update_field(g, problem, moved, moved_dw, count)
-                if needs_cross and count > 1:
-                    cross += _cross_terms(problem, moved, moved_dw, count, mark)
+        fill_draws(streams, draws, cell_at_slot.shape[0] // lanes)
+        if decisions.shape[1] and (tabulated[0] != e0[k] or tabulated[1] != eta[k]):
+            build_decisions(decisions, class_qd, bound, e0[k], eta[k], ladder[2], table)
+            tabulated[0], tabulated[1] = e0[k], eta[k]
+        step_dl2[k], step_cross[k] = _field_step(e0[k], eta[k], order, state, problem, tables,
+                                                 counts, moves, mark)
         counts[EVALUATIONS] += W.shape[0]
-        step_dl2[k] = dl2_sum
-        step_cross[k] = cross
         if snapshot_every and (snapshot_phase + k + 1) % snapshot_every == 0:
             snapshots[(snapshot_phase + k + 1) // snapshot_every - 1, :] = W
+
+
+@njit(cache=True)
+def _field_step(e0, eta, order, state, problem, tables, counts, moves, mark):
+    """One step: every slot in order, the moves of a group applied to g before the next
+    group (a group is `lanes` consecutive slots). Returns (sum of the moves' dL2, cross
+    terms). Every array is unpacked before the loop (taking one out of a tuple in the loop
+    costs reference counting), indices are unsigned where they cannot be negative (no
+    wrap-around checks)."""
+    cell_at_slot, lanes, ladder, needs_cross, draws = order
+    W, g, cell_up, cell_down = state
+    qd = problem[0]
+    table, decisions, zero_row = tables[0], tables[1], tables[3]
+    up_below, move_below, inadmissible_at = decisions[UP_BELOW], decisions[MOVE_BELOW], \
+        decisions[IS_INADMISSIBLE]
+    use_tables = decisions.shape[1] > 0
+    w_lo, w_hi, delta = ladder
+    moved, moved_dw = moves
+    dl2_sum = cross = count = 0
+    flush_at = -1                              # slot where the pending group's moves apply
+    for slot in range(cell_at_slot.shape[0]):
+        if slot == flush_at:
+            counts[FIELD_ADDS] += _update_field(g, problem, moved, moved_dw, count)
+            if needs_cross and count > 1:
+                cross += _cross_terms(problem, moved, moved_dw, count, mark)
+            count = 0
+        cell = cell_at_slot[slot]
+        if cell < 0:
+            continue                           # idle lane: drew, no cell
+        at = np.uint64(cell)
+        u = np.int64(draws[slot])
+        if use_tables:
+            row = np.uint64(zero_row[at] + g[at])
+            if u >= move_below[row]:
+                continue
+            direction, inadmissible = (1 if u < up_below[row] else -1), inadmissible_at[row]
+        else:
+            c = e0 + eta * qd[at]
+            s = 2 * delta * eta * g[at]
+            if (u >> 1) >= _threshold(table, c - abs(s)):
+                continue                       # a certain stay (module doc)
+            direction, inadmissible = decide(u, c + s, c - s, table)
+            if direction == 0:
+                continue
+        counts[INADMISSIBLE] += inadmissible
+        w = W[at]
+        if w == (w_hi if direction > 0 else w_lo):
+            counts[BLOCKED] += 1
+            continue
+        dw = direction * delta
+        dl2 = qd[at] + 2 * dw * g[at]
+        _count_move(counts, cell_up, cell_down, cell, direction, eta * dl2)
+        dl2_sum += dl2
+        W[at] = w + dw
+        if count == 0:
+            flush_at = (slot // lanes + 1) * lanes
+        moved[count] = cell
+        moved_dw[count] = dw
+        count += 1
+    if count:
+        counts[FIELD_ADDS] += _update_field(g, problem, moved, moved_dw, count)
+        if needs_cross and count > 1:
+            cross += _cross_terms(problem, moved, moved_dw, count, mark)
+    return dl2_sum, cross
 
 
 @njit(cache=True)
@@ -196,15 +259,13 @@ def _cross_terms(problem, moved, moved_dw, count, mark):
 
 # -- external mode ----------------------------------------------------------------------------------
 @njit(cache=True)
-def run_external_step(e0, half_tilt, rng, order, state, table, counts):
+def run_external_step(e0, half_tilt, streams, order, state, table, counts):
     """One step with the caller's half tilts h (per cell): the up move crosses E0 - h, the
     down move E0 + h. Same draws, order and counters as run_field_steps (no field)."""
-    ring1, ring2, pending, position, draws = rng
-    cell_at_slot, lanes, ladder, needs_cross = order
+    cell_at_slot, lanes, ladder, needs_cross, draws = order
     W, g, cell_up, cell_down = state
     w_lo, w_hi, delta = ladder
-    groups = cell_at_slot.shape[0] // lanes
-    fill_draws(ring1, ring2, pending, position, draws, groups)
+    fill_draws(streams, draws, cell_at_slot.shape[0] // lanes)
     for slot in range(cell_at_slot.shape[0]):
         cell = cell_at_slot[slot]
         if cell < 0:
@@ -225,10 +286,10 @@ def run_external_step(e0, half_tilt, rng, order, state, table, counts):
 # -- step boundaries --------------------------------------------------------------------------------
 @njit(cache=True)
 def close_steps(eta, step_dl2, step_cross, losses):
-    """Annealing work and coupling error of `steps` step boundaries, in int64 (the caller
-    checks the bounds). losses = [L2 register, true L2]: updated. Returns (sum over steps of
-    (eta[k+1] - eta[k]) L2 register after step k, the same with the true L2, sum of eta[k] times
-    the cross terms of step k), in units of 2 << tilt_shift energy LSBs; eta raw."""
+    """Annealing work and coupling error of the step boundaries of a call, in int64 (the
+    caller checks the bounds). losses = [L2 register, true L2]: updated. Returns (sum over steps
+    of (eta[k+1] - eta[k]) L2 register after step k, the same with the true L2, sum of eta[k]
+    times the cross terms of step k), in units of 2 << tilt_shift energy LSBs; eta raw."""
     track, true = losses[0], losses[1]
     anneal = anneal_true = coupling = 0
     for k in range(step_dl2.shape[0]):

@@ -75,13 +75,13 @@ class LaneGenerator:
         return draw
 
 
-def bootstrap_words(seeds, r, s):
-    """Words 0 .. r - 1 (64 bits each, bit t of the stream at bit t % 64 of word t // 64) of one
-    component for each seed in `seeds` (register contents), built from the register bits with
-    the recurrence, doubling its lags (b_t = b_{t - r 2**m} xor b_{t - s 2**m}) as the stream
-    grows."""
+def bootstrap_words(seeds, r, s, words):
+    """Words 0 .. words - 1 (64 bits each, bit t of the stream at bit t % 64 of word t // 64)
+    of one component for each seed in `seeds` (register contents), built from the register bits
+    with the recurrence, doubling its lags (b_t = b_{t - r 2**m} xor b_{t - s 2**m}) as the
+    stream grows. Returns (len(seeds), words) uint64."""
     bits = np.array([[(x >> i) & 1 for i in range(r)] for x in seeds], dtype=np.uint8)
-    target = 64 * r
+    target = 64 * words
     while bits.shape[1] < target:
         n = bits.shape[1]
         m = (n // r).bit_length() - 1                       # largest m with r * 2**m <= n
@@ -92,61 +92,101 @@ def bootstrap_words(seeds, r, s):
     return np.ascontiguousarray(packed).view("<u8").astype(np.uint64)
 
 
-@njit(cache=True)
-def fill_draws(ring1, ring2, pending, position, out, count):
-    """Draws number position[0] .. position[0] + count - 1 of every lane into out[j * lanes +
-    lane]; advances position[0].
+# the compiled streams: state slots (LaneStreams.state)
+DRAWS_TAKEN, HEAD, NEXT_WORD, BASE, GENERATED = range(5)
 
-    Per lane and component a ring holds the last r 64-bit words of the bit stream; the squared
-    recurrence b_t = b_{t - 64 r} xor b_{t - 64 s} makes word x = word[x - r] xor word[x - s],
-    so each word costs one XOR. The rings start with words 0 .. r - 1 (bootstrap_words).
-    Draw d is the low (even d) or high (odd d) half of word d // 2 of the XOR of
-    the two components; the high half waits in pending[lane]."""
-    lanes = ring1.shape[0]
-    first = position[0]
+
+@njit(cache=True)
+def fill_draws(streams, out, count):
+    """Draws number d .. d + count - 1 of every lane into out[j * lanes + lane], d the draws
+    taken so far (streams = LaneStreams.arrays()); advances the streams.
+
+    Word x of a component's stream (64 bits) is word[x - r] xor word[x - s] by the squared
+    recurrence b_t = b_{t - 64 r} xor b_{t - 64 s}: one XOR per word. Words are made in blocks,
+    per lane along time (the lags of 38 words or more let the compiler vectorise), into
+    buffers that keep the last R2 words before each block; the draws of a block (the low and
+    the high half of the XOR of the components' words) wait in `draws`, in out's layout."""
+    state, words1, words2, draws = streams
+    lanes = words1.shape[0]
+    block = draws.shape[0] // (2 * lanes)
+    j = 0
+    while j < count:
+        head = state[HEAD]
+        if head == 2 * block:
+            _next_block(state, words1, words2, draws)
+            head = 0
+        m = min(count - j, 2 * block - head)
+        out[j * lanes:(j + m) * lanes] = draws[head * lanes:(head + m) * lanes]
+        state[HEAD] = head + m
+        j += m
+    state[DRAWS_TAKEN] += count
+
+
+@njit(cache=True)
+def _next_block(state, words1, words2, draws):
+    """The draws of the next block of words: words NEXT_WORD .. NEXT_WORD + block - 1."""
+    lanes = words1.shape[0]
+    block = draws.shape[0] // (2 * lanes)
+    first, base, generated = state[NEXT_WORD], state[BASE], state[GENERATED]
+    end = first + block
+    if end - base > words1.shape[1]:                    # keep the last R2 words, at the front
+        keep = generated - R2
+        for lane in range(lanes):
+            for p in range(R2):
+                words1[lane, p] = words1[lane, keep - base + p]
+                words2[lane, p] = words2[lane, keep - base + p]
+        base = keep
+    # unsigned indices: no negative-index wrap-around, so the loops vectorise
+    start, stop, at = np.uint64(generated - base), np.uint64(end - base), np.uint64(first - base)
     for lane in range(lanes):
-        x = (first + 1) >> 1                     # next word to read (when d is even)
-        i1, j1 = x % R1, (x + R1 - S1) % R1
-        i2, j2 = x % R2, (x + R2 - S2) % R2
-        d = first
-        for j in range(count):
-            if d & 1:
-                out[j * lanes + lane] = pending[lane]
-            else:
-                if x >= R1:
-                    ring1[lane, i1] ^= ring1[lane, j1]
-                if x >= R2:
-                    ring2[lane, i2] ^= ring2[lane, j2]
-                word = ring1[lane, i1] ^ ring2[lane, i2]
-                out[j * lanes + lane] = np.uint32(word & np.uint64(LOW32))
-                pending[lane] = np.uint32(word >> np.uint64(DRAW_BITS))
-                x += 1
-                i1 = i1 + 1 if i1 + 1 < R1 else 0
-                j1 = j1 + 1 if j1 + 1 < R1 else 0
-                i2 = i2 + 1 if i2 + 1 < R2 else 0
-                j2 = j2 + 1 if j2 + 1 < R2 else 0
-            d += 1
-    position[0] = first + count
+        w1, w2 = words1[lane], words2[lane]
+        for p in range(start, stop):
+            w1[p] = w1[p - np.uint64(R1)] ^ w1[p - np.uint64(S1)]
+        for p in range(start, stop):
+            w2[p] = w2[p - np.uint64(R2)] ^ w2[p - np.uint64(S2)]
+        for k in range(np.uint64(block)):
+            word = w1[at + k] ^ w2[at + k]
+            draws[np.uint64(2 * lanes) * k + np.uint64(lane)] = np.uint32(word & np.uint64(LOW32))
+            draws[np.uint64(2 * lanes) * k + np.uint64(lanes + lane)] = np.uint32(
+                word >> np.uint64(DRAW_BITS))
+    state[NEXT_WORD], state[BASE], state[GENERATED] = end, base, max(generated, end)
+    state[HEAD] = 0
+
+
+def block_words(lanes):
+    """Words per lane made at once: long blocks, within a few MB for many lanes."""
+    return max(256, min(2048, (1 << 18) // lanes))
 
 
 class LaneStreams:
-    """The draws of all lanes of an array (the compiled generator of the engine):
+    """The draws of all lanes of an array, compiled (the engine's generator):
     ``take(n)`` returns the next n draws of every lane, (lanes, n) uint32."""
 
     def __init__(self, seed, lanes):
         require(lanes >= 1, "lanes", lanes, "must be >= 1")
         seeds = [register_seeds(seed, lane) for lane in range(lanes)]
-        self.ring1, self.ring2 = (bootstrap_words([x[i] for x in seeds], r, s)
-                                  for i, (r, s) in enumerate(COMPONENTS))
-        self.pending = np.zeros(lanes, dtype=np.uint32)
-        self.position = np.zeros(1, dtype=np.int64)          # draws taken per lane
+        block = block_words(lanes)
+        buffers = []
+        for i, (r, s) in enumerate(COMPONENTS):
+            words = np.zeros((lanes, R2 + block), dtype=np.uint64)
+            words[:, :R2] = bootstrap_words([x[i] for x in seeds], r, s, R2)
+            buffers.append(words)
+        self.words1, self.words2 = buffers
+        self.draws = np.zeros(2 * block * lanes, dtype=np.uint32)   # draw k of lane l at k * lanes + l
+        self.state = np.zeros(5, dtype=np.int64)
+        self.state[HEAD] = 2 * block                      # nothing waiting: make a block first
+        self.state[GENERATED] = R2                        # words 0 .. R2 - 1 are there
         self.lanes = lanes
+
+    def arrays(self):
+        return self.state, self.words1, self.words2, self.draws
+
+    @property
+    def position(self):
+        """Draws taken per lane so far."""
+        return int(self.state[DRAWS_TAKEN])
 
     def take(self, n):
         out = np.empty(n * self.lanes, dtype=np.uint32)
-        self.fill(out, n)
+        fill_draws(self.arrays(), out, n)
         return out.reshape(n, self.lanes).T.copy()
-
-    def fill(self, out, n):
-        """The next n draws of every lane into out[j * lanes + lane] (the engine's layout)."""
-        fill_draws(self.ring1, self.ring2, self.pending, self.position, out, n)
