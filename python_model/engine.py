@@ -28,6 +28,7 @@ from .rng import LaneStreams
 CHUNK_POSITIONS = 1 << 22        # cell evaluations per call of the compiled loop
 MAX_DENSE_CELLS = 4096           # a dense Q of N**2 int64
 DECISION_ROWS = 1 << 12          # decision tables of up to max(this, cells) rows
+SCAN_BELOW = 8                   # steps after one where < cells / 8 moved or blocked scan
 INT64_SAFE = 1 << 62             # sums below this cannot overflow int64
 
 
@@ -58,8 +59,10 @@ class LimArray:
         self.cell_down = np.zeros(n, dtype=np.int64)
         cell_at_slot = np.full(self.order.groups * spec.lanes, -1, dtype=np.int64)
         cell_at_slot[self.order.slot] = self.order.sequence
+        group_end = (np.arange(len(cell_at_slot)) // spec.lanes + 1) * spec.lanes
         self._order = (cell_at_slot, spec.lanes, (spec.w_lo, spec.w_hi, spec.delta),
-                       self.order.coupled_pairs > 0, np.empty(len(cell_at_slot), np.uint32))
+                       self.order.coupled_pairs > 0, np.empty(len(cell_at_slot), np.uint32),
+                       group_end)
         if self.problem is not None:
             self._setup_field()
 
@@ -149,7 +152,7 @@ class LimArray:
         kernels.run_field_steps(
             count, e0, eta << spec.tilt_shift, self.streams.arrays(), self._order,
             (self.W, self.g, self.cell_up, self.cell_down), self._problem, self._tables,
-            (counts, step_dl2, step_cross, snapshots, every, done, self._mark))
+            (counts, step_dl2, step_cross, snapshots, every, done, self._mark), SCAN_BELOW)
         self._add_counts(counts)
         self._close_steps(eta, step_dl2, step_cross)
         self.counters.add("barrier_work", spec.cells * int(np.maximum(np.diff(e0), 0).sum()))

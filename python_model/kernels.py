@@ -34,6 +34,7 @@ SCALED_DRAW_SHIFT = DRAW_BITS - INADMISSIBLE_PRECISION_BITS
 SCALED_ONE = ONE >> SCALED_SHIFT
 WIDE_LIMIT = 1 << 61            # |low word| of a wide sum stays below this (then it carries)
 WIDE_UNIT_BITS = 32             # the high word counts units of 2**32
+LOW_WORD = (1 << WIDE_UNIT_BITS) - 1
 
 # slots of the counts array of a call
 EVALUATIONS, UP, DOWN, BLOCKED, INADMISSIBLE, FIELD_ADDS = range(6)
@@ -100,14 +101,21 @@ def build_decisions(decisions, class_qd, bound, e0, eta, delta, table):
 
 # -- counting ---------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
+def _wide(hi, lo, value):
+    """(hi, lo) with hi * 2**32 + lo increased by value (|value| < 2**61), exactly: lo carries
+    into hi before it could overflow."""
+    lo += value
+    if lo >= WIDE_LIMIT or lo <= -WIDE_LIMIT:
+        carry = lo >> WIDE_UNIT_BITS
+        hi += carry
+        lo -= carry << WIDE_UNIT_BITS
+    return hi, lo
+
+
+@njit(cache=True, inline="always")
 def _add_wide(counts, hi, value):
     """counts[hi] * 2**32 + counts[hi + 1] += value (|value| < 2**61), exactly."""
-    low = counts[hi + 1] + value
-    if low >= WIDE_LIMIT or low <= -WIDE_LIMIT:
-        carry = low >> WIDE_UNIT_BITS
-        counts[hi] += carry
-        low -= carry << WIDE_UNIT_BITS
-    counts[hi + 1] = low
+    counts[hi], counts[hi + 1] = _wide(counts[hi], counts[hi + 1], value)
 
 
 @njit(cache=True, inline="always")
@@ -125,7 +133,7 @@ def _count_move(counts, cell_up, cell_down, cell, direction, h):
 
 # -- field mode -------------------------------------------------------------------------------------
 @njit(cache=True)
-def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out):
+def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out, scan_below):
     """Runs `steps` steps of the array in field mode.
 
     e0[k], eta[k] (k <= steps): barrier and gain << tilt_shift at the call's step k.
@@ -138,51 +146,133 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out)
     out = (counts, step_dl2, step_cross, snapshots, snapshot_every, snapshot_phase, mark):
     the call's counts, the sum of dL2 of the moves of each step and the loss cross terms of
     moves of coupled cells in one group, W after every snapshot_every-th step (0: none)
-    counted from snapshot_phase steps before this call, and a zeroed work array of cells."""
-    cell_at_slot, lanes, ladder, needs_cross, draws = order
+    counted from snapshot_phase steps before this call, and a zeroed work array of cells.
+    scan_below: which loop takes a step (speed only; see below)."""
+    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
     W = state[0]
     table, decisions, class_qd, zero_row, bound, tabulated = tables
     counts, step_dl2, step_cross, snapshots, snapshot_every, snapshot_phase, mark = out
     moves = (np.empty(lanes, dtype=np.int64), np.empty(lanes, dtype=np.int64))
+    scanning = scan_below > 0
     for k in range(steps):
+        events = counts[UP] + counts[DOWN] + counts[BLOCKED]
         fill_draws(streams, draws, cell_at_slot.shape[0] // lanes)
         if decisions.shape[1] and (tabulated[0] != e0[k] or tabulated[1] != eta[k]):
             build_decisions(decisions, class_qd, bound, e0[k], eta[k], ladder[2], table)
             tabulated[0], tabulated[1] = e0[k], eta[k]
         step_dl2[k], step_cross[k] = _field_step(e0[k], eta[k], order, state, problem, tables,
-                                                 counts, moves, mark)
+                                                 counts, moves, mark, scanning)
+        # the next step scans past stays in a tight loop if in this one fewer than
+        # cells / scan_below cells moved or were blocked (0: never; only the speed differs)
+        scanning = scan_below > 0 and scan_below * (
+            counts[UP] + counts[DOWN] + counts[BLOCKED] - events) < W.shape[0]
         counts[EVALUATIONS] += W.shape[0]
         if snapshot_every and (snapshot_phase + k + 1) % snapshot_every == 0:
             snapshots[(snapshot_phase + k + 1) // snapshot_every - 1, :] = W
 
 
 @njit(cache=True)
-def _field_step(e0, eta, order, state, problem, tables, counts, moves, mark):
+def _field_step(e0, eta, order, state, problem, tables, counts, moves, mark, scanning):
     """One step: every slot in order, the moves of a group applied to g before the next
     group (a group is `lanes` consecutive slots). Returns (sum of the moves' dL2, cross
-    terms). Every array is unpacked before the loop (taking one out of a tuple in the loop
-    costs reference counting), indices are unsigned where they cannot be negative (no
-    wrap-around checks)."""
-    cell_at_slot, lanes, ladder, needs_cross, draws = order
+    terms). Two loops give the same result at different speeds: _scanning_step for steps
+    where few cells move, _straight_step for the others."""
+    if scanning:
+        return _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark)
+    return _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark)
+
+
+@njit(cache=True, inline="always")
+def _decide_slot(u, g, qd, at, e0, eta, delta, table, decisions, zero_row):
+    """(direction, inadmissible) of the cell at `at`: a look-up in the decision table, or
+    the full rule. (Callers pass arrays unpacked: taking one out of a tuple in a loop costs
+    reference counting.)"""
+    if decisions.shape[1]:
+        row = np.uint64(zero_row[at] + g)
+        direction = 1 if u < decisions[UP_BELOW, row] else (
+            -1 if u < decisions[MOVE_BELOW, row] else 0)
+        return direction, decisions[IS_INADMISSIBLE, row]       # 0 on rows that can stay
+    c = e0 + eta * qd
+    s = 2 * delta * eta * g
+    return decide(u, c + s, c - s, table)
+
+
+@njit(cache=True)
+def _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark):
+    """The step for few moves: a tight loop (_scan) passes over the certain stays; the rest
+    is counted in `counts` directly."""
+    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
     W, g, cell_up, cell_down = state
-    qd = problem[0]
+    qd, dense, indptr, indices, data = problem
+    table, decisions, zero_row = tables[0], tables[1], tables[3]
+    move_below = decisions[MOVE_BELOW]
+    use_tables = decisions.shape[1] > 0
+    w_lo, w_hi, delta = ladder
+    moved, moved_dw = moves
+    slots = cell_at_slot.shape[0]
+    dl2_sum = cross = count = 0
+    slot, flush_at = 0, slots                  # flush_at: the end of the moves' group
+    while True:
+        slot = _scan(slot, flush_at if count else slots, cell_at_slot, draws, g, e0, eta,
+                     delta, qd, table, zero_row, move_below, use_tables)
+        if count and slot == flush_at:         # the group's moves, before the next group
+            counts[FIELD_ADDS] += _update_field(g, dense, indptr, indices, data, moved,
+                                                moved_dw, count)
+            if needs_cross and count > 1:
+                cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
+            count = 0
+            continue                           # slot itself is still to be evaluated
+        if slot == slots:
+            break
+        at = np.uint64(cell_at_slot[slot])
+        direction, inadmissible = _decide_slot(np.int64(draws[slot]), g[at], qd[at], at, e0,
+                                               eta, delta, table, decisions, zero_row)
+        slot += 1
+        counts[INADMISSIBLE] += inadmissible
+        w = W[at]
+        if direction == 0 or w == (w_hi if direction > 0 else w_lo):
+            counts[BLOCKED] += direction != 0
+            continue
+        dw = direction * delta
+        dl2 = qd[at] + 2 * dw * g[at]
+        _count_move(counts, cell_up, cell_down, at, direction, eta * dl2)
+        dl2_sum += dl2
+        W[at] = w + dw
+        if count == 0:
+            flush_at = group_end[slot - 1]
+        moved[count] = at
+        moved_dw[count] = dw
+        count += 1
+    return dl2_sum, cross
+
+
+@njit(cache=True)
+def _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark):
+    """The step for many moves: every slot in turn, counts summed in local variables (the
+    heat exactly in two words without a carry chain: hi 2**32 + lo, lo < 2**32 per move)."""
+    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
+    W, g, cell_up, cell_down = state
+    qd, dense, indptr, indices, data = problem
     table, decisions, zero_row = tables[0], tables[1], tables[3]
     up_below, move_below, inadmissible_at = decisions[UP_BELOW], decisions[MOVE_BELOW], \
         decisions[IS_INADMISSIBLE]
     use_tables = decisions.shape[1] > 0
     w_lo, w_hi, delta = ladder
     moved, moved_dw = moves
-    dl2_sum = cross = count = 0
-    flush_at = -1                              # slot where the pending group's moves apply
+    dl2_sum = cross = count = adds = inadmissible_count = blocked = ups = downs = 0
+    heat_hi = heat_lo = abs_hi = abs_lo = 0
+    flush_at = lanes
     for slot in range(cell_at_slot.shape[0]):
         if slot == flush_at:
-            counts[FIELD_ADDS] += _update_field(g, problem, moved, moved_dw, count)
-            if needs_cross and count > 1:
-                cross += _cross_terms(problem, moved, moved_dw, count, mark)
-            count = 0
+            flush_at += lanes
+            if count:                          # the group's moves, before the next group
+                adds += _update_field(g, dense, indptr, indices, data, moved, moved_dw, count)
+                if needs_cross and count > 1:
+                    cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
+                count = 0
         cell = cell_at_slot[slot]
         if cell < 0:
-            continue                           # idle lane: drew, no cell
+            continue                           # an idle lane (it drew, without a cell)
         at = np.uint64(cell)
         u = np.int64(draws[slot])
         if use_tables:
@@ -198,32 +288,66 @@ def _field_step(e0, eta, order, state, problem, tables, counts, moves, mark):
             direction, inadmissible = decide(u, c + s, c - s, table)
             if direction == 0:
                 continue
-        counts[INADMISSIBLE] += inadmissible
+        inadmissible_count += inadmissible
         w = W[at]
         if w == (w_hi if direction > 0 else w_lo):
-            counts[BLOCKED] += 1
+            blocked += 1
             continue
         dw = direction * delta
         dl2 = qd[at] + 2 * dw * g[at]
-        _count_move(counts, cell_up, cell_down, cell, direction, eta * dl2)
+        h = eta * dl2                          # half tilt: the move releases -2h
+        heat_hi += h >> WIDE_UNIT_BITS
+        heat_lo += h & LOW_WORD
+        abs_hi += abs(h) >> WIDE_UNIT_BITS
+        abs_lo += abs(h) & LOW_WORD
+        if direction > 0:
+            ups += 1
+            cell_up[at] += 1
+        else:
+            downs += 1
+            cell_down[at] += 1
         dl2_sum += dl2
         W[at] = w + dw
-        if count == 0:
-            flush_at = (slot // lanes + 1) * lanes
-        moved[count] = cell
+        moved[count] = at
         moved_dw[count] = dw
         count += 1
     if count:
-        counts[FIELD_ADDS] += _update_field(g, problem, moved, moved_dw, count)
+        adds += _update_field(g, dense, indptr, indices, data, moved, moved_dw, count)
         if needs_cross and count > 1:
-            cross += _cross_terms(problem, moved, moved_dw, count, mark)
+            cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
+    for slot_, value in ((UP, ups), (DOWN, downs), (BLOCKED, blocked),
+                         (INADMISSIBLE, inadmissible_count), (FIELD_ADDS, adds),
+                         (HEAT_HI, heat_hi), (HEAT_ABS_HI, abs_hi)):
+        counts[slot_] += value
+    _add_wide(counts, HEAT_HI, heat_lo)        # < 2**52: at most 2**20 moves per step
+    _add_wide(counts, HEAT_ABS_HI, abs_lo)
     return dl2_sum, cross
 
 
-@njit(cache=True)
-def _update_field(g, problem, moved, moved_dw, count):
+@njit(cache=True, inline="always")
+def _scan(slot, stop, cell_at_slot, draws, g, e0, eta, delta, qd, table, zero_row, move_below,
+          use_tables):
+    """The first slot in [slot, stop) whose cell is not a certain stay, or stop: a look-up in
+    the decision table, or the filter (module doc)."""
+    while slot < stop:
+        cell = cell_at_slot[slot]
+        if cell >= 0:                          # not an idle lane (it drew, without a cell)
+            at = np.uint64(cell)
+            u = np.int64(draws[slot])
+            if use_tables:
+                if u < move_below[np.uint64(zero_row[at] + g[at])]:
+                    return slot
+            else:
+                c = e0 + eta * qd[at]
+                if (u >> 1) < _threshold(table, c - abs(2 * delta * eta * g[at])):
+                    return slot
+        slot += 1
+    return stop
+
+
+@njit(cache=True, inline="always")
+def _update_field(g, dense, indptr, indices, data, moved, moved_dw, count):
     """g += dw Q[:, m] for the moves of a group; returns the additions made."""
-    dense, indptr, indices, data = problem[1], problem[2], problem[3], problem[4]
     adds = 0
     for i in range(count):
         m, dw = moved[i], moved_dw[i]
@@ -238,11 +362,10 @@ def _update_field(g, problem, moved, moved_dw, count):
     return adds
 
 
-@njit(cache=True)
-def _cross_terms(problem, moved, moved_dw, count, mark):
+@njit(cache=True, inline="always")
+def _cross_terms(indptr, indices, data, moved, moved_dw, count, mark):
     """sum over ordered pairs i != j of moves in one group of dw_i Q_ij dw_j: what the loss
     changes by beyond the sum of the moves' own dL2 (0 for independent sets)."""
-    indptr, indices, data = problem[2], problem[3], problem[4]
     for i in range(count):
         mark[moved[i]] = moved_dw[i]
     cross = 0
@@ -262,7 +385,7 @@ def _cross_terms(problem, moved, moved_dw, count, mark):
 def run_external_step(e0, half_tilt, streams, order, state, table, counts):
     """One step with the caller's half tilts h (per cell): the up move crosses E0 - h, the
     down move E0 + h. Same draws, order and counters as run_field_steps (no field)."""
-    cell_at_slot, lanes, ladder, needs_cross, draws = order
+    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
     W, g, cell_up, cell_down = state
     w_lo, w_hi, delta = ladder
     fill_draws(streams, draws, cell_at_slot.shape[0] // lanes)

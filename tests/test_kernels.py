@@ -4,6 +4,7 @@ closing); the engine as a whole is compared with the reference in test_engine.py
 import numpy as np
 import pytest
 from conftest import random_problem
+from test_engine import assert_matches_reference, random_spec
 from limemu.model import Schedule, Spec, kernels
 from limemu.model import engine as engine_module
 from limemu.model.crossing import ONE, decide_one, threshold_table
@@ -75,6 +76,16 @@ def test_decision_tables_and_the_direct_rule_give_the_same_run(bits, lanes, orde
         array.run(300)
         runs.append((array.W.copy(), dict(array.counters.exact)))
     assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+
+
+@pytest.mark.parametrize("scan_below", [0, 1, 8])
+def test_both_step_loops_match_reference(scan_below, rng, monkeypatch):
+    # 0: every step takes each slot in turn; 1: nearly every step scans past the stays
+    monkeypatch.setattr(engine_module, "SCAN_BELOW", scan_below)
+    for _ in range(12):
+        n = int(rng.integers(2, 20))
+        problem = random_problem(rng, n, density=float(rng.random()))
+        assert_matches_reference(random_spec(rng, n), problem, int(rng.integers(1, 60)))
 
 
 def test_compiled_step_closing_equals_python_integers(rng):
