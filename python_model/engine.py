@@ -114,9 +114,12 @@ class LimArray:
         if rows > max(DECISION_ROWS, self.spec.cells):
             class_qd, rows = class_qd[:0], 0
         zero_row = class_of.astype(np.int64) * (2 * bound + 1) + bound
-        tabulated = np.full(2, -1, dtype=np.int64)        # (e0, eta) in the table: none yet
+        tabulated = np.array([-1, -1, 0], dtype=np.int64)    # (e0, eta): none yet
+        cell_at_slot = self._order[0]
+        slot_of = np.zeros(self.spec.cells, dtype=np.int64)
+        slot_of[cell_at_slot[cell_at_slot >= 0]] = np.flatnonzero(cell_at_slot >= 0)
         return (self.table, np.zeros((3, rows), np.int64), class_qd.astype(np.int64), zero_row,
-                bound, tabulated)
+                bound, tabulated, slot_of, np.zeros(len(cell_at_slot), np.int64))
 
     # -- running --------------------------------------------------------------------------------
     def run(self, steps, snapshot_every=0, progress=None):

@@ -142,7 +142,8 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out,
     cell_up, cell_down). problem = (qd (delta**2 Q_nn per cell), dense Q (or an empty array:
     sparse), indptr, indices, data). tables = (thresholds (crossing.threshold_table),
     decisions ((3, rows) by column UP_BELOW, MOVE_BELOW, IS_INADMISSIBLE; no rows: none),
-    class_qd, row of each cell's g = 0 in decisions, bound on |g|, last (e0, eta) tabulated).
+    class_qd, row of each cell's g = 0 in decisions, bound on |g|, [e0, eta tabulated, 1 if
+    may_move is up to date], slot of each cell, may_move (per slot: see _scanning_step)).
     out = (counts, step_dl2, step_cross, snapshots, snapshot_every, snapshot_phase, mark):
     the call's counts, the sum of dL2 of the moves of each step and the loss cross terms of
     moves of coupled cells in one group, W after every snapshot_every-th step (0: none)
@@ -150,16 +151,17 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out,
     scan_below: which loop takes a step (speed only; see below)."""
     cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
     W = state[0]
-    table, decisions, class_qd, zero_row, bound, tabulated = tables
+    table, decisions, class_qd, zero_row, bound, tabulated = tables[:6]
     counts, step_dl2, step_cross, snapshots, snapshot_every, snapshot_phase, mark = out
     moves = (np.empty(lanes, dtype=np.int64), np.empty(lanes, dtype=np.int64))
     scanning = scan_below > 0
     for k in range(steps):
         events = counts[UP] + counts[DOWN] + counts[BLOCKED]
         fill_draws(streams, draws, cell_at_slot.shape[0] // lanes)
-        if decisions.shape[1] and (tabulated[0] != e0[k] or tabulated[1] != eta[k]):
-            build_decisions(decisions, class_qd, bound, e0[k], eta[k], ladder[2], table)
-            tabulated[0], tabulated[1] = e0[k], eta[k]
+        if tabulated[0] != e0[k] or tabulated[1] != eta[k]:
+            if decisions.shape[1]:
+                build_decisions(decisions, class_qd, bound, e0[k], eta[k], ladder[2], table)
+            tabulated[0], tabulated[1], tabulated[2] = e0[k], eta[k], 0
         step_dl2[k], step_cross[k] = _field_step(e0[k], eta[k], order, state, problem, tables,
                                                  counts, moves, mark, scanning)
         # the next step scans past stays in a tight loop if in this one fewer than
@@ -199,27 +201,35 @@ def _decide_slot(u, g, qd, at, e0, eta, delta, table, decisions, zero_row):
 
 @njit(cache=True)
 def _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark):
-    """The step for few moves: a tight loop (_scan) passes over the certain stays; the rest
-    is counted in `counts` directly."""
+    """The step for few moves: draws at or above may_move[slot] are certain stays (the
+    threshold of the slot's cell, kept up to date as g changes), passed over in a tight loop;
+    the rest is counted in `counts` directly."""
     cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
     W, g, cell_up, cell_down = state
     qd, dense, indptr, indices, data = problem
-    table, decisions, zero_row = tables[0], tables[1], tables[3]
-    move_below = decisions[MOVE_BELOW]
-    use_tables = decisions.shape[1] > 0
+    table, decisions, zero_row, tabulated, slot_of, may_move = (
+        tables[0], tables[1], tables[3], tables[5], tables[6], tables[7])
     w_lo, w_hi, delta = ladder
     moved, moved_dw = moves
     slots = cell_at_slot.shape[0]
+    if not tabulated[2]:
+        for slot in range(slots):
+            may_move[slot] = _may_move_below(cell_at_slot[slot], g, qd, e0, eta, delta, table,
+                                             decisions, zero_row)
+        tabulated[2] = 1
     dl2_sum = cross = count = 0
     slot, flush_at = 0, slots                  # flush_at: the end of the moves' group
     while True:
-        slot = _scan(slot, flush_at if count else slots, cell_at_slot, draws, g, e0, eta,
-                     delta, qd, table, zero_row, move_below, use_tables)
+        stop = flush_at if count else slots
+        while slot < stop and draws[slot] >= may_move[slot]:
+            slot += 1
         if count and slot == flush_at:         # the group's moves, before the next group
             counts[FIELD_ADDS] += _update_field(g, dense, indptr, indices, data, moved,
                                                 moved_dw, count)
             if needs_cross and count > 1:
                 cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
+            _refresh(may_move, slot_of, moved, count, g, qd, e0, eta, delta, table, decisions,
+                     zero_row, dense, indptr, indices)
             count = 0
             continue                           # slot itself is still to be evaluated
         if slot == slots:
@@ -244,6 +254,36 @@ def _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark):
         moved_dw[count] = dw
         count += 1
     return dl2_sum, cross
+
+
+@njit(cache=True, inline="always")
+def _may_move_below(cell, g, qd, e0, eta, delta, table, decisions, zero_row):
+    """The threshold below which a draw may move `cell` (at or above: a certain stay, module
+    doc); 0 for an idle lane (cell -1), which never moves."""
+    if cell < 0:
+        return 0
+    at = np.uint64(cell)
+    if decisions.shape[1]:
+        return decisions[MOVE_BELOW, np.uint64(zero_row[at] + g[at])]
+    c = e0 + eta * qd[at]
+    return 2 * _threshold(table, c - abs(2 * delta * eta * g[at]))   # u >> 1 < T: u < 2T
+
+
+@njit(cache=True)
+def _refresh(may_move, slot_of, moved, count, g, qd, e0, eta, delta, table, decisions,
+             zero_row, dense, indptr, indices):
+    """may_move of the cells whose field the moves of a group changed."""
+    if dense.shape[0]:
+        for cell in range(g.shape[0]):
+            may_move[slot_of[cell]] = _may_move_below(cell, g, qd, e0, eta, delta, table,
+                                                      decisions, zero_row)
+        return
+    for i in range(count):
+        m = moved[i]
+        for e in range(indptr[m], indptr[m + 1]):
+            cell = indices[e]
+            may_move[slot_of[cell]] = _may_move_below(cell, g, qd, e0, eta, delta, table,
+                                                      decisions, zero_row)
 
 
 @njit(cache=True)
@@ -319,30 +359,11 @@ def _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark):
                          (INADMISSIBLE, inadmissible_count), (FIELD_ADDS, adds),
                          (HEAT_HI, heat_hi), (HEAT_ABS_HI, abs_hi)):
         counts[slot_] += value
+    if ups + downs:
+        tables[5][2] = 0                       # the scanning loop's thresholds are stale
     _add_wide(counts, HEAT_HI, heat_lo)        # < 2**52: at most 2**20 moves per step
     _add_wide(counts, HEAT_ABS_HI, abs_lo)
     return dl2_sum, cross
-
-
-@njit(cache=True, inline="always")
-def _scan(slot, stop, cell_at_slot, draws, g, e0, eta, delta, qd, table, zero_row, move_below,
-          use_tables):
-    """The first slot in [slot, stop) whose cell is not a certain stay, or stop: a look-up in
-    the decision table, or the filter (module doc)."""
-    while slot < stop:
-        cell = cell_at_slot[slot]
-        if cell >= 0:                          # not an idle lane (it drew, without a cell)
-            at = np.uint64(cell)
-            u = np.int64(draws[slot])
-            if use_tables:
-                if u < move_below[np.uint64(zero_row[at] + g[at])]:
-                    return slot
-            else:
-                c = e0 + eta * qd[at]
-                if (u >> 1) < _threshold(table, c - abs(2 * delta * eta * g[at])):
-                    return slot
-        slot += 1
-    return stop
 
 
 @njit(cache=True, inline="always")

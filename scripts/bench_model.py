@@ -37,7 +37,7 @@ from limemu.workloads.gset import Graph, random_graph, write_gset
 from limemu.workloads.maxcut import cut_value
 
 CONSOLIDATED_BARRIER_U = 24
-CONSOLIDATED_GAIN = 1                 # u per loss unit
+CONSOLIDATED_GAIN = 0.5               # u per loss unit: |g| up to 48 stays admissible
 
 
 def toroidal_grid(rows, cols, seed):
@@ -146,7 +146,7 @@ def bench_kind(name, make, args, folder):
 
 def consolidated(array, spec, graph, sweeps, repeats):
     barrier = Schedule.constant(CONSOLIDATED_BARRIER_U << spec.barrier_frac_bits)
-    gain = Schedule.constant(CONSOLIDATED_GAIN << spec.gain_frac_bits)
+    gain = Schedule.constant(round(CONSOLIDATED_GAIN * 2**spec.gain_frac_bits))
     settled = spec.replace(barrier=barrier, gain=gain)
     weights = array.W.copy()
 
