@@ -10,17 +10,21 @@ it on random configurations. What makes it fast only skips work whose outcome is
 * a crossing decision is two thresholds on the draw (``decision``): up iff u < A, down iff
   A <= u < B, else stay. Within a step A and B only depend on the cell's field g and its
   diagonal Q_nn, so when the field is bounded by a small |g| <= G they are tabulated per
-  (diagonal class, g) each time the barrier or gain changes (``build_decisions``) and an
-  evaluation is one look-up and a compare;
-* otherwise a filter decides most stays: a move needs ``u < T+ + T- <= 2 T(lowest barrier)``,
+  (diagonal class, g) each time the barrier or gain changes (``build_decisions``) and a
+  decision is a look-up and a compare;
+* otherwise a filter finds most stays: a move needs ``u < T+ + T- <= 2 T(lowest barrier)``,
   so ``u >> 1 >= T(lowest barrier)`` is a stay, and an admissible one (an inadmissible step
-  has ``T+ + T- > 2**32 > u``); only the rest is decided in full.
+  has ``T+ + T- > 2**32 > u``); only the rest is decided in full;
+* a step runs in one of two loops with the same result: after a step where few cells moved,
+  ``_scanning_step`` passes over the certain stays comparing each draw with a per-slot
+  threshold (kept up to date as g changes); otherwise ``_straight_step`` takes every slot in
+  turn with its counts in registers.
 
 Integers are int64 throughout. Counts of a call go to ``counts`` (slots below); the heat sums
-are exact in two words (``_add_wide``) because one move's half tilt can take 61 bits. The
-per-step losses and cross terms go to ``step_dl2`` / ``step_cross``; ``close_steps`` turns them
-into the annealing work and coupling error where int64 cannot overflow (engine.py checks the
-bounds first).
+are exact in two words (``_add_wide``, or hi/lo parts per move) because one move's half tilt
+can take 61 bits. The per-step losses and cross terms go to ``step_dl2`` / ``step_cross``;
+``close_steps`` turns them into the annealing work and coupling error where int64 cannot
+overflow (engine.py checks the bounds first).
 """
 
 import numpy as np
