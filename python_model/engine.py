@@ -93,8 +93,10 @@ class LimArray:
         spec, problem = self.spec, self.problem
         self.g = problem.field(self.W)
         dense = problem.to_dense() if spec.q_storage == "dense" else np.zeros((0, 0), np.int64)
-        self._problem = (spec.delta**2 * problem.diag, dense, problem.indptr.astype(np.int64),
-                         problem.indices.astype(np.int64), problem.data.astype(np.int64))
+        self._problem = (spec.delta**2 * problem.diag, dense,
+                         *(a.astype(np.int64, copy=False) for a in (problem.indptr,
+                                                                    problem.indices,
+                                                                    problem.data)))
         self._mark = np.zeros(spec.cells, dtype=np.int64)
         self._tables = self._decision_tables()
         self.loss2_initial = problem.loss2(self.W)

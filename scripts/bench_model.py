@@ -1,6 +1,7 @@
 """Benchmark of the golden model against dwave-samplers' simulated annealer, on one core.
 
     python scripts/bench_model.py [--sweeps 10000] [--graphs 4] [--repeats 3] [--million]
+                                  [--barrier SCHEDULE --gain SCHEDULE]
 
 Three G-set-like graph kinds, `--graphs` seeded graphs of each: random graphs of 800 nodes and
 19 176 unit edges (like G1-G5), 800-node toroidal grids (20 x 40) with random +-1 weights (like
@@ -17,7 +18,9 @@ sweeps are timed: not limemu's set-up of the array, nor dwave's of its model (th
 one sweep, set-up included, is subtracted from that of the anneal). Then the
 consolidated rate: the first G1-like graph from its annealed state at a barrier of 24 u, where
 almost nothing moves. `--million`: also a 10**6-cell sparse array (a random graph of mean
-degree 3) for a few steps, with the process's peak memory.
+degree 3) for a few steps, with the process's peak memory. `--barrier`, `--gain`: run limemu
+with these schedules instead of the defaults (as `limemu run` takes them; how the default
+Max-Cut schedule was chosen, docs/engine.md).
 """
 
 import argparse
@@ -72,18 +75,19 @@ def timed(run, repeats, setup=lambda: None):
     return result, statistics.median(seconds), (min(seconds), max(seconds))
 
 
-def limemu_anneal(path, sweeps, seed, repeats):
-    """The anneal of `limemu run --workload maxcut --graph path --steps sweeps --seed seed`;
-    times the steps (the array's set-up, with its colouring, is not timed)."""
+def limemu_anneal(path, args, seed):
+    """The anneal of `limemu run --workload maxcut --graph path --steps sweeps --seed seed`
+    (and --barrier, --gain if given); times the steps (not the array's set-up)."""
     workload, spec, steps = build_run({"workload": "maxcut", "graph": str(path),
-                                       "steps": sweeps, "seed": seed})
+                                       "steps": args.sweeps, "seed": seed,
+                                       "barrier": args.barrier, "gain": args.gain})
     LimArray(spec, workload.problem).run(1)           # compiled code loaded (or compiled)
 
     def run(array):
         array.run(steps)
         return array
 
-    array, seconds, spread = timed(run, repeats, lambda: LimArray(spec, workload.problem))
+    array, seconds, spread = timed(run, args.repeats, lambda: LimArray(spec, workload.problem))
     return array, spec, seconds, spread
 
 
@@ -122,12 +126,12 @@ def bench_kind(name, make, args, folder):
     print(f"\n{name}: {args.graphs} graphs, {args.sweeps} sweeps, median of {args.repeats}")
     print(f"  {'graph':22s} {'limemu Mev/s':>14s} {'dwave Mup/s':>13s} {'ratio':>6s} "
           f"{'limemu cut':>10s} {'dwave cut':>9s} {'inadmissible':>12s}")
-    totals = np.zeros(4)
+    totals = np.zeros(5)
     first = None
     for seed in range(1, args.graphs + 1):
         graph = make(seed)
         path = write_gset(graph, folder / f"{graph.name}.txt")
-        array, spec, l_sec, l_spread = limemu_anneal(path, args.sweeps, seed, args.repeats)
+        array, spec, l_sec, l_spread = limemu_anneal(path, args, seed)
         spins, d_sec, d_spread = dwave_anneal(graph, args.sweeps, seed, args.repeats)
         c = array.counters.exact
         work = graph.n * args.sweeps
@@ -135,12 +139,13 @@ def bench_kind(name, make, args, folder):
         print(f"  {graph.name:22s} {spread_text(c['evaluations'], l_spread):>14s} "
               f"{spread_text(work, d_spread):>13s} {d_sec / l_sec:6.1f} {cuts[0]:10d} "
               f"{cuts[1]:9d} {c['inadmissible'] / c['evaluations']:12.2f}", flush=True)
-        totals += (l_sec, d_sec, *cuts)
+        totals += (l_sec, d_sec, *cuts, c['inadmissible'] / c['evaluations'])
         first = first or (array, spec, graph)
     work = args.graphs * graph.n * args.sweeps
     print(f"  {'all graphs':22s} {work / totals[0] / 1e6:14.0f} {work / totals[1] / 1e6:13.0f} "
-          f"{totals[1] / totals[0]:6.1f} {totals[2]:10.0f} {totals[3]:9.0f}   limemu's cuts "
-          f"{100 * (totals[2] / totals[3] - 1):+.2f} % of dwave's")
+          f"{totals[1] / totals[0]:6.1f} {totals[2]:10.0f} {totals[3]:9.0f} "
+          f"{totals[4] / args.graphs:12.2f}   limemu's cuts {100 * (totals[2] / totals[3] - 1):+.2f} "
+          "% of dwave's")
     return first
 
 
@@ -164,6 +169,21 @@ def consolidated(array, spec, graph, sweeps, repeats):
           f"{c['inadmissible']} inadmissible")
 
 
+def footprint(array):
+    """Bytes of the NumPy arrays a LimArray holds (its attributes and their tuples, its
+    generators and its problem)."""
+    seen, total = set(), 0
+    stack = [*vars(array).values(), *vars(array.streams).values(), *vars(array.problem).values()]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray) and id(item) not in seen:
+            seen.add(id(item))
+            total += item.nbytes if item.base is None else 0
+        elif isinstance(item, tuple):
+            stack.extend(item)
+    return total
+
+
 def million(steps=10):
     n = 10**6
     graph = random_graph(n, m=3 * n // 2, seed=1)
@@ -180,7 +200,9 @@ def million(steps=10):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n10**6-cell sparse array ({problem.nnz} nonzeros of Q): set-up {setup:.1f} s, "
           f"{steps} steps at {c['evaluations'] / seconds / 1e6:.0f} M cell-evaluations/s, "
-          f"{c['up_moves'] + c['down_moves']} moves; peak memory of this process {peak:.0f} MB")
+          f"{c['up_moves'] + c['down_moves']} moves; the array holds "
+          f"{footprint(array) / 2**20:.0f} MB of arrays ({footprint(array) / n:.0f} bytes per "
+          f"cell); peak memory of this process {peak:.0f} MB")
 
 
 def main():
@@ -189,9 +211,13 @@ def main():
     parser.add_argument("--graphs", type=int, default=4, help="graphs of each kind")
     parser.add_argument("--repeats", type=int, default=3, help="timings of each anneal")
     parser.add_argument("--million", action="store_true", help="also a 10**6-cell array")
+    parser.add_argument("--barrier", help="limemu's barrier schedule (default: the command's)")
+    parser.add_argument("--gain", help="limemu's gain schedule (default: the command's)")
     args = parser.parse_args()
+    schedule = (f"--barrier {args.barrier or '(default)'} --gain {args.gain or '(default)'}"
+                if args.barrier or args.gain else "its default schedule")
     print("limemu golden model vs dwave-samplers SimulatedAnnealingSampler (one core, CPU "
-          "time); limemu runs `limemu run --workload maxcut` with its default schedule")
+          f"time); limemu runs `limemu run --workload maxcut` with {schedule}")
     with tempfile.TemporaryDirectory() as folder:
         firsts = [bench_kind(name, make, args, Path(folder)) for name, make in KINDS.items()]
     consolidated(*firsts[0], args.sweeps, args.repeats)
