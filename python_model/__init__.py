@@ -1,6 +1,7 @@
 """limemu golden model: the bit-exact definition of a learning-in-memory synapse array.
 
-NumPy and the standard library only. docs/physics.md defines the model it implements.
+NumPy, Numba (the compiled engine) and the standard library only. docs/physics.md defines the
+model it implements.
 """
 
 from .errors import ConfigError, IdentityError

@@ -17,17 +17,21 @@ of both registers plus 32 two-input XORs for the output) -- no adders, no multip
 Seeding: the host fills each register with bits from SplitMix64 driven by (run seed, lane,
 component); an all-zero register (probability 2**-89) is replaced by 1.
 
-The model reproduces the stream vectorised over lanes and time: the squared recurrence
+The engine generates the same streams compiled, 64 bits at a time: the squared recurrence
 b_t = b_{t - r*2**m} xor b_{t - s*2**m} holds for every m (squaring is linear over GF(2)), so
-with m >= 6 whole 64-bit words are XORs of two earlier words, s*2**(m-6) words at a time.
+with m = 6 word x of a component's stream (64 bits) is word[x - r] xor word[x - s]: a ring of
+the last r words per lane and component, one XOR per word (``fill_draws``).
 """
 
 import numpy as np
+from numba import njit
 
 from .errors import require
 
 COMPONENTS = ((89, 38), (127, 63))   # (r, s): b_t = b_{t-r} xor b_{t-s}
 DRAW_BITS = 32
+LOW32 = (1 << DRAW_BITS) - 1
+(R1, S1), (R2, S2) = COMPONENTS
 STATE_BITS = sum(r for r, _ in COMPONENTS)
 MASK64 = 2**64 - 1
 
@@ -71,62 +75,118 @@ class LaneGenerator:
         return draw
 
 
-class _ComponentStreams:
-    """One LFSR component for all lanes, as 64-bit words (bit t of the stream at word t//64)."""
+def bootstrap_words(seeds, r, s, words):
+    """Words 0 .. words - 1 (64 bits each, bit t of the stream at bit t % 64 of word t // 64)
+    of one component for each seed in `seeds` (register contents), built from the register bits
+    with the recurrence, doubling its lags (b_t = b_{t - r 2**m} xor b_{t - s 2**m}) as the
+    stream grows. Returns (len(seeds), words) uint64."""
+    bits = np.array([[(x >> i) & 1 for i in range(r)] for x in seeds], dtype=np.uint8)
+    target = 64 * words
+    while bits.shape[1] < target:
+        n = bits.shape[1]
+        m = (n // r).bit_length() - 1                       # largest m with r * 2**m <= n
+        lag_r, lag_s = r << m, s << m
+        new = bits[:, n - lag_r:n - lag_r + lag_s] ^ bits[:, n - lag_s:n]
+        bits = np.concatenate((bits, new), axis=1)
+    packed = np.packbits(bits[:, :target], axis=1, bitorder="little")
+    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64)
 
-    def __init__(self, r, s, seeds, block_exponent):
-        self.r, self.s = r, s
-        self.lag_r = r << block_exponent          # word lags of the squared recurrence
-        self.lag_s = s << block_exponent
-        self.words = self._bootstrap(seeds, self.lag_r)
-        self.start = 0                            # absolute word index of self.words[:, 0]
 
-    def _bootstrap(self, seeds, n_words):
-        """The first n_words words per lane, built bit by bit with growing squared lags."""
-        r, s = self.r, self.s
-        bits = np.array([[(x >> i) & 1 for i in range(r)] for x in seeds], dtype=np.uint8)
-        target = 64 * n_words
-        while bits.shape[1] < target:
-            n = bits.shape[1]
-            m = (n // r).bit_length() - 1                   # largest m with r * 2**m <= n
-            lag_r, lag_s = r << m, s << m
-            new = bits[:, n - lag_r:n - lag_r + lag_s] ^ bits[:, n - lag_s:n]
-            bits = np.concatenate((bits, new), axis=1)
-        packed = np.packbits(bits[:, :target], axis=1, bitorder="little")
-        return np.ascontiguousarray(packed).view("<u8")
+# the compiled streams: state slots (LaneStreams.state)
+DRAWS_TAKEN, HEAD, NEXT_WORD, BASE, GENERATED = range(5)
 
-    def words_from(self, first, count):
-        """Words [first, first + count) per lane; earlier words may be forgotten afterwards."""
-        while self.start + self.words.shape[1] < first + count:
-            new = (self.words[:, -self.lag_r:self.words.shape[1] - self.lag_r + self.lag_s]
-                   ^ self.words[:, -self.lag_s:])
-            keep = max(self.lag_r, self.start + self.words.shape[1] - first)
-            drop = max(0, self.words.shape[1] - keep)
-            self.words = np.concatenate((self.words[:, drop:], new), axis=1)
-            self.start += drop
-        a = first - self.start
-        return self.words[:, a:a + count]
+
+@njit(cache=True)
+def fill_draws(streams, out, count):
+    """Draws number d .. d + count - 1 of every lane into out[j * lanes + lane], d the draws
+    taken so far (streams = LaneStreams.arrays()); advances the streams.
+
+    Word x of a component's stream (64 bits) is word[x - r] xor word[x - s] by the squared
+    recurrence b_t = b_{t - 64 r} xor b_{t - 64 s}: one XOR per word. Words are made in blocks,
+    per lane along time (the lags of 38 words or more let the compiler vectorise), into
+    buffers that keep the last R2 words before each block; the draws of a block (the low and
+    the high half of the XOR of the components' words) wait in `draws`, in out's layout."""
+    state, words1, words2, draws = streams
+    lanes = words1.shape[0]
+    block = draws.shape[0] // (2 * lanes)
+    j = 0
+    while j < count:
+        head = state[HEAD]
+        if head == 2 * block:
+            _next_block(state, words1, words2, draws)
+            head = 0
+        m = min(count - j, 2 * block - head)
+        out[j * lanes:(j + m) * lanes] = draws[head * lanes:(head + m) * lanes]
+        state[HEAD] = head + m
+        j += m
+    state[DRAWS_TAKEN] += count
+
+
+@njit(cache=True)
+def _next_block(state, words1, words2, draws):
+    """The draws of the next block of words: words NEXT_WORD .. NEXT_WORD + block - 1."""
+    lanes = words1.shape[0]
+    block = draws.shape[0] // (2 * lanes)
+    first, base, generated = state[NEXT_WORD], state[BASE], state[GENERATED]
+    end = first + block
+    if end - base > words1.shape[1]:                    # keep the last R2 words, at the front
+        keep = generated - R2
+        for lane in range(lanes):
+            for p in range(R2):
+                words1[lane, p] = words1[lane, keep - base + p]
+                words2[lane, p] = words2[lane, keep - base + p]
+        base = keep
+    # unsigned indices: no negative-index wrap-around, so the loops vectorise
+    start, stop, at = np.uint64(generated - base), np.uint64(end - base), np.uint64(first - base)
+    for lane in range(lanes):
+        w1, w2 = words1[lane], words2[lane]
+        for p in range(start, stop):
+            w1[p] = w1[p - np.uint64(R1)] ^ w1[p - np.uint64(S1)]
+        for p in range(start, stop):
+            w2[p] = w2[p - np.uint64(R2)] ^ w2[p - np.uint64(S2)]
+        for k in range(np.uint64(block)):
+            word = w1[at + k] ^ w2[at + k]
+            draws[np.uint64(2 * lanes) * k + np.uint64(lane)] = np.uint32(word & np.uint64(LOW32))
+            draws[np.uint64(2 * lanes) * k + np.uint64(lanes + lane)] = np.uint32(
+                word >> np.uint64(DRAW_BITS))
+    state[NEXT_WORD], state[BASE], state[GENERATED] = end, base, max(generated, end)
+    state[HEAD] = 0
+
+
+def block_words(lanes):
+    """Words per lane made at once: long blocks, within a few MB for many lanes."""
+    return max(256, min(2048, (1 << 18) // lanes))
 
 
 class LaneStreams:
-    """The draws of all lanes of an array, vectorised: ``take(n)`` returns (lanes, n) uint32."""
+    """The draws of all lanes of an array, compiled (the engine's generator):
+    ``take(n)`` returns the next n draws of every lane, (lanes, n) uint32."""
 
     def __init__(self, seed, lanes):
         require(lanes >= 1, "lanes", lanes, "must be >= 1")
         seeds = [register_seeds(seed, lane) for lane in range(lanes)]
-        # about 2 MB of bootstrap bits per lane and component at exponent 8; less for many lanes
-        exponent = max(2, 8 - max(0, (lanes - 1).bit_length() - 5))
-        self._components = [_ComponentStreams(r, s, [x[i] for x in seeds], exponent)
-                            for i, (r, s) in enumerate(COMPONENTS)]
+        block = block_words(lanes)
+        buffers = []
+        for i, (r, s) in enumerate(COMPONENTS):
+            words = np.zeros((lanes, R2 + block), dtype=np.uint64)
+            words[:, :R2] = bootstrap_words([x[i] for x in seeds], r, s, R2)
+            buffers.append(words)
+        self.words1, self.words2 = buffers
+        self.draws = np.zeros(2 * block * lanes, dtype=np.uint32)   # draw k of lane l at k * lanes + l
+        self.state = np.zeros(5, dtype=np.int64)
+        self.state[HEAD] = 2 * block                      # nothing waiting: make a block first
+        self.state[GENERATED] = R2                        # words 0 .. R2 - 1 are there
         self.lanes = lanes
-        self.position = 0                          # draws consumed per lane
+
+    def arrays(self):
+        return self.state, self.words1, self.words2, self.draws
+
+    @property
+    def position(self):
+        """Draws taken per lane so far."""
+        return int(self.state[DRAWS_TAKEN])
 
     def take(self, n):
-        first, last = self.position // 2, -(-(self.position + n) // 2)
-        draws = None
-        for component in self._components:
-            words = component.words_from(first, last - first).view("<u4")
-            draws = words if draws is None else draws ^ words
-        a = self.position - 2 * first
-        self.position += n
-        return draws[:, a:a + n].astype(np.uint32)
+        out = np.empty(n * self.lanes, dtype=np.uint32)
+        fill_draws(self.arrays(), out, n)
+        return out.reshape(n, self.lanes).T.copy()
