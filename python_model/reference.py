@@ -11,8 +11,9 @@ from .crossing import decide_one
 from .rng import LaneGenerator
 
 
-def reference_run(spec, problem, order, weights, steps):
-    """Returns (weights, counters dict of exact ints, field) after `steps` steps from step 0."""
+def reference_run(spec, problem, order, weights, steps, progress=None):
+    """Returns (weights, counters dict of exact ints, field) after `steps` steps from step 0;
+    calls progress(step, steps) after every step if given."""
     n, lanes = spec.cells, spec.lanes
     W = np.array(weights, dtype=np.int64)
     Q = problem.to_dense()
@@ -65,4 +66,6 @@ def reference_run(spec, problem, order, weights, steps):
         counts["anneal_work"] += (eta_next - int(spec.gain.values_at([k])[0])) * loss2 << (
             spec.tilt_shift + 1)
         counts["steps"] += 1
+        if progress is not None:
+            progress(k + 1, steps)
     return W, counts, g

@@ -35,6 +35,8 @@ from pathlib import Path
 
 from limemu.model.errors import ConfigError
 
+from .specs import FORMAT_KEYS      # the Spec fields a run file may set in [formats]
+
 try:                                        # Python >= 3.11
     import tomllib as _toml
 except ModuleNotFoundError:                 # pragma: no cover - Python 3.10
@@ -47,9 +49,6 @@ RUN_KEYS = {
     "temperature": float, "trace_every": int, "formats": dict, "tabulate": int, "core": str,
 }
 _KIND_NAMES = {int: "an integer", str: "a string", float: "a number", dict: "a table"}
-#: the Spec fields a run file may set in [formats] (as --set does)
-FORMAT_KEYS = ("barrier_bits", "barrier_frac_bits", "gain_bits", "gain_frac_bits", "field_bits",
-               "mantissa_bits")
 
 
 # -- reading TOML -------------------------------------------------------------------------------
