@@ -24,7 +24,8 @@ from .workloads import (
     twoparam_workload,
 )
 
-DENSE_MAX_CELLS = 1024     # quadratic(): a larger Q is stored sparse (the RTL's dense Q is N^2)
+DENSE_SMALL = 64           # quadratic(): Q of up to this many variables is stored dense,
+DENSE_MAX_CELLS = 1024     # of up to this many if a quarter full (the RTL's dense Q is N^2)
 
 
 def maxcut(graph: Graph | str | os.PathLike | None = None, *, cells: int | None = None,
@@ -62,8 +63,8 @@ def quadratic(Q: np.ndarray | QuadraticProblem, b: Sequence[int] | np.ndarray | 
               q_storage: str | None = None) -> Workload:
     """A general quadratic form ``L(W) = 1/2 W^T Q W - b^T W`` on `bits`-bit weights (1 =
     spins +-1). Q: a symmetric integer matrix (or a QuadraticProblem, then b is its own); b:
-    integers (default zero). q_storage: ``dense`` or ``sparse`` (default: dense when Q is at
-    least a quarter full and small enough for the dense field engine)."""
+    integers (default zero). q_storage: ``dense`` or ``sparse`` (default: dense for up to 64
+    variables, or up to 1024 when Q is at least a quarter full)."""
     if isinstance(Q, QuadraticProblem):
         require(b is None, "b", "given", "a QuadraticProblem carries its own b")
         problem = Q
@@ -74,7 +75,8 @@ def quadratic(Q: np.ndarray | QuadraticProblem, b: Sequence[int] | np.ndarray | 
     int_option("bits", bits, 1, 16)
     n = problem.n
     if q_storage is None:
-        q_storage = "dense" if n <= DENSE_MAX_CELLS and 4 * problem.nnz >= n * n else "sparse"
+        small = n <= DENSE_SMALL or (n <= DENSE_MAX_CELLS and 4 * problem.nnz >= n * n)
+        q_storage = "dense" if small else "sparse"
 
     def evaluate(weights):
         return {"loss": problem.loss(check_weights(weights, n, bits))}
