@@ -28,6 +28,10 @@ import numpy as np
 from limemu.model.errors import require
 from limemu.model.problem import QuadraticProblem
 
+from .api import run
+from .problems import quadratic
+from .progress import bar
+
 DEFAULT_LEVELS = 64        # rule 3: the largest bias becomes +-64 (see docs/api.md for why)
 ENUMERATE_MAX = 16         # the order of the energies is checked on every state up to this
 MAX_SEARCH = 4096          # rule 2 tries the integers m up to this
@@ -128,9 +132,6 @@ def read_seeds(seed, count):
 def one_read(problem, spec, steps, backend, options):
     """One read (a run of `steps` steps from the spec's seed): the final spins and what the
     sample set's info keeps of it. A plain function of plain objects, for Dask workers."""
-    from .api import run  # noqa: PLC0415 (api imports problems, which this module serves)
-    from .problems import quadratic  # noqa: PLC0415
-
     workload = quadratic(problem, bits=1)
     result = run(workload, spec, steps, backend=backend, progress=False, **options)
     record = result.to_dict()
@@ -142,8 +143,6 @@ def one_read(problem, spec, steps, backend, options):
 def run_reads(problem, specs, steps, backend, options, *, scheduler=None, progress=True):
     """one_read for every spec, in this process or on the Dask scheduler `scheduler` (an
     address, or a distributed.Client); in the order of `specs`."""
-    from .progress import bar  # noqa: PLC0415
-
     with bar(total=len(specs), desc="  reads", unit="read",
              enabled=progress and len(specs) > 1) as meter:
         if scheduler is None:
