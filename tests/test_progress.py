@@ -6,7 +6,7 @@ import time
 
 import pytest
 import limemu
-from limemu.progress import StatusLine, StepProgress, bar, note
+from limemu.progress import StatusLine, StepProgress, bar, following, last_line, note
 
 
 class Terminal(io.StringIO):
@@ -77,3 +77,29 @@ def test_the_api_run_draws_on_a_terminal_and_not_with_progress_off(terminal):
     assert screen.getvalue() == ""
     limemu.run(problem, spec, 50)
     assert "model" in screen.getvalue() and "/50" in screen.getvalue()
+
+
+def test_a_build_followed_on_a_terminal_shows_its_log_and_passes_its_outcome(terminal,
+                                                                            tmp_path):
+    screen = terminal()
+    log = tmp_path / "build.log"
+
+    def work():
+        log.write_text("g++ -c one.cpp\nlinking Vtop\n")
+        time.sleep(0.7)
+        return 42
+
+    assert following(work, log, "verilator build") == 42
+    assert "verilator build" in screen.getvalue() and "linking Vtop" in screen.getvalue()
+
+    def failing():
+        raise SystemExit("make: *** error 2")
+
+    with pytest.raises(SystemExit, match="error 2"):
+        following(failing, log, "verilator build")
+
+
+def test_a_build_off_a_terminal_just_runs(capsys, tmp_path):
+    assert following(lambda: "built", tmp_path / "none.log", "vboard build") == "built"
+    assert capsys.readouterr().err == ""
+    assert last_line(tmp_path / "none.log") == ""

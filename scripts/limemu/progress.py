@@ -5,7 +5,9 @@ pipes and tests stay free of it. Results and summaries are ordinary output, neve
 """
 
 import sys
+import threading
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -76,3 +78,38 @@ class StatusLine:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def following(work, log_path, label, enabled=True):
+    """work() (a blocking build), while a StatusLine shows the elapsed time and the latest
+    line of its log file `log_path`. Returns what work returns; raises what it raises."""
+    if not shown(enabled):
+        return work()
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = work()
+        except BaseException as error:       # noqa: BLE001 (raised again in the caller)
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    with StatusLine(label) as status:
+        while thread.is_alive():
+            thread.join(0.5)
+            status.update(last_line(log_path))
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def last_line(path, tail=4096):
+    """The last non-blank line of a text file ('' when it is missing or empty)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, Path(path).stat().st_size - tail))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")

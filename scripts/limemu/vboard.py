@@ -28,6 +28,7 @@ from pathlib import Path
 
 from limemu.model.errors import ConfigError, require
 
+from .progress import following
 from .verilator import build_root, exclusive_build, verilator_environment
 
 HARNESS = "vboard_harness.cpp"           # package data: the C++ main of the simulation
@@ -177,8 +178,10 @@ def _build(folder, text, flags, log):
         out.write(" ".join(command) + "\n\n")
         out.flush()
         try:
-            result = subprocess.run(command, cwd=work, env={**os.environ, **env}, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            result = following(lambda: subprocess.run(
+                command, cwd=work, env={**os.environ, **env}, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), build_log,
+                "  vboard build", enabled=log is not None)
             code = result.returncode
         except OSError as error:
             out.write(f"\n{error}\n")

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from limemu.model.errors import ConfigError
 
+from .progress import following
+
 MIN_VERSION = (5, 36)
 SERVER_MODULE = "limemu.array_server"      # runs inside the simulator (cocotb test module)
 TOPLEVEL = "tb_top"
@@ -187,9 +189,11 @@ def _build_simulator(folder, text, waves, log):
     os.environ.update(env)
     try:
         runner = _runner()
-        runner.build(sources=[control, source], hdl_toplevel=TOPLEVEL, build_dir=folder / "sim",
-                     build_args=BUILD_FLAGS,
-                     waves=waves, timescale=("1ns", "1ps"), log_file=folder / "build.log")
+        following(lambda: runner.build(sources=[control, source], hdl_toplevel=TOPLEVEL,
+                                       build_dir=folder / "sim", build_args=BUILD_FLAGS,
+                                       waves=waves, timescale=("1ns", "1ps"),
+                                       log_file=folder / "build.log"),
+                  folder / "build.log", "  verilator build", enabled=log is not None)
     except (SystemExit, subprocess.CalledProcessError) as error:
         raise ConfigError(f"verilator build failed in {folder} (see build.log): {error}") \
             from None
