@@ -59,8 +59,12 @@ class Session:
                                             progress=progress and not trace_every, **options)
         self._recorder = None
         if trace_every:
-            self._recorder = Recorder(problem, spec, self._session.weights())
-            self._recorder.record(self._session)
+            try:
+                self._recorder = Recorder(problem, spec, self._session.weights())
+                self._recorder.record(self._session)
+            except BaseException:
+                self._session.close()
+                raise
 
     @property
     def step(self) -> int:
