@@ -19,6 +19,9 @@ energy error (the sum of the errors of all biases), both in the units of E; and 
 rounding can change the order of the states' energies. For up to ENUMERATE_MAX spins every
 state is compared; above, only the bound is known: two states can swap only when their energies
 differ by at most twice the bound.
+
+The reads of a sample are independent runs of the problem from seeds derived from one
+(``read_seeds``), in this process or on a Dask cluster (``run_reads``).
 """
 
 from dataclasses import asdict, dataclass
@@ -120,7 +123,6 @@ def order_change(n, h, rows, cols, J, problem, exact, bound):
     below = np.maximum.accumulate(highest)[:-1]                # of all lower levels
     changed = bool(np.any(below >= lowest[1:]))
     return changed, f"all {2 ** n} states compared"
-
 
 
 # -- the reads: independent runs of one problem -------------------------------------------------
