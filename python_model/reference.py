@@ -28,9 +28,10 @@ class ReferenceRun:
     coupling_error: int            # energy LSBs: heat of the loss cross terms of group moves
 
 
-def reference_run(spec, problem, order, weights, steps):
-    """Returns (weights, counters dict of exact ints, field) after `steps` steps from step 0."""
-    run = reference_details(spec, problem, order, weights, steps)
+def reference_run(spec, problem, order, weights, steps, progress=None):
+    """Returns (weights, counters dict of exact ints, field) after `steps` steps from step 0;
+    calls progress(step, steps) after every step if given."""
+    run = reference_details(spec, problem, order, weights, steps, progress)
     return run.weights, run.counts, run.field
 
 
@@ -40,7 +41,7 @@ def new_counts():
                 field_adds=0)
 
 
-def reference_details(spec, problem, order, weights, steps):
+def reference_details(spec, problem, order, weights, steps, progress=None):
     """The run of reference_run with everything it records (a ReferenceRun)."""
     n, lanes = spec.cells, spec.lanes
     W = np.array(weights, dtype=np.int64)
@@ -100,6 +101,8 @@ def reference_details(spec, problem, order, weights, steps):
             spec.tilt_shift + 1)
         counts["steps"] += 1
         snapshots.append(W.copy())
+        if progress is not None:
+            progress(k + 1, steps)
     return ReferenceRun(W, counts, g, up, down, np.array(snapshots).reshape(steps, n), coupling)
 
 

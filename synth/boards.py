@@ -35,6 +35,7 @@ from limemu.hdl.regmap import CORES, Geometry, RegisterMap
 from limemu.model.errors import require
 from limemu.model.schedules import MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES
 from limemu.model.spec import HARDWARE_FIELDS, Q_STORAGES, Spec
+from limemu.progress import StatusLine
 
 GEOMETRY_KEYS = ("groups", "q_capacity", "table_depth")
 #: what a build may set: the Spec's hardware fields, the Q storage, the core and the capacities
@@ -412,34 +413,21 @@ class _Tail:
         return [line.decode(errors="replace").rstrip() for line in complete]
 
 
-def run_stage(label, argv, cwd, logfile, progress, log, *, gap=10.0, heartbeat=60.0):
-    """Run one tool in `cwd`, following its log file: lines matching `progress` are printed
-    (at most one every `gap` seconds) and a heartbeat every `heartbeat` seconds. Returns
-    (exit code, seconds, the tool's own stdout and stderr)."""
+def run_stage(label, argv, cwd, logfile, progress, status):
+    """Run one tool in `cwd`, following its log file: the latest line matching `progress`
+    goes to the StatusLine `status`. Returns (exit code, seconds, the tool's own stdout and
+    stderr)."""
     start = time.monotonic()
-    name = label.replace("_", " ")
     out_path = Path(cwd) / f"{label}.out"
     tail = _Tail(Path(cwd) / logfile)
-    last_said, pending, latest = start, None, None
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         try:
             while True:
                 code = proc.poll()
-                now = time.monotonic()
                 for line in tail.lines():
                     if progress.search(line):
-                        pending = line
-                    elif line.strip():
-                        latest = line
-                if pending and (now - last_said >= gap or code is not None
-                                or pending.startswith("ERROR")):
-                    log(f"  [{_elapsed(now - start)}] {name}: {_progress_text(pending)}")
-                    last_said, pending = now, None
-                elif now - last_said >= heartbeat:
-                    log(f"  [{_elapsed(now - start)}] {name}: still running"
-                        + (f" ({_progress_text(latest)[:100]})" if latest else ""))
-                    last_said = now
+                        status.update(_progress_text(line))
                 if code is not None:
                     break
                 time.sleep(0.5)
@@ -459,8 +447,10 @@ def _progress_text(line):
 
 # -- the build ------------------------------------------------------------------------------------
 
-def build_board(board, spec, geometry, build_dir, log=print, *, baud=None, seed=1, top=None):
-    """Elaborate, synthesise, place and route, and pack the board's bitstream in `build_dir`.
+def build_board(board, spec, geometry, build_dir, log=print, *, baud=None, seed=1, top=None,
+                progress=True):
+    """Elaborate, synthesise, place and route, and pack the board's bitstream in `build_dir`;
+    `log` takes the stage lines, the tools' progress shows as a status line (progress.py).
 
     Returns the report (also written to ``build_dir/report.json``); ``report["ok"]`` is true
     when the design fits and meets timing at the board clock. Raises ConfigError for an
@@ -512,12 +502,13 @@ def build_board(board, spec, geometry, build_dir, log=print, *, baud=None, seed=
     synthesis = pnr = None
     for argv in commands:
         tool = argv[0]
-        label, logfile, progress = stages.get(tool, ("pack", f"{name}.pack.log", re.compile("$^")))
+        label, logfile, pattern = stages.get(tool, ("pack", f"{name}.pack.log", re.compile("$^")))
         if label == "pack" and not report["ok_so_far"]:
             break
         log(f"  {label.replace('_', ' ')} ({Path(tools[tool]).name}) ...")
-        code, seconds, output = run_stage(label, [tools[tool]] + argv[1:], build_dir,
-                                          logfile, progress, log)
+        with StatusLine(f"  {label.replace('_', ' ')}", progress) as status:
+            code, seconds, output = run_stage(label, [tools[tool]] + argv[1:], build_dir,
+                                              logfile, pattern, status)
         times[label] = round(seconds, 1)
         log(f"  {label.replace('_', ' ')}: {_elapsed(seconds)}"
             + ("" if code == 0 else f", exit code {code}"))

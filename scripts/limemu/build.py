@@ -56,6 +56,8 @@ def add_commands(sub):
     build.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     build.add_argument("--out", metavar="DIR",
                        help="build folder (default build/boards/<board>)")
+    build.add_argument("--quiet", action="store_true",
+                       help="no progress of the tools (shown only on a terminal anyway)")
 
     program = sub.add_parser("program", help="load a bitstream into a board over USB "
                              "(openFPGALoader or iceprog)")
@@ -121,7 +123,7 @@ def command_build(args):
 
     try:
         report = build_board(board, spec, geometry, folder, log, baud=args.baud,
-                             seed=args.seed)
+                             seed=args.seed, progress=not getattr(args, "quiet", False))
     except BuildError as error:
         print(f"limemu build: error: {error}", file=sys.stderr)
         return 1

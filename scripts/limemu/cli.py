@@ -3,7 +3,6 @@
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from limemu.hdl.regmap import CORES
@@ -12,19 +11,10 @@ from limemu.model.counters import counter_layout
 from limemu.model.errors import ConfigError, IdentityError, require
 from limemu.model.spec import INITS, ORDERS
 
-from . import build, studies
-from .compare import crosscheck
-from .runner import (
-    BACKENDS,
-    SESSIONS,
-    WORKLOAD_DEFAULTS,
-    build_run,
-    open_session,
-    result_dict,
-)
+from . import api, build, studies
+from .backends import BACKENDS
+from .runner import WORKLOAD_DEFAULTS, build_run
 from .train import add_train_options, command_train
-
-SESSIONS_SEGMENTED = {name: cls.segmented for name, cls in SESSIONS.items()}
 
 
 def add_run_options(p):
@@ -151,18 +141,19 @@ def command_run(args):
           f"backend {args.backend}")
     print(f"  barrier: {spec.barrier.describe(spec.barrier_frac_bits, 'u')}")
     print(f"  gain:    {spec.gain.describe(spec.gain_frac_bits, 'u/loss')}")
-    weights, exact, overflow, extra, trace = studies.execute(args, workload, spec, steps,
-                                                             **backend_options(args))
-    result = result_dict(workload, spec, steps, args.backend, weights, exact, overflow, extra,
-                         args.temperature)
+    studies.check_trace(args)
+    outcome = api.run(workload, spec, steps, backend=args.backend,
+                      trace_every=args.trace_every or 0, temperature_K=args.temperature,
+                      progress=not args.quiet, **backend_options(args))
+    result = outcome.to_dict()
     print_summary(result)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        studies.complete(result, args, workload, spec, steps, trace)
+        studies.complete(result, args, workload, spec, steps, outcome.trace)
         path.write_text(json.dumps(result, indent=1))
         print(f"  wrote {path}")
-    return 1 if any(overflow.values()) else 0
+    return 1 if any(outcome.overflow.values()) else 0
 
 
 def print_summary(result):
@@ -204,29 +195,22 @@ def _ratio(value):
 def command_crosscheck(args):
     workload, spec, steps = build_run(run_options(args))
     options = backend_options(args)
-    segments = args.checkpoints if SESSIONS_SEGMENTED.get(args.backend, True) else 1
-    require(segments >= 1, "checkpoints", args.checkpoints, "must be >= 1")
+    segments = api.checkpoint_count(args.backend, args.checkpoints)
     print(f"limemu crosscheck: model vs {args.backend}: {workload.description}; "
           f"{spec.cells} cells, {spec.lanes} lane(s), {steps} steps, seed {spec.seed}, "
           f"{segments} checkpoint(s)")
-    started = time.perf_counter()
-    model = open_session("model", workload, spec, progress=False)
-    other = open_session(args.backend, workload, spec, progress=not args.quiet, **options)
-    try:
-        mismatch, _ = crosscheck(spec, model, other, steps, segments=segments,
-                                 log=None if args.quiet else print)
-    finally:
-        other.close()
-        model.close()
+    outcome = api.crosscheck(workload, spec, steps, backend=args.backend, checkpoints=segments,
+                             progress=not args.quiet, log=None if args.quiet else print,
+                             **options)
     if args.waves:
         print(f"  wrote {args.waves}")
-    seconds = time.perf_counter() - started
-    if mismatch is None:
+    if outcome.passed:
         n = len(counter_layout(spec))
         print(f"crosscheck: PASS: {spec.cells} weights, {n} counters, their overflow flags and "
-              f"the field identical at every checkpoint up to step {steps} ({seconds:.1f} s)")
+              f"the field identical at every checkpoint up to step {steps} "
+              f"({outcome.seconds:.1f} s)")
         return 0
-    print(f"crosscheck: FAIL: {mismatch}")
+    print(f"crosscheck: FAIL: {outcome.mismatch}")
     return 1
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from limemu.model.errors import ConfigError
 from limemu.model.spec import FORMAT_FIELDS
 
+
 try:                                        # Python >= 3.11
     import tomllib as _toml
 except ModuleNotFoundError:                 # pragma: no cover - Python 3.10

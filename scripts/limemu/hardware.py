@@ -26,9 +26,9 @@ from .host import (
     state_addresses,
     tilt_plan,
 )
-from .progress import Progress
+from .backends import HARDWARE
+from .progress import StepProgress
 
-HARDWARE = ("verilator", "vboard", "board")   # the backends that run the RTL
 SEGMENT_EVALUATIONS = 2_000_000        # cell evaluations per run request (progress output)
 
 
@@ -143,7 +143,7 @@ class HardwareSession:
         except BaseException:
             self.close()                              # the simulator or the port, not left open
             raise
-        self.progress = Progress(name, spec.cells, progress)
+        self.progress = StepProgress(name, spec.cells, progress)
         self.step = 0
         self.cycles = 0
         self.run_seconds = 0.0
@@ -152,14 +152,18 @@ class HardwareSession:
     def run(self, steps):
         target = self.step + int(steps)
         segment = max(1, SEGMENT_EVALUATIONS // self.spec.cells)
-        while self.step < target:
-            count = min(segment, target - self.step)
-            started = time.perf_counter()
-            self.cycles += self.device.run(run_plan(self.rmap, count))
-            self.run_seconds += time.perf_counter() - started
-            self.step += count
-            self._state = None
-            self.progress(self.step, target)
+        self.progress.begin(self.step, target)
+        try:
+            while self.step < target:
+                count = min(segment, target - self.step)
+                started = time.perf_counter()
+                self.cycles += self.device.run(run_plan(self.rmap, count))
+                self.run_seconds += time.perf_counter() - started
+                self.step += count
+                self._state = None
+                self.progress(self.step, target)
+        finally:
+            self.progress.end()
         step_region, status = self.rmap["step"], self.rmap["status"]
         words = self.device.read([status.base] + [step_region.address(0, j) for j in
                                                    range(step_region.size)])

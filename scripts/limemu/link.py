@@ -19,6 +19,8 @@ from limemu.hdl import protocol
 from limemu.hdl.regmap import STATUS
 from limemu.model.errors import ConfigError
 
+from .progress import bar
+
 RETRIED = ("BAD_CRC", "TRUNCATED")
 POLL_SECONDS = 0.002          # status polls while the core runs
 
@@ -134,12 +136,12 @@ class Link:
             raise LinkError(f"{self.port}: {error}") from None
 
     def write(self, pairs, progress=None):
-        """Write (address, word) pairs, in order, in bursts of consecutive addresses."""
-        chunks = protocol.bursts(pairs)
-        for done, (address, words) in enumerate(chunks, 1):
+        """Write (address, word) pairs, in order, in bursts of consecutive addresses;
+        progress(words) after each burst if given."""
+        for address, words in protocol.bursts(pairs):
             self.request("WRITE", protocol.write_payload(address, words))
             if progress:
-                progress(done, len(chunks))
+                progress(len(words))
 
     def read(self, addresses):
         out = []
@@ -187,18 +189,9 @@ class BoardDevice:
 
     def write(self, pairs):
         pairs = list(pairs)
-        progress = None
-        if len(pairs) > self.TRANSFER_PROGRESS_WORDS and sys.stderr.isatty():
-            started = time.monotonic()
-
-            def progress(done, total):
-                if done == total or done % 50 == 0:
-                    rate = 4 * len(pairs) * done / total / max(1e-9, time.monotonic() - started)
-                    sys.stderr.write(f"\r  {self.name}: load {100 * done // total:3d} % "
-                                     f"({rate / 1e3:.0f} kB/s)")
-                    if done == total:
-                        sys.stderr.write("\n")
-        self._call(self.link.write, pairs, progress)
+        with bar(total=4 * len(pairs), desc=f"  {self.name}: load", unit="B", unit_scale=True,
+                 enabled=len(pairs) > self.TRANSFER_PROGRESS_WORDS) as meter:
+            self._call(self.link.write, pairs, lambda words: meter.update(4 * words))
 
     def _call(self, method, *args):
         import serial  # noqa: PLC0415

@@ -1,4 +1,8 @@
-"""Runs a workload on a backend and assembles the result (the JSON `limemu run` writes)."""
+"""Runs a workload on a backend and assembles the result (the JSON `limemu run` writes).
+
+The sessions here are the backends' own (the golden model, the cycle-by-cycle reference; the
+RTL's are in hardware.py, imported only when one is opened). The public API (api.py) wraps them.
+"""
 
 import sys
 import time
@@ -10,14 +14,11 @@ from limemu.model.counters import ENERGY_COUNTERS, CellCounters, Counters
 from limemu.model.engine import LimArray
 from limemu.model.errors import ConfigError
 from limemu.model.reference import reference_run
-from limemu.model.spec import FORMAT_FIELDS, Spec
 
-from .hardware import HARDWARE, HardwareSession
-from .progress import Progress
-from .schedule_options import parse_schedule
-from .workloads import build_workload
-
-BACKENDS = ("model", "reference") + HARDWARE
+from .backends import BACKENDS, HARDWARE
+from .problems import workload_from_options
+from .progress import StepProgress
+from .specs import spec_for
 
 # Defaults that make `limemu run` with no options do something meaningful: an annealed
 # Max-Cut whose groups are independent sets (colour order), so the heat is exact.
@@ -51,61 +52,15 @@ def build_run(options):
     if steps < 1:
         raise ConfigError(f"steps = {steps}: must be >= 1")
     seed = 1 if options.get("seed") is None else int(options["seed"])
-    workload_options = {"seed": seed}
-    if name == "maxcut":
-        if options.get("graph"):
-            workload_options["path"] = options["graph"]
-        else:
-            workload_options["cells"] = int(pick("cells"))
-    elif name == "lsq":
-        workload_options["cells"] = int(pick("cells"))
-    if options.get("bits") is not None and name != "maxcut":
-        workload_options["bits"] = int(options["bits"])
-    if name == "twoparam":
-        workload_options.pop("seed")
-    workload = build_workload(name, **workload_options)
-    bits = workload.weight_bits
-    if options.get("bits") is not None and int(options["bits"]) != bits:
-        raise ConfigError(f"bits = {options['bits']}: the {name} workload needs {bits}")
-    fields = dict(cells=workload.problem.n, weight_bits=bits, lanes=int(pick("lanes")),
-                  seed=seed, order=pick("order"), q_storage=workload.q_storage,
-                  init=options.get("init") or ("random" if bits == 1 else "zero"))
-    fields.update(parse_settings(defaults.get("set", []) + (options.get("set") or [])))
-    probe = Spec(**fields)         # validates the formats before the schedules use them
-    fields["barrier"] = parse_schedule(pick("barrier"), "--barrier", probe.barrier_frac_bits,
-                                       steps)
-    fields["gain"] = parse_schedule(pick("gain"), "--gain", probe.gain_frac_bits, steps)
-    if options.get("tabulate") is not None:
-        tabulate_schedules(fields, probe, int(options["tabulate"]), steps)
+    workload = workload_from_options(name, options, seed, cells=pick("cells"))
+    settings = defaults.get("set", []) + (options.get("set") or [])
+    spec = spec_for(workload, steps, settings=settings, label="--", lanes=int(pick("lanes")),
+                    seed=seed, order=pick("order"), init=options.get("init"),
+                    barrier=pick("barrier"), gain=pick("gain"), tabulate=options.get("tabulate"))
     if options.get("cells") is not None and int(options["cells"]) != workload.problem.n:
         raise ConfigError(f"cells = {options['cells']}: the workload has "
                           f"{workload.problem.n} variables")
-    return workload, Spec(**fields), steps
-
-
-def tabulate_schedules(fields, probe, entries, steps):
-    """--tabulate N: every schedule that is not a constant or a table becomes a table of N
-    entries sampled over the run (Schedule.tabulated), for hardware that computes tables only
-    (the compact core); the model runs the same table, so the cross-check still holds."""
-    per_entry = max(1, -(-steps // entries)) if entries > 0 else 1
-    for name, bits in (("barrier", probe.barrier_bits), ("gain", probe.gain_bits)):
-        if fields[name].kind not in ("constant", "table"):
-            fields[name] = fields[name].tabulated(f"--tabulate ({name})", bits, entries,
-                                                  per_entry)
-
-
-def parse_settings(items):
-    """--set KEY=VALUE pairs for integer Spec fields (formats, widths)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in FORMAT_FIELDS:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY in {FORMAT_FIELDS}")
-        try:
-            out[key] = int(value)
-        except ValueError:
-            raise ConfigError(f"--set {item!r}: {key} must be an integer") from None
-    return out
+    return workload, spec, steps
 
 
 SNAPSHOT_POSITIONS = 1 << 22       # per-cell counters: weights kept per segment (cells x steps)
@@ -122,7 +77,7 @@ class ModelSession:
 
     def __init__(self, workload, spec, progress=True):
         self.array = LimArray(spec, workload.problem if spec.tilt == "field" else None)
-        self.progress = Progress("model", spec.cells, progress)
+        self.progress = StepProgress("model", spec.cells, progress)
         self.cells = CellCounters(spec) if spec.cell_counter_bits else None
 
     @property
@@ -130,6 +85,13 @@ class ModelSession:
         return self.array.step
 
     def run(self, steps):
+        self.progress.begin(self.array.step, self.array.step + int(steps))
+        try:
+            self._run(steps)
+        finally:
+            self.progress.end()
+
+    def _run(self, steps):
         if self.cells is None:
             self.array.run(steps, progress=self.progress)
             return
@@ -187,12 +149,14 @@ class ReferenceSession:
     def run(self, steps):
         if self.step:
             raise ConfigError("backend = 'reference': runs only once from step 0 (no segments)")
-        spec = self.spec
-        if self.progress and steps * spec.cells > 200_000:
-            sys.stderr.write(f"  reference: {steps * spec.cells} cell-evaluations in pure Python"
-                             f" (about {steps * spec.cells / 60_000:.0f} s)\n")
-        self.W, self.exact, self.g = reference_run(spec, self.workload.problem, self.probe.order,
-                                                   self.probe.W0, steps)
+        meter = StepProgress("reference (pure Python)", self.spec.cells, self.progress)
+        meter.begin(0, steps)
+        try:
+            self.W, self.exact, self.g = reference_run(self.spec, self.workload.problem,
+                                                       self.probe.order, self.probe.W0, steps,
+                                                       progress=meter)
+        finally:
+            meter.end()
         self.step = steps
 
     def weights(self):
@@ -227,15 +191,21 @@ def open_session(backend, workload, spec, progress=True, **options):
     Options of the RTL backends: waves (verilator: a VCD file to write); port, baud, timeout,
     retries (board: the serial link)."""
     if backend in HARDWARE:
+        from .hardware import HardwareSession  # noqa: PLC0415 (amaranth only for the RTL)
         return HardwareSession(workload, spec, progress, name=backend,
                                log=_log if progress else None, **options)
     if backend not in SESSIONS:
-        raise ConfigError(f"backend = {backend!r}: must be one of {tuple(SESSIONS)}")
+        raise ConfigError(f"backend = {backend!r}: must be one of {BACKENDS}")
     return SESSIONS[backend](workload, spec, progress)
 
 
+def segmented(backend):
+    """Whether `backend` can run in segments and be read in between (the reference cannot)."""
+    return bool(getattr(SESSIONS.get(backend), "segmented", True))
+
+
 def _log(message):
-    sys.stderr.write(message + "\n")
+    print(message, file=sys.stderr)
 
 
 def run_backend(backend, workload, spec, steps, progress=True, **options):
@@ -252,37 +222,50 @@ def run_backend(backend, workload, spec, steps, progress=True, **options):
     return weights, exact, overflow, extra
 
 
-def result_dict(workload, spec, steps, backend, weights, exact, overflow, extra,
-                temperature_K=300.0):
-    hardware = Counters.from_exact(spec, exact).hardware()
+def energy_report(spec, exact, weights, weights0, coupling_error=None, temperature_K=300.0):
+    """The energy report of a run from its exact counters: heat and work in u and J, the
+    Landauer and speed bounds for the same cells and net updates, and the ratios to them."""
     lsb = spec.energy_lsb_u
-    metrics = workload.evaluate(weights)
-    net_updates = int(np.sum(np.abs(weights - extra["weights0"]))) // spec.delta
-    bits = spec.weight_bits
+    net_updates = int(np.sum(np.abs(np.asarray(weights) - weights0))) // spec.delta
     energy = physics.energy_to_solution(
-        heat_u=exact["heat_net"] * lsb, n_params=spec.cells, bits=bits,
+        heat_u=exact["heat_net"] * lsb, n_params=spec.cells, bits=spec.weight_bits,
         net_updates=net_updates, evaluations=exact["evaluations"],
         barrier_work_u=exact["barrier_work"] * lsb, temperature_K=temperature_K)
     energy.update({f"{name}_u": exact[name] * lsb for name in ENERGY_COUNTERS})
     energy["heat_abs_J"] = physics.u_to_joules(energy["heat_abs_u"], temperature_K)
-    if extra.get("coupling_error") is not None:
-        energy["coupling_error_u"] = extra["coupling_error"] * lsb
+    if coupling_error is not None:
+        energy["coupling_error_u"] = coupling_error * lsb
+    return _jsonable(energy)
+
+
+def identities(backend, extra):
+    """How the run's identities were checked: the model checks the first law exactly after
+    every run (a violation raises); the RTL backends check it on the core's registers."""
+    return {"first_law": "exact" if backend == "model" else
+            extra.get("first_law", "not checked")}
+
+
+def result_dict(workload, spec, steps, backend, weights, exact, overflow, extra,
+                temperature_K=300.0):
+    """The result of a run as `limemu run --json` writes it (see the README)."""
+    metrics = workload.evaluate(weights)
+    energy = energy_report(spec, exact, weights, extra["weights0"], extra.get("coupling_error"),
+                           temperature_K)
     result = {
         "workload": workload.name,
         "backend": backend,
         "config": {"spec": spec.to_dict(), "steps": steps, "workload": workload.options},
         "steps": steps,
-        "counters": hardware,
+        "counters": Counters.from_exact(spec, exact).hardware(),
         "overflow": overflow,
         "weights": [int(w) for w in weights],
         "loss": float(metrics["loss"]),
-        "energy": _jsonable(energy),
+        "energy": energy,
         "metrics": _jsonable(metrics),
         "reference": _jsonable(workload.reference),
         "update_order": {"kind": spec.order, "colours": extra["colours"],
                          "coupled_pairs_in_groups": extra["coupling_pairs"]},
-        "identities": {"first_law": "exact" if backend == "model" else
-                       extra.get("first_law", "not checked")},
+        "identities": identities(backend, extra),
         "seconds": extra["seconds"],
         # the RTL backends: time spent running steps (set-up and builds excluded)
         "cell_evaluations_per_s": exact["evaluations"] / max(extra.get("run_seconds",

@@ -11,7 +11,7 @@ from pathlib import Path
 from limemu.model.errors import ConfigError
 
 from .config import load_run_config, resolved_run_config, spec_differences
-from .trace import backend_segmented, check_trace_request, run_traced, store_trace
+from .trace import backend_segmented, check_trace_request, store_trace
 
 
 def add_run_options(run):
@@ -74,23 +74,14 @@ def prepare_args(parser, run_parser, args, argv):
         run_parser.set_defaults(**options)
         args = parser.parse_args(argv)
         args.recorded_spec = recorded
-    check_trace_request(backend_segmented(args.backend), args.backend, args.trace_every,
-                        args.json)
+    check_trace(args)
     return args
 
 
-def execute(args, workload, spec, steps, **options):
-    """Run for ``limemu run``: traced when --trace-every is given. Returns (weights, exact
-    counters, overflow, extra, trace arrays or None)."""
-    from .runner import run_backend  # noqa: PLC0415
-
-    every = args.trace_every
-    check_trace_request(backend_segmented(args.backend), args.backend, every, args.json)
-    if every:
-        return run_traced(args.backend, workload, spec, steps, every, progress=not args.quiet,
-                          **options)
-    return (*run_backend(args.backend, workload, spec, steps, progress=not args.quiet,
-                         **options), None)
+def check_trace(args):
+    """ConfigError unless ``limemu run``'s trace request (--trace-every, --json) can be met."""
+    check_trace_request(backend_segmented(args.backend), args.backend, args.trace_every,
+                        args.json)
 
 
 def complete(result, args, workload, spec, steps, trace):

@@ -42,8 +42,6 @@ writes every file, so workers need no shared file system.
 import itertools
 import json
 import re
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +49,7 @@ import numpy as np
 from limemu.model.errors import ConfigError
 
 from .config import RUN_KEYS, check_run_table, config_hash, read_toml
+from .progress import bar, note
 from .runner import WORKLOAD_DEFAULTS
 from .solution import time_and_energy_to_solution
 from .trace import load_trace, run_experiment, trace_bytes, trace_summary, write_atomic
@@ -199,7 +198,7 @@ def run_sweep(path, out=None, scheduler=None, workers=2, processes=True, table_f
         stale.unlink(missing_ok=True)
     todo = [r for r in plan["runs"] if not finished(run_dir, r["hash"])]
     skipped = len(plan["runs"]) - len(todo)
-    say = (lambda text: sys.stderr.write(text + "\n")) if progress else (lambda text: None)
+    say = note if progress else _silent
     say(f"sweep {plan['name']}: {len(plan['runs'])} runs, {skipped} finished before (skipped), "
         f"{len(todo)} to run; results in {out}")
     failed = []
@@ -220,7 +219,6 @@ def _execute(todo, run_dir, scheduler, workers, processes, say):
     from dask.distributed import Client, LocalCluster, as_completed  # noqa: PLC0415
 
     failed = []
-    started = time.perf_counter()
     if scheduler:
         cluster = None
         client = Client(scheduler)
@@ -231,28 +229,37 @@ def _execute(todo, run_dir, scheduler, workers, processes, say):
         client = Client(cluster)
         where = (f"local cluster of {workers} worker {'processes' if processes else 'threads'}")
     try:
-        say(f"  running on {where}")
+        dashboard = getattr(client, "dashboard_link", None) if scheduler else None
+        say(f"  running on {where}" + (f"; Dask's progress: {dashboard}" if dashboard else ""))
         futures = {client.submit(run_one, r["options"], r["hash"], key=f"limemu-{r['hash']}",
                                  pure=False): r for r in todo}
-        for count, future in enumerate(as_completed(futures), 1):
-            run = futures[future]
-            label = ", ".join(f"{k}={v}" for k, v in run["params"].items())
-            try:
-                payload = future.result()
-            except Exception as error:                       # noqa: BLE001 (reported, rerun)
-                failed.append((run["hash"], f"{type(error).__name__}: {error}"))
-                say(f"  [{count}/{len(todo)}] {run['hash']} FAILED ({label}): {error}")
-            else:
-                save_run(run_dir, run["hash"], run["params"], payload)
-                say(f"  [{count}/{len(todo)}] {run['hash']} done ({label}) in "
-                    f"{payload['result']['seconds']:.2f} s; {time.perf_counter() - started:.1f}"
-                    " s elapsed")
-            future.release()
+        with bar(total=len(todo), desc="  sweep", unit="run", enabled=say is not _silent) \
+                as meter:
+            for future in as_completed(futures):
+                _collect(future, futures[future], run_dir, failed, say)
+                future.release()
+                meter.update(1)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
     return failed
+
+
+def _collect(future, run, run_dir, failed, say):
+    """Save a finished run's files, or note its failure (it is rerun next time)."""
+    try:
+        payload = future.result()
+    except Exception as error:                       # noqa: BLE001 (reported, rerun)
+        failed.append((run["hash"], f"{type(error).__name__}: {error}"))
+        label = ", ".join(f"{k}={v}" for k, v in run["params"].items())
+        say(f"  {run['hash']} FAILED ({label}): {error}")
+    else:
+        save_run(run_dir, run["hash"], run["params"], payload)
+
+
+def _silent(text):
+    pass
 
 
 # -- the table ----------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ Accuracies are measured on the chip (with its read noise) unless named ``ideal_*
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -46,8 +45,10 @@ from limemu.model.mh import (
 )
 from limemu.model.spec import Spec
 
-from .runner import _jsonable, parse_settings
+from .runner import _jsonable
+from .progress import bar
 from .schedule_options import parse_schedule
+from .specs import parse_settings
 
 METHODS = ("mh", "backprop")
 DATASET = "breast_cancer"
@@ -371,17 +372,22 @@ def add_train_options(p):
 
 
 class _Progress:
+    """MH progress: steps with rate and ETA, the kept loss and the acceptance rate."""
+
     def __init__(self, enabled):
-        self.enabled, self.last = enabled, time.perf_counter()
+        self.enabled, self._bar = enabled, None
 
     def __call__(self, step, total, trainer):
-        now = time.perf_counter()
-        if self.enabled and now - self.last >= 2.0:
-            self.last = now
+        if self._bar is None:
+            self._bar = bar(total=total, desc="  mh", unit="step", enabled=self.enabled)
+        self._bar.update(step - self._bar.n)
+        if step % 100 == 0:
             s = trainer.stats
-            sys.stderr.write(f"  mh: step {step}/{total}, loss "
-                             f"{trainer.loss_raw / 2**trainer.loss_frac_bits:.2f} nats, "
-                             f"acceptance {s['accepted'] / max(s['proposals'], 1):.3f}\n")
+            self._bar.set_postfix_str(
+                f"loss {trainer.loss_raw / 2**trainer.loss_frac_bits:.2f} nats, acceptance "
+                f"{s['accepted'] / max(s['proposals'], 1):.3f}", refresh=False)
+        if step >= total:
+            self._bar.close()
 
 
 def command_train(args):

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from limemu.model.errors import ConfigError
 
+from .progress import following
+
 MIN_VERSION = (5, 36)
 SERVER_MODULE = "limemu.array_server"      # runs inside the simulator (cocotb test module)
 TOPLEVEL = "tb_top"
@@ -162,8 +164,10 @@ def _verilate(folder, files, top, executable, flags, log):
         out.write(" ".join(command) + "\n\n")
         out.flush()
         try:
-            code = subprocess.run(command, cwd=work, env={**os.environ, **env}, stdout=out,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+            code = following(lambda: subprocess.run(
+                command, cwd=work, env={**os.environ, **env}, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), work / "build.log",
+                f"  {folder.parent.name} build", enabled=log is not None).returncode
         except OSError as error:
             out.write(f"\n{error}\n")
             code = error

@@ -1,7 +1,8 @@
 """Least squares on a real data set: scikit-learn's diabetes data (442 samples x 10 features,
-shipped with scikit-learn, no download).
+shipped with scikit-learn, no download), or the caller's own X and y (``data=(X, y)``).
 
-X and y are standardised (zero mean, unit variance per column; no intercept is then needed).
+The diabetes X and y are standardised (zero mean, unit variance per column; no intercept is
+then needed); the caller's are used as given (add a column of ones for an intercept).
 The model is ``y ≈ X w`` with ``w = W * step``, ``W`` signed ``bits``-bit integers. The weight
 quantum ``step`` puts NumPy's least-squares solution ``w*`` at ``FILL`` (0.6) of the top of the
 weight range: ``max |w*| / step = 0.6 * (2^(bits-1) - 1)``.
@@ -78,26 +79,51 @@ def rounding_bound(Q, w_float):
     return 0.5 * (math.sqrt(n) + n * float(np.linalg.norm(w_float))) / lam_min
 
 
-def lsq_workload(cells=FEATURES, bits=DEFAULT_BITS, q_max=DEFAULT_Q_MAX, seed=None):
-    """Least-squares workload on the diabetes data.
+def lsq_workload(cells=None, bits=DEFAULT_BITS, q_max=DEFAULT_Q_MAX, seed=None, data=None):
+    """Least-squares workload on the diabetes data, or on ``data = (X, y)``.
 
-    ``cells`` must equal the number of features (10); ``bits`` (>= 4, default 8) is the weight
-    width; ``q_max`` (default 2**12) the largest |Q| entry after scaling; ``seed`` is accepted
-    for a uniform interface and unused (the workload is deterministic).
+    ``cells``, if given, must equal the number of features (10 for the diabetes data);
+    ``bits`` (>= 4, default 8) is the weight width; ``q_max`` (default 2**12) the largest |Q|
+    entry after scaling; ``seed`` is accepted for a uniform interface and unused (the workload
+    is deterministic).
     """
-    cells = int_option("cells", cells)
-    require(cells == FEATURES, "cells", cells,
-            f"the diabetes least-squares problem has exactly {FEATURES} weights (features)")
     bits = int_option("bits", bits, MIN_BITS, 16)
     q_max = int_option("q_max", q_max, *Q_MAX_RANGE)
     if seed is not None:
         int_option("seed", seed, 0)
+    X, y, names = load_data() if data is None else check_data(data)
+    if cells is not None:
+        cells = int_option("cells", cells)
+        require(cells == X.shape[1], "cells", cells,
+                f"the least-squares problem has exactly {X.shape[1]} weights (features)")
+    return _lsq(X, y, names, bits, q_max, seed, given=data is not None)
 
-    X, y, names = load_data()
+
+def check_data(data):
+    """(X, y, names) from the caller's (X, y): finite floats, X of shape (N, p), y of N,
+    N > p (the noise variance is estimated from the residual)."""
+    require(isinstance(data, (tuple, list)) and len(data) == 2, "data", type(data).__name__,
+            "must be a pair (X, y)")
+    X = np.asarray(data[0], dtype=np.float64)
+    y = np.asarray(data[1], dtype=np.float64)
+    require(X.ndim == 2 and X.shape[1] >= 1, "X", f"shape {X.shape}",
+            "must be a matrix of N samples x p features")
+    require(y.shape == (X.shape[0],), "y", f"shape {y.shape}", f"must have {X.shape[0]} entries")
+    require(X.shape[0] > X.shape[1], "X", f"shape {X.shape}",
+            "needs more samples than features (the noise variance is the residual's)")
+    require(bool(np.all(np.isfinite(X)) and np.all(np.isfinite(y))), "data", "non-finite",
+            "X and y must be finite")
+    return X, y, [f"x{k}" for k in range(X.shape[1])]
+
+
+def _lsq(X, y, names, bits, q_max, seed, given):
     N, p = X.shape
     w_star, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = X @ w_star - y
     sigma2 = float(resid @ resid) / (N - p)
+    require(sigma2 > 0 and np.any(w_star != 0), "data", f"{N} x {p}",
+            "needs a least-squares solution that is not zero and a residual that is not zero "
+            "(the loss is the fit's likelihood, with the residual's variance)")
     w_lo, w_hi, _ = ladder(bits)
     step = float(np.max(np.abs(w_star))) / (FILL * w_hi)
 
@@ -113,7 +139,7 @@ def lsq_workload(cells=FEATURES, bits=DEFAULT_BITS, q_max=DEFAULT_Q_MAX, seed=No
     except np.linalg.LinAlgError:
         raise ConfigError(f"q_max = {q_max}: too small, the rounded Q is not positive "
                           "definite") from None
-    problem = QuadraticProblem.dense(Q, b, name=f"lsq:diabetes:{bits}b")
+    problem = QuadraticProblem.dense(Q, b, name=f"lsq:{'data' if given else 'diabetes'}:{bits}b")
 
     W_numpy = w_star / step                              # NumPy's solution in weight units
     W_cont = np.linalg.solve(Q.astype(np.float64), b.astype(np.float64))
@@ -130,7 +156,7 @@ def lsq_workload(cells=FEATURES, bits=DEFAULT_BITS, q_max=DEFAULT_Q_MAX, seed=No
         return float(np.sqrt(np.mean(r ** 2)))
 
     def evaluate(weights):
-        W = check_weights(weights, FEATURES, bits)
+        W = check_weights(weights, p, bits)
         loss = problem.loss(W)
         return {
             "loss": loss,
@@ -145,7 +171,8 @@ def lsq_workload(cells=FEATURES, bits=DEFAULT_BITS, q_max=DEFAULT_Q_MAX, seed=No
         }
 
     reference = {
-        "data": "sklearn.datasets.load_diabetes, X and y standardised",
+        "data": f"given ({N} x {p})" if given else
+        "sklearn.datasets.load_diabetes, X and y standardised",
         "features": names, "samples": N,
         "w_numpy": w_star.tolist(),
         "W_numpy": W_numpy.tolist(),
@@ -162,9 +189,12 @@ def lsq_workload(cells=FEATURES, bits=DEFAULT_BITS, q_max=DEFAULT_Q_MAX, seed=No
         "posterior_std_bayes": posterior_std(problem, eta_bayes).tolist(),
         "max_abs_field": problem.max_abs_field(max(-w_lo, w_hi)),
     }
-    description = (f"least squares on the diabetes data ({N} x {p}, standardised), "
+    source = "the given data" if given else "the diabetes data"
+    description = (f"least squares on {source} ({N} x {p}{'' if given else ', standardised'}), "
                    f"{bits}-bit weights, step {step:.4g}, max|Q| = {int(np.max(np.abs(Q)))}")
-    options = {"cells": cells, "bits": bits, "q_max": q_max, "seed": seed}
+    options = {"cells": p, "bits": bits, "q_max": q_max, "seed": seed}
+    if given:
+        options["data"] = f"given ({N} x {p})"
     return Workload(name="lsq", problem=problem, weight_bits=bits, q_storage="dense",
                     description=description, evaluate=evaluate, reference=reference,
                     options=options)
