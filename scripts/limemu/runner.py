@@ -11,6 +11,7 @@ from limemu.model.engine import LimArray
 from limemu.model.errors import ConfigError
 from limemu.model.reference import reference_run
 from limemu.model.spec import Spec
+from limemu.model.thermo import clausius_bound
 
 from .hardware import HARDWARE, HardwareSession
 from .progress import Progress
@@ -166,7 +167,7 @@ class ModelSession:
 
     def extra(self):
         a = self.array
-        return dict(weights0=a.W0.copy(), coupling_error=a.coupling_error,
+        return dict(weights0=a.W0.copy(), coupling_error=getattr(a, "coupling_error", None),
                     coupling_pairs=a.order.coupled_pairs, colours=a.order.colours)
 
     def close(self):
@@ -267,6 +268,11 @@ def result_dict(workload, spec, steps, backend, weights, exact, overflow, extra,
     energy["heat_abs_J"] = physics.u_to_joules(energy["heat_abs_u"], temperature_K)
     if extra.get("coupling_error") is not None:
         energy["coupling_error_u"] = extra["coupling_error"] * lsb
+    bound = clausius_bound(spec, workload.problem if spec.tilt == "field" else None, steps)
+    if bound is not None:               # small arrays: the second law's bound beside N b
+        energy.update(bound)
+        energy["ratio_to_clausius"] = (energy["heat_u"] / bound["clausius_bound_u"]
+                                       if bound["clausius_bound_u"] > 0 else None)
     result = {
         "workload": workload.name,
         "backend": backend,
