@@ -67,66 +67,105 @@ def make(name):
     return Spec(cells=problem.n, **fields), problem
 
 
-def group_kernels(spec, problem, k):
-    """[(P, T, h)] of step k, one per group in order: P[s, s'] the transition probabilities,
-    T the same weighted by 2^-heat, h[s] the mean heat (LSBs); from the definitions, state
-    by state, every combination of the group's outcomes (the group decides at its start)."""
+def simultaneous_kernel(spec, cells, crossing):
+    """(P, T, h) of one update in which `cells` decide together at the state s: P[s, s'] the
+    transition probabilities, T the same weighted by 2^-heat, h[s] the mean heat (LSBs).
+    crossing(s, cell) gives the barriers and heats (b_up, b_down, q_up, q_down) in LSBs.
+    Built state by state over every combination of the cells' outcomes."""
     space = StateSpace(spec)
     table = threshold_table(spec.barrier_frac_bits, spec.mantissa_bits)
-    order = update_order(spec.cells, spec.lanes, spec.order, problem)
+    P, T = np.zeros((space.size, space.size)), np.zeros((space.size, space.size))
+    h = np.zeros(space.size)
+    for s in range(space.size):
+        W = space.weights[s]
+        options = []
+        for c in cells:
+            b_up, b_down, q_up, q_down = crossing(s, c)
+            up, down, _ = outcome_counts(np.array([b_up]), np.array([b_down]), table)
+            p = {+1: int(up[0]) / ONE, -1: int(down[0]) / ONE}
+            moves = [(0, 1 - p[1] - p[-1], 0)]
+            for sign, q in ((+1, q_up), (-1, q_down)):
+                if spec.w_lo <= W[c] + sign * spec.delta <= spec.w_hi:
+                    moves.append((sign, p[sign], q))
+                else:                                         # blocked: the cell stays
+                    moves[0] = (0, moves[0][1] + p[sign], 0)
+            options.append(moves)
+        for combination in itertools.product(*options):
+            target = W.copy()
+            prob, heat = 1.0, 0
+            for c, (sign, p, q) in zip(cells, combination):
+                target[c] += sign * spec.delta
+                prob *= p
+                heat += q
+            t = int(space.index(target))
+            P[s, t] += prob
+            T[s, t] += prob * 2.0 ** (-heat * spec.energy_lsb_u)
+            h[s] += prob * heat
+    return P, T, h
+
+
+def step_kernels(spec, problem, k, half_tilt=None):
+    """The updates of step k in order: one per group (field tilts), or one of all cells
+    (external tilts, fixed for the step from the state at its start)."""
+    space = StateSpace(spec)
     e0 = int(spec.barrier.values_at([k])[0])
+    if half_tilt is not None:
+        tilts = [half_tilt(k, w.copy()) for w in space.weights]
+
+        def external(s, c):
+            return e0 - tilts[s][c], e0 + tilts[s][c], 2 * tilts[s][c], -2 * tilts[s][c]
+
+        return [simultaneous_kernel(spec, range(spec.cells), external)]
     eta = int(spec.gain.values_at([k])[0]) << spec.tilt_shift
     Q, d = problem.to_dense(), spec.delta
-    kernels = []
-    for group in range(order.groups):
-        cells = [int(c) for c in order.sequence[order.group == group]]
-        P, T = np.zeros((space.size, space.size)), np.zeros((space.size, space.size))
-        h = np.zeros(space.size)
-        for s in range(space.size):
-            W = space.weights[s]
-            g = Q @ W - problem.b
-            options = []
-            for c in cells:
-                dl = {+1: 2 * d * g[c] + d * d * Q[c, c], -1: -2 * d * g[c] + d * d * Q[c, c]}
-                up, down, _ = outcome_counts(np.array([e0 + eta * dl[1]]),
-                                             np.array([e0 + eta * dl[-1]]), table)
-                p = {+1: int(up[0]) / ONE, -1: int(down[0]) / ONE}
-                moves = [(0, 1 - p[1] - p[-1], 0)]
-                for sign in (+1, -1):
-                    if spec.w_lo <= W[c] + sign * d <= spec.w_hi:
-                        moves.append((sign, p[sign], -2 * eta * dl[sign]))
-                    else:                                     # blocked: the cell stays
-                        moves[0] = (0, moves[0][1] + p[sign], 0)
-                options.append(moves)
-            for combination in itertools.product(*options):
-                target = W.copy()
-                prob, heat = 1.0, 0
-                for c, (sign, p, q) in zip(cells, combination):
-                    target[c] += sign * d
-                    prob *= p
-                    heat += q
-                t = int(space.index(target))
-                P[s, t] += prob
-                T[s, t] += prob * 2.0 ** (-heat * spec.energy_lsb_u)
-                h[s] += prob * heat
-        kernels.append((P, T, h))
-    return kernels
+    fields = space.weights @ Q - problem.b
+
+    def field(s, c):
+        dl_up = 2 * d * fields[s, c] + d * d * Q[c, c]
+        dl_down = -2 * d * fields[s, c] + d * d * Q[c, c]
+        return e0 + eta * dl_up, e0 + eta * dl_down, -2 * eta * dl_up, -2 * eta * dl_down
+
+    order = update_order(spec.cells, spec.lanes, spec.order, problem)
+    return [simultaneous_kernel(spec, [int(c) for c in order.sequence[order.group == group]],
+                                field) for group in range(order.groups)]
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+def neighbour_pull(step, weights):
+    """External half tilts that depend on the other cells' weights (and on the step)."""
+    w = np.asarray(weights)
+    return (U // 3) * (np.roll(w, 1) - w // 2) + (step % 3) * (U // 4)
+
+
+EXTERNAL = {
+    "external tilts, per cell": (dict(barrier=Schedule.constant(U)),
+                                 lambda k, w: np.array([U // 2, -U, k * U // 3])),
+    "external tilts, coupled": (dict(barrier=Schedule.linear(U // 2, 30 << 16)),
+                                neighbour_pull),
+}
+
+
+def case(name):
+    """(spec, problem, half_tilt) of a field or external configuration."""
+    if name in CONFIGS:
+        return (*make(name), None)
+    fields, half_tilt = EXTERNAL[name]
+    return Spec(cells=3, weight_bits=2, tilt="external", **fields), None, half_tilt
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS) + sorted(EXTERNAL))
 def test_exact_run_equals_transition_matrices_built_state_by_state(name):
-    spec, problem = make(name)
+    spec, problem, half_tilt = case(name)
     steps = 4
-    exact = exact_run(spec, problem, steps)
+    exact = exact_run(spec, problem, steps, half_tilt)
     space = StateSpace(spec)
     p0 = initial_distribution(spec, space, problem)
     p, f, heat = p0.copy(), (p0 > 0).astype(float), 0.0
-    updates = []                                         # every group's P, in order
-    for k, p_k in distributions(spec, problem, steps):
+    updates = []                                         # every update's P, in order
+    for k, p_k in distributions(spec, problem, steps, half_tilt):
         assert np.allclose(p_k, p, atol=1e-12), (name, k)
         if k == steps:
             break
-        for P, T, h in group_kernels(spec, problem, k):
+        for P, T, h in step_kernels(spec, problem, k, half_tilt):
             heat += p @ h
             p, f = p @ P, f @ T
             updates.append(P)
