@@ -283,8 +283,11 @@ def test_figures_test_the_final_states_against_the_exact_distribution():
         exact.p_final[space.index(finals)])
     assert figures["mean_entropy_production"] == pytest.approx(np.mean(heat + delta_s))
     assert figures["ift_mean"] == pytest.approx(np.mean(np.exp2(-heat - delta_s)))
+    assert figures["ift_tested"]
     wrong = second_law_figures(exact, heat, starts, space.weights[np.zeros(runs, int)])
     assert not wrong["histogram_ok"] and not wrong["passed"]
+    few = second_law_figures(exact, heat[:10] + 50, starts[:10], finals[:10])
+    assert not few["ift_tested"] and few["ift_ok"] and few["chi_square_dof"] == 0
 
 
 def test_clausius_bound_of_a_report_is_skipped_beyond_its_budget():

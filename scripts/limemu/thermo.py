@@ -199,7 +199,8 @@ def print_figures(f):
     theorem = f["ift_theorem"]
     deviation = _stderrs(f["ift_mean"] - theorem, f["ift_stderr"])
     print(f"  <2^-Sigma>                 {f['ift_mean']:9.4g}      +- {f['ift_stderr']:.2g}   "
-          f"({deviation:.1f} standard errors from the theorem's {theorem:.4g})")
+          f"({deviation:.1f} standard errors from the theorem's {theorem:.4g}"
+          + (")" if f["ift_tested"] else f"; too few runs to test, {thermo.IFT_MIN_RUNS} needed)"))
     print(f"  exact <2^-Sigma>           {f['exact_ift']:9.4g}      (detailed balance to "
           f"{f['detailed_balance_error']:.2g}; the thresholds' precision is ~1e-3)")
     if theorem != 1:
