@@ -13,16 +13,19 @@ after the other. Coupled cells of a group (natural order with several lanes) are
 jointly, over every combination of their moves: that simultaneous update is what the
 hardware does, and why counted heat and energy then differ (the coupling error).
 
-Beside the distributions p_k the propagation gives two exact expectations over all runs:
-the mean net heat, and the mean of 2**(-Sigma) with the entropy production of a run
+Beside the distributions p_k the propagation gives exact expectations over all runs: the
+mean net heat, and the mean of 2**(-Sigma) with the entropy production of a run
 
     Sigma = Q_net / u + log2 p_0(s_0) - log2 p_K(s_K)          (bits)
 
-computed with the heat the counters count. The integral fluctuation theorem says that this
-mean is 1 when every move's counted heat is log2 of the ratio of its forward and backward
-probabilities (detailed balance); its mean >= 0 gives the Clausius bound
-<Q_net> >= H(p_0) - H(p_K). The threshold table approximates 2**-B (crossing.py), so the
-exact mean differs from 1 by about that precision.
+computed with the heat the counters count. When every move has detailed balance (its counted
+heat is log2 of the ratio of its forward and backward probabilities), the integral
+fluctuation theorem fixes that mean: 1 when p_0 covers every state, else the probability
+that the time-reversed process ends where p_0 > 0 (propagated too); and <Sigma> >= 0 gives
+the Clausius bound <Q_net> >= H(p_0) - H(p_K). The crossing unit is not exactly 2**-B
+(thresholds to 2**-10, a 16-bit compare in scaled steps, 0 from 34 u on), so the exact mean
+is off by about that precision; coupled groups, and scaled steps of cells with Q_nn != 0,
+break detailed balance outright.
 """
 
 import itertools
@@ -37,12 +40,12 @@ from .errors import ConfigError, require
 from .order import update_order
 
 MAX_STATES = 1 << 16            # 16 spins, 8 cells of 2 bits, 4 cells of 4 bits
-MAX_JOINT_WORK = 1 << 24        # states x move combinations of one joint update
+MAX_JOINT_WORK = 1 << 22        # states x move combinations of one joint update (memory)
 CHI_SQUARE_SIGNIFICANCE = 1e-3
 CHI_SQUARE_MIN_EXPECTED = 5     # rarer states are merged into one bin
 IFT_STDERRS = 4                 # runs' <2^-Sigma> further than this from the theorem fail
 IFT_MIN_RUNS = 20               # fewer runs: their standard error means too little to test
-DETAILED_BALANCE_TOLERANCE = 0.01   # exact <2^-Sigma> / theorem - 1: thresholds' precision
+DETAILED_BALANCE_TOLERANCE = 0.01   # exact <2^-Sigma> / theorem - 1 the crossing unit allows
 REPORT_WORK = 1 << 28           # cell-state updates the energy report spends on the bound
 #: the energy reports' one line on the two bounds
 BELOW_LANDAUER = ("net heat can fall below N*b: N*b assumes a certain final state; the mean "
@@ -119,7 +122,8 @@ class ExactChain:
         self.table = threshold_table(spec.barrier_frac_bits, spec.mantissa_bits)
         digits, levels = self.space.digits, self.space.levels
         self.at_top, self.at_bottom = digits == levels - 1, digits == 0
-        self._cached = (None, None)
+        self._cached = (None, None, None)       # (e0, eta), their factors, joint weights
+        self._joint_moves_of = {}
         if spec.tilt == "field":
             require(problem is not None, "problem", None, "tilt = 'field' needs a problem")
             self._setup_field()
@@ -172,11 +176,12 @@ class ExactChain:
         eta = int(spec.gain.values_at([k])[0]) << spec.tilt_shift
         if self._cached[0] != (e0, eta):        # schedules often hold a value for many steps
             self._cached = ((e0, eta), [self._field_factors(cell, e0, eta)
-                                        for cell in range(spec.cells)])
-        factors = self._cached[1]
+                                        for cell in range(spec.cells)], {})
+        _, factors, joint_weights = self._cached
         heat = 0.0
         for cells in (self.updates[::-1] if reverse else self.updates):
-            vectors, update_heat = self._update(vectors, cells, [factors[c] for c in cells])
+            vectors, update_heat = self._update(vectors, cells, [factors[c] for c in cells],
+                                                joint_weights)
             heat += update_heat
         return vectors, heat
 
@@ -208,12 +213,14 @@ class ExactChain:
             heat += update_heat
         return vectors, heat
 
-    def _update(self, vectors, cells, factors):
-        """One simultaneous update of `cells`: (vectors after it, mean heat in LSBs)."""
+    def _update(self, vectors, cells, factors, joint_weights=None):
+        """One simultaneous update of `cells`: (vectors after it, mean heat in LSBs).
+        joint_weights: a memo of the joint updates' weights while the factors hold."""
         heat = sum(float(vectors[0] @ f["heat"]) for f in factors)
         if len(cells) == 1:
             return self._single(vectors, cells[0], factors[0]), heat
-        return self._joint(vectors, cells, factors), heat
+        return self._joint(vectors, cells, factors, {} if joint_weights is None
+                           else joint_weights), heat
 
     def _single(self, vectors, cell, f):
         """A cell's move adds or subtracts its stride to the state index; the up (down)
@@ -225,22 +232,41 @@ class ExactChain:
         out[:, :-stride] += (vectors * f["down"][:rows])[:, stride:]
         return out
 
-    def _joint(self, vectors, cells, factors):
-        """Every combination of stay, up and down of the cells, from the same start state."""
-        size = self.space.size
-        source = np.arange(size)
-        out = np.zeros_like(vectors)
-        for combination in itertools.product((0, 1, -1), repeat=len(cells)):
-            target = source.copy()
-            weight = np.ones_like(vectors)
-            for cell, f, move in zip(cells, factors, combination):
-                target += int(self.space.stride[cell]) * move
-                weight *= f["stay"][None, :] if move == 0 else f["up" if move > 0 else "down"][:len(vectors)]
-            valid = np.flatnonzero(weight[0] > 0)     # blocked moves have weight 0
-            for i in range(len(vectors)):
-                out[i] += np.bincount(target[valid], weights=vectors[i, valid] * weight[i, valid],
-                                      minlength=size)
+    def _joint(self, vectors, cells, factors, memo):
+        """Coupled cells decide together from the same state: every combination of their
+        outcomes that stays on the ladder, weighted by the product of the cells' factors."""
+        source, target, outcomes = self._joint_moves(cells)
+        rows = len(vectors)
+        if cells not in memo:
+            weight = np.ones((2, len(source)))
+            for outcome, f in zip(outcomes, factors):
+                stacked = np.stack([np.broadcast_to(f["stay"], f["up"].shape), f["up"],
+                                    f["down"]], axis=1)           # (rows, outcome, state)
+                weight *= stacked[:, outcome, source]
+            memo[cells] = weight
+        weight = memo[cells]
+        out = np.empty_like(vectors)
+        for i in range(rows):
+            out[i] = np.bincount(target, weights=vectors[i, source] * weight[i],
+                                 minlength=self.space.size)
         return out
+
+    def _joint_moves(self, cells):
+        """(source state, target state, outcome of each cell: 0 stay, 1 up, 2 down) of every
+        combination of the cells' outcomes from every state that stays on the ladder."""
+        if cells not in self._joint_moves_of:
+            combinations = np.array(list(itertools.product((0, 1, 2), repeat=len(cells))),
+                                    dtype=np.int8)
+            allowed = np.ones((len(combinations), self.space.size), dtype=bool)
+            for j, cell in enumerate(cells):
+                on_ladder = np.stack([np.ones(self.space.size, bool), ~self.at_top[:, cell],
+                                      ~self.at_bottom[:, cell]])
+                allowed &= on_ladder[combinations[:, j]]
+            combination, source = np.nonzero(allowed)
+            shift = np.array([0, 1, -1])[combinations] @ self.space.stride[list(cells)]
+            self._joint_moves_of[cells] = (source, source + shift[combination],
+                                           combinations[combination].T)
+        return self._joint_moves_of[cells]
 
 
 def _factors(key, b_up, b_down, heat_up, heat_down, top, bottom, table, lsb):

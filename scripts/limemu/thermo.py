@@ -201,8 +201,9 @@ def print_figures(f):
     print(f"  <2^-Sigma>                 {f['ift_mean']:9.4g}      +- {f['ift_stderr']:.2g}   "
           f"({deviation:.1f} standard errors from the theorem's {theorem:.4g}"
           + (")" if f["ift_tested"] else f"; too few runs to test, {thermo.IFT_MIN_RUNS} needed)"))
-    print(f"  exact <2^-Sigma>           {f['exact_ift']:9.4g}      (detailed balance to "
-          f"{f['detailed_balance_error']:.2g}; the thresholds' precision is ~1e-3)")
+    print(f"  exact <2^-Sigma>           {f['exact_ift']:9.4g}      (off the theorem by "
+          f"{f['detailed_balance_error']:.2g}: the crossing unit's precision, or moves without "
+          "detailed balance)")
     if theorem != 1:
         print("  (a start that leaves states out: the theorem's value is the probability that "
               "the time-reversed run ends in the start)")
