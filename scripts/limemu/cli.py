@@ -201,9 +201,11 @@ def print_summary(result):
     print(f"  Landauer bound N*b    {e['landauer_bound_u']:12.6g} u   "
           f"(net heat / bound = {_ratio(e['ratio_to_landauer'])})")
     if "clausius_bound_u" in e:
-        print(f"  Clausius bound H0-HK  {e['clausius_bound_u']:12.6g} u   "
-              f"(net heat / bound = {_ratio(e['ratio_to_clausius'])}; H0 = "
-              f"{e['entropy_initial_bits']:.4g}, HK = {e['entropy_final_bits']:.4g} bits, exact)")
+        ratio = e["ratio_to_clausius"]           # None when the bound is not positive
+        print(f"  Clausius bound H0-HK  {e['clausius_bound_u']:12.6g} u   ("
+              + ("" if ratio is None else f"net heat / bound = {_ratio(ratio)}; ")
+              + f"H0 = {e['entropy_initial_bits']:.4g}, HK = {e['entropy_final_bits']:.4g} "
+              "bits, exact)")
     print(f"  {BELOW_LANDAUER}")
     print(f"  speed bound           {e['speed_bound_u']:12.6g} u   at net rate "
           f"{e['net_rate']:.3g} per evaluation (net heat / bound = "
