@@ -120,6 +120,34 @@ def _scaled(u, b_up, b_down, table):
     return up, ~up
 
 
+def outcome_counts(b_up, b_down, table):
+    """The exact probabilities of `decide`: (up, down, inadmissible), up and down as the
+    number of the 2**32 draws u that give each outcome (int64 arrays; P = count / 2**32).
+
+    Admissible: T+ and T-. Inadmissible: the scaled compare reads only v = u >> 16 and gives
+    up iff v * s < a << 16, i.e. for the ceil((a << 16) / s) smallest v (at most 2**16), each
+    standing for 2**16 draws; every other draw gives down."""
+    b_up = np.asarray(b_up, dtype=np.int64)
+    b_down = np.asarray(b_down, dtype=np.int64)
+    last = len(table) - 2
+    t_up = table[np.minimum(np.maximum(b_up, -1), last) + 1]
+    t_down = table[np.minimum(np.maximum(b_down, -1), last) + 1]
+    inadmissible = t_up + t_down > ONE
+    up, down = t_up.copy(), t_down.copy()
+    if inadmissible.any():
+        k = np.flatnonzero(inadmissible)
+        lowest = np.minimum(b_up[k], b_down[k])
+        t_up = table[np.minimum(b_up[k] - lowest, last) + 1]
+        t_down = table[np.minimum(b_down[k] - lowest, last) + 1]
+        shift = DRAW_BITS + 1 - INADMISSIBLE_PRECISION_BITS
+        a = (t_up >> shift) << INADMISSIBLE_PRECISION_BITS
+        s = (t_up + t_down) >> shift                     # >= 2**15: one of them is ONE
+        v_up = np.minimum(-(-a // s), 1 << INADMISSIBLE_PRECISION_BITS)
+        up[k] = v_up << (DRAW_BITS - INADMISSIBLE_PRECISION_BITS)
+        down[k] = ONE - up[k]
+    return up, down, inadmissible
+
+
 def decide_one(u, b_up, b_down, frac_bits, mantissa_bits):
     """Reference for one evaluation, straight from the definitions (for tests and the RTL).
     Returns ("up" | "down" | "stay", inadmissible)."""

@@ -112,3 +112,27 @@ def test_weights_in_json_are_the_final_state(tmp_path):
     result = json.loads(out.read_text())
     assert len(result["weights"]) == 2
     assert np.isclose(result["loss"], result["metrics"]["loss"])
+
+
+def test_energy_report_shows_the_clausius_bound_of_small_arrays(tmp_path, capsys):
+    from limemu.model.thermo import BELOW_LANDAUER, exact_run  # noqa: PLC0415
+    from limemu.runner import build_run  # noqa: PLC0415
+
+    out = tmp_path / "small.json"
+    argv = ["--workload", "maxcut", "--cells", "10", "--steps", "400"]
+    assert main(["run", *argv, "--json", str(out), "--quiet"]) == 0
+    energy = json.loads(out.read_text())["energy"]
+    workload, spec, steps = build_run({"workload": "maxcut", "cells": 10, "steps": 400})
+    exact = exact_run(spec, workload.problem, steps, tilted=False)
+    assert energy["clausius_bound_u"] == pytest.approx(exact.clausius_bound_u)
+    assert energy["entropy_initial_bits"] == 10 and energy["states"] == 1024
+    assert energy["ratio_to_clausius"] == pytest.approx(energy["heat_u"] /
+                                                        energy["clausius_bound_u"])
+    text = capsys.readouterr().out
+    assert "Clausius bound H0-HK" in text and BELOW_LANDAUER in text
+    # too many states to enumerate: no bound, the line on N*b all the same
+    assert main(["run", *argv[:2], "--cells", "30", "--steps", "50", "--json",
+                 str(out), "--quiet"]) == 0
+    assert "clausius_bound_u" not in json.loads(out.read_text())["energy"]
+    text = capsys.readouterr().out
+    assert "Clausius bound" not in text and BELOW_LANDAUER in text

@@ -7,6 +7,7 @@ from limemu.model.crossing import (
     decide,
     decide_one,
     mantissa_rom,
+    outcome_counts,
     precision_report,
     threshold,
     threshold_table,
@@ -123,3 +124,45 @@ def test_one_is_probability_one():
     up, down, inad = decide(np.array([ONE - 1]), np.array([0]), np.array([40 << F]),
                             threshold_table(F, M))
     assert up[0] and not down[0] and not inad[0]
+
+
+def barrier_pairs(frac_bits, rng):
+    """(b_up, b_down) in LSBs: admissible, inadmissible (a negative barrier, or two small
+    ones), zero thresholds (beyond 34 u) and random pairs."""
+    u = 1 << frac_bits
+    pairs = [(0, 0), (u, u), (2 * u, 3 * u + 5), (u // 3, u // 2), (-u, 4 * u), (5 * u, -3),
+             (-7 * u, -2 * u), (-u, 30 * u), (-u, 40 * u), (40 * u, 40 * u), (33 * u, 35 * u),
+             (20 * u + 7, -20 * u - 7), (0, 12 * u + 1)]
+    pairs += [tuple(p) for p in rng.integers(-12 * u, 36 * u, (40, 2)).tolist()]
+    return np.array(pairs, dtype=np.int64).T
+
+
+@pytest.mark.parametrize("frac_bits,mantissa_bits", [(F, M), (12, 16), (4, 12)])
+def test_outcome_counts_are_the_draws_that_decide_each_outcome(frac_bits, mantissa_bits, rng):
+    table = threshold_table(frac_bits, mantissa_bits)
+    b_up, b_down = barrier_pairs(frac_bits, rng)
+    up, down, inadmissible = outcome_counts(b_up, b_down, table)
+    assert np.array_equal(inadmissible, decide(np.zeros(len(b_up), np.uint32), b_up, b_down,
+                                               table)[2])
+    assert inadmissible.any() and not inadmissible.all()
+    v = np.arange(1 << 16, dtype=np.int64)
+    for i in range(len(b_up)):
+        assert up[i] >= 0 and down[i] >= 0 and up[i] + down[i] <= ONE
+        if inadmissible[i]:
+            # the scaled compare reads u >> 16: count the draws over every value of it
+            for low in (0, 0xFFFF, int(rng.integers(0, 1 << 16))):
+                u = v << 16 | low
+                got_up, got_down, _ = decide(u, np.full(len(u), b_up[i]),
+                                             np.full(len(u), b_down[i]), table)
+                assert np.count_nonzero(got_up) << 16 == up[i], (b_up[i], b_down[i])
+                assert np.all(got_up ^ got_down)
+            assert up[i] + down[i] == ONE
+        else:
+            # up for u < T+, down for T+ <= u < T+ + T-, stay above: check at every edge
+            edges = np.array([0, up[i] - 1, up[i], up[i] + down[i] - 1, up[i] + down[i],
+                              ONE - 1], dtype=np.int64)
+            edges = edges[(edges >= 0) & (edges < ONE)]
+            got_up, got_down, _ = decide(edges, np.full(len(edges), b_up[i]),
+                                         np.full(len(edges), b_down[i]), table)
+            assert np.array_equal(got_up, edges < up[i])
+            assert np.array_equal(got_down, (edges >= up[i]) & (edges < up[i] + down[i]))

@@ -91,7 +91,8 @@ def test_numbers_in_the_report_equal_the_json(traced_run):
     for key in ("heat_net_u", "heat_abs_u", "barrier_work_u", "anneal_work_u",
                 "landauer_bound_u", "speed_bound_u", "heat_abs_J", "barrier_work_J",
                 "landauer_bound_J", "speed_bound_J", "ratio_to_landauer",
-                "ratio_to_speed_bound", "coupling_error_u"):
+                "ratio_to_speed_bound", "coupling_error_u", "clausius_bound_u",
+                "ratio_to_clausius"):
         assert cells[key] == fmt(energy[key]), key
     assert cells["heat_net_J"] == fmt(energy["heat_J"])
     for name, value in result["counters"].items():

@@ -10,8 +10,9 @@ from limemu.model import physics
 from limemu.model.counters import counter_layout
 from limemu.model.errors import ConfigError, IdentityError, require
 from limemu.model.spec import INITS, ORDERS
+from limemu.model.thermo import BELOW_LANDAUER
 
-from . import api, build, studies
+from . import api, build, studies, thermo
 from .backends import BACKENDS
 from .runner import WORKLOAD_DEFAULTS, build_run
 from .train import add_train_options, command_train
@@ -95,6 +96,13 @@ def main(argv=None):
     bound.add_argument("--measured", metavar="RUN.json",
                        help="also project with the heat per cell-evaluation of this run")
 
+    second_law = sub.add_parser("thermo", help="the second law and the fluctuation theorem "
+                                "checked on R runs against the exact distributions (small "
+                                "arrays)")
+    add_run_options(second_law)
+    thermo.add_options(second_law, BACKENDS)
+    add_hardware_options(second_law)
+
     studies.add_commands(sub)
     build.add_commands(sub)
 
@@ -113,6 +121,9 @@ def main(argv=None):
             return build.COMMANDS[args.command](args)
         if args.command == "crosscheck":
             return command_crosscheck(args)
+        if args.command == "thermo":
+            return thermo.command_thermo(args, *build_run(run_options(args)),
+                                         backend_options(args))
         if args.command == "train":
             return command_train(args)
         return command_bound(args)
@@ -181,6 +192,13 @@ def print_summary(result):
               f"({result['update_order']['coupled_pairs_in_groups']} coupled pairs in groups)")
     print(f"  Landauer bound N*b    {e['landauer_bound_u']:12.6g} u   "
           f"(net heat / bound = {_ratio(e['ratio_to_landauer'])})")
+    if "clausius_bound_u" in e:
+        ratio = e["ratio_to_clausius"]           # None when the bound is not positive
+        print(f"  Clausius bound H0-HK  {e['clausius_bound_u']:12.6g} u   ("
+              + ("" if ratio is None else f"net heat / bound = {_ratio(ratio)}; ")
+              + f"H0 = {e['entropy_initial_bits']:.4g}, HK = {e['entropy_final_bits']:.4g} "
+              "bits, exact)")
+    print(f"  {BELOW_LANDAUER}")
     print(f"  speed bound           {e['speed_bound_u']:12.6g} u   at net rate "
           f"{e['net_rate']:.3g} per evaluation (net heat / bound = "
           f"{_ratio(e['ratio_to_speed_bound'])})")

@@ -35,6 +35,7 @@ from matplotlib.ticker import NullFormatter
 from limemu.model import physics
 from limemu.model.errors import ConfigError
 from limemu.model.spec import Spec
+from limemu.model.thermo import BELOW_LANDAUER
 
 from .solution import bound_curve, time_and_energy_to_solution
 from .trace import load_trace, write_atomic
@@ -121,6 +122,10 @@ def plot_energy(result, trace):
     ax_heat.plot(step, col["heat_abs"] * lsb, label="heat, gross sum|D|")
     landauer = spec["cells"] * spec["weight_bits"]
     ax_heat.axhline(landauer, color="k", ls="--", lw=1, label=f"Landauer N b = {landauer} u")
+    clausius = result["energy"].get("clausius_bound_u")
+    if clausius is not None:
+        ax_heat.axhline(clausius, color="C2", ls=":", lw=1,
+                        label=f"Clausius H0 - HK = {clausius:.3g} u (mean, end of run)")
     net = trace["net_updates"].astype(np.float64)
     evaluations = col["evaluations"]
     speed = np.full(len(step), np.nan)
@@ -289,6 +294,11 @@ def energy_rows(result, temperature_K, j_per_op):
         rows.append(("coupling error", e["coupling_error_u"], "coupling_error_u"))
     rows += [
         ("Landauer bound N b", _num(e["landauer_bound_u"]), "landauer_bound_u"),
+    ]
+    if "clausius_bound_u" in e:
+        rows.append(("Clausius bound H0 - HK (exact distributions)", e["clausius_bound_u"],
+                     "clausius_bound_u"))
+    rows += [
         (f"speed bound n_net D_min(J), J = {fmt(_num(e['net_rate']))}",
          _num(e["speed_bound_u"]), "speed_bound_u"),
     ]
@@ -349,6 +359,7 @@ def run_report_html(result, trace, figures, temperature_K, j_per_op, solution):
     parts.append(_table(["quantity", "u", "J"],
                         [[label, (u, key), (j, key.replace("_u", "_J"))]
                          for label, u, j, key in rows]))
+    parts.append(f'<p class="note">{html.escape(BELOW_LANDAUER)}.</p>')
     parts.append("<h3>Cost models</h3>")
     parts.append(_table(["model", "u", "J"], [[label, (u, key + "_u"), (j, key + "_J")]
                                                for label, u, j, key in models]))
@@ -356,6 +367,9 @@ def run_report_html(result, trace, figures, temperature_K, j_per_op, solution):
                                              "ratio_to_landauer")],
               ["net heat / speed bound", (_num(e.get("ratio_to_speed_bound")),
                                           "ratio_to_speed_bound")],
+              *([["net heat / Clausius bound", (_num(e.get("ratio_to_clausius")),
+                                                "ratio_to_clausius")]]
+                if "clausius_bound_u" in e else []),
               ["conventional / ideal LIM",
                (models[2][2] / models[0][2] if models[0][2] else None, "ratio_conventional")]]
     parts.append(_table(["ratio", "value"], ratios))

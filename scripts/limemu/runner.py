@@ -14,6 +14,7 @@ from limemu.model.counters import ENERGY_COUNTERS, CellCounters, Counters
 from limemu.model.engine import LimArray
 from limemu.model.errors import ConfigError
 from limemu.model.reference import reference_run
+from limemu.model.thermo import clausius_bound
 
 from .backends import BACKENDS, HARDWARE
 from .problems import workload_from_options
@@ -128,7 +129,7 @@ class ModelSession:
 
     def extra(self):
         a = self.array
-        return dict(weights0=a.W0.copy(), coupling_error=a.coupling_error,
+        return dict(weights0=a.W0.copy(), coupling_error=getattr(a, "coupling_error", None),
                     coupling_pairs=a.order.coupled_pairs, colours=a.order.colours)
 
     def close(self):
@@ -222,9 +223,12 @@ def run_backend(backend, workload, spec, steps, progress=True, **options):
     return weights, exact, overflow, extra
 
 
-def energy_report(spec, exact, weights, weights0, coupling_error=None, temperature_K=300.0):
+def energy_report(spec, exact, weights, weights0, coupling_error=None, temperature_K=300.0, *,
+                  problem=None, steps=None):
     """The energy report of a run from its exact counters: heat and work in u and J, the
-    Landauer and speed bounds for the same cells and net updates, and the ratios to them."""
+    Landauer and speed bounds for the same cells and net updates, and the ratios to them;
+    with `problem` (a Workload) and `steps`, the Clausius bound of arrays small enough to
+    enumerate."""
     lsb = spec.energy_lsb_u
     net_updates = int(np.sum(np.abs(np.asarray(weights) - weights0))) // spec.delta
     energy = physics.energy_to_solution(
@@ -235,6 +239,12 @@ def energy_report(spec, exact, weights, weights0, coupling_error=None, temperatu
     energy["heat_abs_J"] = physics.u_to_joules(energy["heat_abs_u"], temperature_K)
     if coupling_error is not None:
         energy["coupling_error_u"] = coupling_error * lsb
+    if problem is not None:
+        bound = clausius_bound(spec, problem.problem if spec.tilt == "field" else None, steps)
+        if bound is not None:           # small arrays: the second law's bound beside N b
+            energy.update(bound)
+            energy["ratio_to_clausius"] = (energy["heat_u"] / bound["clausius_bound_u"]
+                                           if bound["clausius_bound_u"] > 0 else None)
     return _jsonable(energy)
 
 
@@ -250,7 +260,7 @@ def result_dict(workload, spec, steps, backend, weights, exact, overflow, extra,
     """The result of a run as `limemu run --json` writes it (see the README)."""
     metrics = workload.evaluate(weights)
     energy = energy_report(spec, exact, weights, extra["weights0"], extra.get("coupling_error"),
-                           temperature_K)
+                           temperature_K, problem=workload, steps=steps)
     result = {
         "workload": workload.name,
         "backend": backend,
