@@ -124,7 +124,7 @@ class HardwareSession:
         order = self.probe.order
         problem = workload.problem if spec.tilt == "field" else None
         nnz = problem.nnz if problem is not None else 0
-        geometry = geometry_for(spec, order, nnz, core=core)
+        geometry = geometry_for(spec, order, nnz, core=core, problem=problem)
         check_schedules(spec, geometry)
         if device is not None:
             self.device = device(spec, geometry, log=log)
