@@ -95,7 +95,7 @@ def tabulate_schedules(fields, probe, entries, steps):
 def parse_settings(items):
     """--set KEY=VALUE pairs for integer Spec fields (formats, widths)."""
     allowed = ("barrier_bits", "barrier_frac_bits", "gain_bits", "gain_frac_bits",
-               "field_bits", "mantissa_bits")
+               "field_bits", "q_bits", "mantissa_bits")
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -288,6 +288,11 @@ def result_dict(workload, spec, steps, backend, weights, exact, overflow, extra,
         "cell_evaluations_per_s": exact["evaluations"] / max(extra.get("run_seconds",
                                                                        extra["seconds"]), 1e-9),
     }
+    if "cycles" in extra:                  # the RTL backends: the core's cycles
+        result["cycles"] = int(extra["cycles"])
+    for key in ("board", "clock_hz", "board_seconds", "evaluations_per_cycle"):
+        if key in extra:                   # --board: the build's clock and the run's time
+            result[key] = extra[key]
     if "cut" in metrics:
         result["cut"] = int(metrics["cut"])
     return result
