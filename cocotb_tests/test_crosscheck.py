@@ -125,14 +125,15 @@ CASES = {
         spec=dict(weight_bits=4, lanes=5, q_storage="sparse", order="colour",
                   barrier=Schedule.logarithmic(2 * U, U, 64),
                   gain=Schedule.logarithmic(ETA_ONE // 4, ETA_ONE, 100))),
-    # throughput: 32 lanes with the ULX3S build's formats (8-bit field, 2-bit Q) on a G-set-
-    # like Max-Cut (mean degree 24), heat-bath barrier 0, tables for both schedules
-    "throughput-lanes32-spins-sparse-table-narrow": dict(
-        core="throughput",
+    # throughput: the ULX3S build's core and array (32 lanes, its formats: 8-bit field,
+    # 2-bit Q, 12-bit gain) on a G-set-like Max-Cut (mean degree 24), barriers from 0 (heat
+    # bath) up, tables for both schedules
+    "throughput-ulx3s-lanes32-spins-sparse-table-narrow": dict(
+        core="throughput", board="ulx3s",
         problem=lambda: build_workload("maxcut", cells=256, seed=5, degree=24).problem,
         steps=400,
         spec=dict(weight_bits=1, lanes=32, q_storage="sparse", order="colour", field_bits=8,
-                  q_bits=2, barrier=table([(i * 3) % U for i in range(256)]),
+                  q_bits=2, gain_bits=12, barrier=table([(i * 3) % U for i in range(256)]),
                   gain=table([ETA_ONE // 16 + i for i in range(256)]))),
 }
 
@@ -142,7 +143,8 @@ def run_case(name, case):
     spec = Spec(cells=problem.n, seed=11, **case["spec"])
     workload = Workload(problem)
     model = ModelSession(workload, spec, progress=False)
-    rtl = HardwareSession(workload, spec, progress=False, core=case.get("core", "pipelined"))
+    rtl = HardwareSession(workload, spec, progress=False, core=case.get("core", "pipelined"),
+                          board=case.get("board"))
     try:
         message, steps = crosscheck(spec, model, rtl, case["steps"], segments=4)
         evaluations = rtl.counters()["evaluations"]

@@ -59,11 +59,17 @@ class CrossingUnit(wiring.Component):
     """
 
     latency = 7
+    #: the three lookups of a decision, in the order of ``rom_addr`` and ``rom_data``
+    LOOKUPS = ("up", "down", "distance")
 
-    def __init__(self, *, frac_bits, mantissa_bits, barrier_width):
+    def __init__(self, *, frac_bits, mantissa_bits, barrier_width, external_rom=False):
+        """external_rom: the unit has no ROM of its own but ports ``rom_addr`` (Out, one per
+        lookup) and ``rom_data`` (In, the ROM's word for that address one cycle later): a
+        parent can put several lanes' lookups in one block RAM (mantissa_rom's contents)."""
         self.frac_bits = frac_bits          # stored first: __repr__ names a rejected unit too
         self.mantissa_bits = mantissa_bits
         self.barrier_width = barrier_width
+        self.external_rom = external_rom
         for name, value, low, high, reason in (
                 ("frac_bits", frac_bits, 1, 16, "the ROM has 2**frac_bits rows"),
                 ("mantissa_bits", mantissa_bits, 1, DRAW_BITS,
@@ -73,7 +79,7 @@ class CrossingUnit(wiring.Component):
             require(isinstance(value, int) and not isinstance(value, bool), name, value,
                     "must be an integer")
             require(low <= value <= high, name, value, f"must be in [{low}, {high}]: {reason}")
-        super().__init__({
+        members = {
             "valid_in": In(1),
             "u": In(DRAW_BITS),
             "b_up": In(signed(barrier_width)),
@@ -82,11 +88,16 @@ class CrossingUnit(wiring.Component):
             "up": Out(1),
             "down": Out(1),
             "inadmissible": Out(1),
-        })
+        }
+        if external_rom:
+            members.update(rom_addr=Out(frac_bits).array(len(self.LOOKUPS)),
+                           rom_data=In(mantissa_bits + 1).array(len(self.LOOKUPS)))
+        super().__init__(members)
 
     def __repr__(self):
+        rom = ", external_rom=True" if self.external_rom else ""
         return (f"CrossingUnit(frac_bits={self.frac_bits}, mantissa_bits={self.mantissa_bits}, "
-                f"barrier_width={self.barrier_width})")
+                f"barrier_width={self.barrier_width}{rom})")
 
     def elaborate(self, platform):
         m = Module()
@@ -114,14 +125,19 @@ class CrossingUnit(wiring.Component):
         magnitude = Mux(difference1 < 0, -difference1, difference1)
         distance1 = Signal(clipped_shape, name="distance1")
         m.d.comb += distance1.eq(Mux(beyond_clip, clip, magnitude))
-        m.submodules.mantissa_rom = rom = Memory(
-            shape=unsigned(mantissa_bits + 1), depth=1 << frac_bits,
-            init=mantissa_rom(frac_bits, mantissa_bits))
+        if not self.external_rom:
+            m.submodules.mantissa_rom = rom = Memory(
+                shape=unsigned(mantissa_bits + 1), depth=1 << frac_bits,
+                init=mantissa_rom(frac_bits, mantissa_bits))
         mantissas2, exponents2 = [], []
-        for name, barrier in (("up", up1), ("down", down1), ("distance", distance1)):
-            port = rom.read_port()
-            m.d.comb += port.addr.eq(barrier[:frac_bits])
-            mantissas2.append(port.data)
+        for k, (name, barrier) in enumerate(zip(self.LOOKUPS, (up1, down1, distance1))):
+            if self.external_rom:
+                m.d.comb += self.rom_addr[k].eq(barrier[:frac_bits])
+                mantissas2.append(self.rom_data[k])
+            else:
+                port = rom.read_port()
+                m.d.comb += port.addr.eq(barrier[:frac_bits])
+                mantissas2.append(port.data)
             exponents2.append(later(barrier[frac_bits:], f"{name}_exponent2"))
         valid2 = later(valid1, "valid2")
         u2 = later(u1, "u2")

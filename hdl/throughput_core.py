@@ -44,7 +44,7 @@ from .counter_bank import INCREMENT_BITS, CounterBank
 from .lane_rng import LaneRng
 from .regmap import RUN_CYCLES_BITS, WORD_BITS, RegisterMap, words
 from .schedule_unit import ScheduleUnit
-from .throughput_lane import LANE_LATENCY, ThroughputLane
+from .throughput_lane import LANE_LATENCY, ThroughputLane, mantissa_roms
 
 FIELD_TARGETS = {"field": TARGET_FIELD, "column": TARGET_COLUMN, "qrow": TARGET_ROW}
 LANE_BANKS = ("weight", "valid", "diag", "bias")
@@ -98,6 +98,7 @@ class ThroughputCore(wiring.Component):
             self.rngs.append(LaneRng())
             m.submodules[f"lane_{lane}"] = self.lanes[-1]
             m.submodules[f"rng_{lane}"] = self.rngs[-1]
+        mantissa_roms(m, spec, self.lanes)
         self.banks = self._lane_banks(m)
 
         self.regs = regs = core_bus.registers(rmap)
@@ -259,6 +260,9 @@ class ThroughputCore(wiring.Component):
                 m.d.comb += [self.in_run.eq(1), self.issuing.eq(1)]
                 m.d.sync += [self.step_dl2.eq(self.step_dl2 + dl2),
                              self.step_abs_dl2.eq(self.step_abs_dl2 + abs_dl2)]
+                # the schedules compute the next step's values while the last groups drain
+                with m.If(self.issue & (self.next_group + 1 >= regs["groups"])):
+                    m.d.comb += [self.barrier.advance.eq(1), self.gain.advance.eq(1)]
                 with m.If((self.next_group >= regs["groups"]) & self.quiet
                           & ~self.tree_flight.any()):
                     m.next = "STEP_SUM"
@@ -288,8 +292,9 @@ class ThroughputCore(wiring.Component):
             m.d.sync += [status["done"].eq(0), self.run_cycles.eq(0)]
 
     def _step_end(self, m):
-        """The step's heat (gain x the step's dL2 sums), the loss register, the schedules'
-        advance, then the per-step counts and the next step or the end of the run."""
+        """The step's heat (gain x the step's dL2 sums) and the loss register, then the
+        per-step counts with the schedules' next values (they advanced when the step's last
+        group issued) and the next step or the end of the run."""
         spec, regs, status, counters = self.spec, self.regs, self.status, self.counters
         eta_shifted = self.eta << spec.tilt_shift
         net = Signal(signed(len(eta_shifted) + self.step_sum_bits + 1))
@@ -301,8 +306,7 @@ class ThroughputCore(wiring.Component):
             m.next = "STEP_END"
         with m.State("STEP_END"):
             m.d.comb += [self.in_run.eq(1), counters.inc_heat_net.eq(-2 * net),
-                         counters.inc_heat_abs.eq(2 * gross),
-                         self.barrier.advance.eq(1), self.gain.advance.eq(1)]
+                         counters.inc_heat_abs.eq(2 * gross)]
             m.d.sync += [regs["loss2"].eq(regs["loss2"] + self.step_dl2),
                          self.step_dl2.eq(0), self.step_abs_dl2.eq(0)]
             m.next = "SCHEDULE"

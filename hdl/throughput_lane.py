@@ -16,9 +16,11 @@ a move, -2 h = -2 eta dL2 << shift, is the gain times the chosen dL2: the core s
 step and multiplies once (eta is constant within a step), so no tilt travels either.
 """
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from limemu.model.crossing import mantissa_rom
 from limemu.model.rng import DRAW_BITS
 
 from .crossing_unit import CrossingUnit, crossing_barrier_width
@@ -63,6 +65,10 @@ class ThroughputLane(wiring.Component):
             "inadmissible": Out(1),
             "dl2": Out(signed(spec.dl2_bits)),
             "new_weight": Out(weight_shape),
+            # the crossing unit's mantissa lookups (up, down, distance): the core puts them in
+            # block RAMs shared by pairs of lanes (mantissa_roms)
+            "rom_addr": Out(spec.barrier_frac_bits).array(len(CrossingUnit.LOOKUPS)),
+            "rom_data": In(spec.mantissa_bits + 1).array(len(CrossingUnit.LOOKUPS)),
         })
 
     def __repr__(self):
@@ -77,7 +83,10 @@ class ThroughputLane(wiring.Component):
         m = Module()
         m.submodules.crossing = unit = CrossingUnit(
             frac_bits=spec.barrier_frac_bits, mantissa_bits=spec.mantissa_bits,
-            barrier_width=crossing_barrier_width(spec))
+            barrier_width=crossing_barrier_width(spec), external_rom=True)
+        for k in range(len(CrossingUnit.LOOKUPS)):
+            m.d.comb += [self.rom_addr[k].eq(unit.rom_addr[k]),
+                         unit.rom_data[k].eq(self.rom_data[k])]
         dl2_shape = signed(spec.dl2_bits)
         tilt_shape = signed(spec.tilt_bits + 1)
 
@@ -125,3 +134,23 @@ class ThroughputLane(wiring.Component):
             self.new_weight.eq(Mux(move_up, w + spec.delta, w - spec.delta)),
         ]
         return m
+
+
+def mantissa_roms(m, spec, lanes):
+    """The lanes' mantissa lookups in block RAMs of two read ports, three per pair of lanes:
+    each lane's up and down lookups in one, both lanes' distance lookups in the third (the
+    crossing unit's ROM would otherwise be three ports of logic per lane)."""
+    ports = []                                    # (lane, lookup) per read port, in pairs
+    for first in range(0, len(lanes), 2):
+        pair = list(range(first, min(first + 2, len(lanes))))
+        ports += [[(lane, 0), (lane, 1)] for lane in pair]
+        ports.append([(lane, 2) for lane in pair])
+    for k, group in enumerate(ports):
+        rom = Memory(shape=unsigned(spec.mantissa_bits + 1), depth=1 << spec.barrier_frac_bits,
+                     init=mantissa_rom(spec.barrier_frac_bits, spec.mantissa_bits),
+                     attrs={"ram_style": "block", "rom_style": "block"})
+        m.submodules[f"mantissa_rom_{k}"] = rom
+        for lane, lookup in group:
+            port = rom.read_port()
+            m.d.comb += [port.addr.eq(lanes[lane].rom_addr[lookup]),
+                         lanes[lane].rom_data[lookup].eq(port.data)]
