@@ -105,6 +105,36 @@ CASES = {
                   field_bits=12, q_bits=4, gain_bits=10, gain_frac_bits=6,
                   barrier=table([U + (i * 5) % (3 * U) for i in range(256)]),
                   gain=table([ETA_ONE // 4 + i % 64 for i in range(300)]))),
+    # the throughput core (hdl/throughput_core.py): one lane, Max-Cut spins, sparse, colour
+    # order, an exponential anneal of the gain
+    "throughput-lanes1-spins-sparse-exponential": dict(
+        core="throughput", problem=lambda: build_workload("maxcut", cells=48, seed=4).problem,
+        steps=2100,
+        spec=dict(weight_bits=1, lanes=1, q_storage="sparse", order="colour",
+                  barrier=Schedule.constant(2 * U),
+                  gain=Schedule.exponential(ETA_ONE // 8, 2**16 // 400))),
+    # throughput: 8 lanes, 4-bit weights, Q counted dense, natural order (coupled cells share
+    # groups: every group waits), linear ramps
+    "throughput-lanes8-bits4-dense-natural-linear": dict(
+        core="throughput", problem=lambda: random_qp(40, 8, scale=2), steps=2500,
+        spec=dict(weight_bits=4, lanes=8, barrier=Schedule.linear(1 * U, 2**16 // 4),
+                  gain=Schedule.linear(ETA_ONE // 4, 2**16 // 64, hi=4 * ETA_ONE))),
+    # throughput: an odd lane count, sparse, colour order, logarithmic schedules
+    "throughput-lanes5-bits4-sparse-logarithmic": dict(
+        core="throughput", problem=lambda: random_qp(45, 9, density=0.1), steps=2223,
+        spec=dict(weight_bits=4, lanes=5, q_storage="sparse", order="colour",
+                  barrier=Schedule.logarithmic(2 * U, U, 64),
+                  gain=Schedule.logarithmic(ETA_ONE // 4, ETA_ONE, 100))),
+    # throughput: the ULX3S build's core and array (32 lanes, its formats: 8-bit field,
+    # 2-bit Q, 12-bit gain) on a G-set-like Max-Cut (mean degree 24), barriers from 0 (heat
+    # bath) up, tables for both schedules
+    "throughput-ulx3s-lanes32-spins-sparse-table-narrow": dict(
+        core="throughput", board="ulx3s",
+        problem=lambda: build_workload("maxcut", cells=256, seed=5, degree=24).problem,
+        steps=400,
+        spec=dict(weight_bits=1, lanes=32, q_storage="sparse", order="colour", field_bits=8,
+                  q_bits=2, gain_bits=12, barrier=table([(i * 3) % U for i in range(256)]),
+                  gain=table([ETA_ONE // 16 + i for i in range(256)]))),
 }
 
 
@@ -113,7 +143,8 @@ def run_case(name, case):
     spec = Spec(cells=problem.n, seed=11, **case["spec"])
     workload = Workload(problem)
     model = ModelSession(workload, spec, progress=False)
-    rtl = HardwareSession(workload, spec, progress=False, core=case.get("core", "pipelined"))
+    rtl = HardwareSession(workload, spec, progress=False, core=case.get("core", "pipelined"),
+                          board=case.get("board"))
     try:
         message, steps = crosscheck(spec, model, rtl, case["steps"], segments=4)
         evaluations = rtl.counters()["evaluations"]
@@ -231,3 +262,31 @@ def test_crosscheck_catches_a_probability_table_off_by_one(monkeypatch, core, la
 
 
 MUTATED_ENTRY = 128
+
+
+def test_crosscheck_catches_a_probability_table_off_by_one_in_the_throughput_core(monkeypatch):
+    """The mutation check of the throughput core, which has no external tilts: a problem
+    without couplings or biases keeps g = 0, so every tilt is 0 and every lookup is the one of
+    test_crosscheck_catches_a_probability_table_off_by_one."""
+    import limemu.hdl.crossing_unit
+
+    original = limemu.hdl.crossing_unit.mantissa_rom
+
+    def mutated_rom(frac_bits, mantissa_bits):
+        rom = original(frac_bits, mantissa_bits)
+        rom[MUTATED_ENTRY] += 1
+        return rom
+
+    monkeypatch.setattr(limemu.hdl.crossing_unit, "mantissa_rom", mutated_rom)
+    spec = Spec(cells=16, weight_bits=4, lanes=3, mantissa_bits=11, seed=14, init="zero",
+                barrier=Schedule.constant(U + U // 2))
+    workload = Workload(QuadraticProblem.dense(np.zeros((16, 16), dtype=np.int64),
+                                               np.zeros(16, dtype=np.int64)))
+    model = ModelSession(workload, spec, progress=False)
+    rtl = HardwareSession(workload, spec, progress=False, core="throughput")
+    try:
+        message, step = crosscheck(spec, model, rtl, 2000, segments=20)
+    finally:
+        rtl.close()
+    assert message is not None, "an RTL with a wrong probability entry passed the cross-check"
+    assert "first mismatch" in message and "seed 14" in message and "Spec(" in message

@@ -89,6 +89,9 @@ class CoreControl(wiring.Component):
     * ``refuse_address``, ``refuse_busy`` (In): one-cycle strobes of the bus decoder: set
       ``error_address`` (unknown address, wrong direction, a word or index that does not exist)
       or ``error_busy_write`` (a write or a memory read during a run);
+    * ``start_allowed`` (In, 1 unless driven): what else a start needs, for a core that refuses
+      some configurations (the throughput core: no external tilts); a start without it sets
+      ``error_config``;
     * ``finish`` (In): the core's run or field initialisation is over: ``busy`` falls, ``done``
       rises;
     * ``start_run``, ``start_init``, ``clear`` (Out): one-cycle strobes to the core's FSM: a
@@ -113,6 +116,7 @@ class CoreControl(wiring.Component):
             "run_steps": In(rmap["run_steps"].width),
             "refuse_address": In(1),
             "refuse_busy": In(1),
+            "start_allowed": In(1, init=1),
             "finish": In(1),
             "start_run": Out(1),
             "start_init": Out(1),
@@ -130,7 +134,7 @@ class CoreControl(wiring.Component):
         m.d.comb += [self.status.eq(status), self.error.eq(errors.any())]
 
         sizes_ok = ((self.groups != 0) & (self.groups <= self.max_groups)
-                    & (self.cells != 0) & (self.cells <= self.max_cells))
+                    & (self.cells != 0) & (self.cells <= self.max_cells) & self.start_allowed)
         start = control.start & ~status.busy
         m.d.comb += [
             self.start_run.eq(start & sizes_ok & (self.run_steps != 0)),

@@ -76,24 +76,35 @@ class CrossingUnit(wiring.Component):
     """
 
     latency = 7
+    #: the three lookups of a decision, in the order of ``rom_addr`` and ``rom_data``
+    LOOKUPS = ("up", "down", "distance")
 
-    def __init__(self, *, frac_bits, mantissa_bits, barrier_width):
+    def __init__(self, *, frac_bits, mantissa_bits, barrier_width, external_rom=False):
+        """external_rom: the unit has no ROM of its own but ports ``rom_addr`` (Out, one per
+        lookup) and ``rom_data`` (In, the ROM's word for that address one cycle later): a
+        parent can put several lanes' lookups in one block RAM (mantissa_rom's contents)."""
         self.frac_bits = frac_bits          # stored first: __repr__ names a rejected unit too
         self.mantissa_bits = mantissa_bits
         self.barrier_width = barrier_width
+        self.external_rom = external_rom
         check_unit_parameters(frac_bits, mantissa_bits, ("barrier_width", barrier_width, 2, 64))
-        super().__init__({
+        members = {
             "valid_in": In(1),
             "u": In(DRAW_BITS),
             "b_up": In(signed(barrier_width)),
             "b_down": In(signed(barrier_width)),
             "valid_out": Out(1),
             **DECISION_PORTS,
-        })
+        }
+        if external_rom:
+            members.update(rom_addr=Out(frac_bits).array(len(self.LOOKUPS)),
+                           rom_data=In(mantissa_bits + 1).array(len(self.LOOKUPS)))
+        super().__init__(members)
 
     def __repr__(self):
+        rom = ", external_rom=True" if self.external_rom else ""
         return (f"CrossingUnit(frac_bits={self.frac_bits}, mantissa_bits={self.mantissa_bits}, "
-                f"barrier_width={self.barrier_width})")
+                f"barrier_width={self.barrier_width}{rom})")
 
     def elaborate(self, platform):
         m = Module()
@@ -127,14 +138,19 @@ class CrossingUnit(wiring.Component):
         magnitude = Mux(difference1 < 0, -difference1, difference1)
         distance1 = Signal(clipped_shape, name="distance1")
         m.d.comb += distance1.eq(Mux(beyond_clip, clip, magnitude))
-        m.submodules.mantissa_rom = rom = Memory(
-            shape=unsigned(self.mantissa_bits + 1), depth=1 << frac_bits,
-            init=mantissa_rom(frac_bits, self.mantissa_bits))
+        if not self.external_rom:
+            m.submodules.mantissa_rom = rom = Memory(
+                shape=unsigned(self.mantissa_bits + 1), depth=1 << frac_bits,
+                init=mantissa_rom(frac_bits, self.mantissa_bits))
         out = {"mantissas": [], "exponents": []}
-        for name, barrier in (("up", up1), ("down", down1), ("distance", distance1)):
-            port = rom.read_port()
-            m.d.comb += port.addr.eq(barrier[:frac_bits])
-            out["mantissas"].append(port.data)
+        for k, (name, barrier) in enumerate(zip(self.LOOKUPS, (up1, down1, distance1))):
+            if self.external_rom:
+                m.d.comb += self.rom_addr[k].eq(barrier[:frac_bits])
+                out["mantissas"].append(self.rom_data[k])
+            else:
+                port = rom.read_port()
+                m.d.comb += port.addr.eq(barrier[:frac_bits])
+                out["mantissas"].append(port.data)
             out["exponents"].append(later(m, barrier[frac_bits:], f"{name}_exponent2"))
         out.update(valid=later(m, valid1, "valid2"), u=later(m, u1, "u2"),
                    negative=later(m, negative1, "negative2"),
@@ -145,7 +161,7 @@ class CrossingUnit(wiring.Component):
     def _thresholds(self, m, stage2):
         """Stages 3 and 4: twice the threshold before rounding, (MANTISSA[f] << (33 - M)) >> i,
         then the thresholds (<= 2**32: 33 bits)."""
-        later, names = self._later, ("up", "down", "distance")
+        later, names = self._later, self.LOOKUPS
         doubled3 = [later(m, mantissa.shift_left(DRAW_BITS + 1 - self.mantissa_bits) >> exponent,
                           f"{name}_doubled3")
                     for name, mantissa, exponent in zip(names, stage2["mantissas"],

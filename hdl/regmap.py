@@ -24,6 +24,7 @@ from limemu.model.schedules import KINDS, MAX_TABLE_ENTRIES, STEP_BITS, schedule
 MAGIC = 0x4C494D45            # "LIME"
 VERSION = 1
 WORD_BITS = 32
+RUN_CYCLES_BITS = 48          # a banked core's run-cycle count: 78 hours at 1 GHz
 
 # bits of the control register (write: strobes) and the status register (read)
 CONTROL = {"start": 0, "stop": 1, "clear": 2, "clear_errors": 3, "init_field": 4}
@@ -73,15 +74,23 @@ class Region:
         return (self.base ^ (self.base + self.size - 1)).bit_length()
 
 
-#: the two array cores: ``pipelined`` (hdl/array_core.py: every lane in one cycle, a speculative
-#: group pipeline) and ``compact`` (hdl/compact_core.py: one lane, one evaluation at a time, for
-#: the smallest FPGAs). They speak the same register map and give the same results.
-CORES = ("pipelined", "compact")
+#: the array cores: ``pipelined`` (hdl/array_core.py: every lane in one cycle, a speculative
+#: group pipeline), ``compact`` (hdl/compact_core.py: one lane, one evaluation at a time, for
+#: the smallest FPGAs) and ``throughput`` (hdl/throughput_core.py: many lanes, Q in rows banked
+#: by lane, groups streamed under an exact hazard rule). They speak the same register map
+#: (less what a core leaves out, see RegisterMap) and give the same results.
+CORES = ("pipelined", "compact", "throughput")
 #: the schedule kinds each core's schedule units compute. The compact core has the constant and
 #: the table (piecewise constant, any curve in up to table_depth pieces): the datapaths of the
 #: computed kinds (a ramp, a leading-one normaliser, a multiplier, two ROMs, the clamp) would
 #: not fit an iCE40UP5K beside the array.
-CORE_SCHEDULE_KINDS = {"pipelined": KINDS, "compact": ("constant", "table")}
+CORE_SCHEDULE_KINDS = {"pipelined": KINDS, "compact": ("constant", "table"), "throughput": KINDS}
+#: the cores that store Q as rows banked by lane (regions ``column``, ``qrow``, ``group_wait``)
+#: and have neither external tilts nor per-cell counters
+BANKED_CORES = ("throughput",)
+#: the memories indexed by slot (group * lanes_p2 + lane), one entry per cell
+LANE_REGIONS = ("weight", "valid", "field", "diag", "bias", "tilt", "cell_up", "cell_down",
+                "column")
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,10 @@ class Geometry:
     lanes: int
     groups: int               # group capacity (>= the update order's groups)
     q_storage: str            # dense | sparse
-    q_capacity: int           # sparse: entries of Q (nonzeros); dense: unused
+    # sparse: entries of Q (nonzeros); dense: unused; a banked core (BANKED_CORES): rows of
+    # Q, each one (group, value) per lane, whatever q_storage says (it only decides how the
+    # field additions are counted)
+    q_capacity: int
     table_depth: int = MAX_TABLE_ENTRIES
     core: str = "pipelined"   # one of CORES
 
@@ -146,6 +158,36 @@ class Geometry:
         """A sparse column's table entry: its first entry and its length."""
         return start | (length << self.ptr_bits)
 
+    # -- the banked layout of Q (BANKED_CORES) ---------------------------------------------------
+    @property
+    def banked(self):
+        return self.core in BANKED_CORES
+
+    @property
+    def adds_bits(self):
+        """Width of a banked column's count of nonzeros (at most a value per lane per row)."""
+        return max(1, (self.q_capacity * self.lanes).bit_length())
+
+    def banked_column_layout(self):
+        """(offset, width) of a banked column's fields: first row, rows, nonzeros."""
+        p = self.ptr_bits
+        return {"first": (0, p), "rows": (p, p), "nonzeros": (2 * p, self.adds_bits)}
+
+    def pack_banked_column(self, first, rows, nonzeros):
+        return first | (rows << self.ptr_bits) | (nonzeros << (2 * self.ptr_bits))
+
+    def row_entry_bits(self, q_bits):
+        """Bits of one lane's part of a row of Q: the value, then the target group."""
+        return q_bits + self.group_bits
+
+    def pack_row(self, q_bits, entries):
+        """A row of banked Q from ``{lane: (group, value)}`` (lanes left out add nothing)."""
+        bits = self.row_entry_bits(q_bits)
+        word = 0
+        for lane, (group, value) in entries.items():
+            word |= ((value & ((1 << q_bits) - 1)) | (group << q_bits)) << (lane * bits)
+        return word
+
     @property
     def dense_q_depth(self):
         """Per-bank entries of a dense Q: column index (slots) x row group (groups_p2)."""
@@ -166,6 +208,9 @@ class RegisterMap:
         require(g.core in CORES, "geometry.core", g.core, f"must be one of {CORES}")
         require(g.core != "compact" or g.lanes == 1, "lanes", g.lanes,
                 "must be 1 for the compact core (it evaluates one cell at a time)")
+        require(not g.banked or spec.cell_counter_bits == 0, "cell_counter_bits",
+                spec.cell_counter_bits, f"must be 0 for the {g.core} core (it has no per-cell "
+                "counters: use the pipelined core)")
         self.spec, self.geometry = spec, g
         self.regions = {}
         self._next = 0
@@ -185,6 +230,8 @@ class RegisterMap:
         for name, width, signed in counter_layout(spec):
             reg(f"counter_{name}", width, signed=signed, access="ro")
         reg("overflow", len(counter_layout(spec)), access="ro")
+        if g.banked:
+            reg("run_cycles", RUN_CYCLES_BITS, access="ro")   # the core's cycles in runs
         if spec.cell_counter_bits:
             reg("cell_overflow", 1, access="ro")          # sticky: a per-cell counter wrapped
         for unit, bits in (("barrier", spec.barrier_bits), ("gain", spec.gain_bits)):
@@ -198,12 +245,18 @@ class RegisterMap:
         mem("field", spec.field_bits, g.slots, signed=True)
         mem("diag", spec.q_bits, g.slots, signed=True)
         mem("bias", spec.field_bits, g.slots, signed=True)
-        mem("tilt", spec.tilt_bits, g.slots, signed=True)
+        if not g.banked:
+            mem("tilt", spec.tilt_bits, g.slots, signed=True)
         if spec.cell_counter_bits:
             # per-cell move counters: the host zeroes them when it loads a run
             mem("cell_up", spec.cell_counter_bits, g.slots)
             mem("cell_down", spec.cell_counter_bits, g.slots)
-        if g.q_storage == "dense":
+        if g.banked:
+            require(g.q_capacity >= 1, "geometry.q_capacity", g.q_capacity, "must be >= 1")
+            mem("column", sum(w for _, w in g.banked_column_layout().values()), g.slots)
+            mem("qrow", g.lanes * g.row_entry_bits(spec.q_bits), g.q_capacity)
+            mem("group_wait", 1, g.groups_p2)
+        elif g.q_storage == "dense":
             mem("q", spec.q_bits, g.dense_q_depth * g.lanes_p2, signed=True)
         else:
             require(g.q_capacity >= 1, "geometry.q_capacity", g.q_capacity, "must be >= 1")
@@ -235,7 +288,7 @@ class RegisterMap:
     def lane_limited(self, region):
         """Whether entry i of `region` belongs to lane ``i % lanes_p2``, which must be < lanes
         (lane banks and the field; seeds are indexed by lane alone)."""
-        return region.is_memory and region.depth == self.geometry.slots and region.name != "q"
+        return region.name in LANE_REGIONS
 
     def index_limit(self, region):
         """Entries of a memory region that exist (seed: one per lane)."""

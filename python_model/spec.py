@@ -32,7 +32,7 @@ HARDWARE_FIELDS = ("cells", "weight_bits", "lanes", "barrier_bits", "barrier_fra
                    "cell_counter_bits")
 #: the fixed-point formats a run may change (``--set KEY=VALUE``, a run file's [formats])
 FORMAT_FIELDS = ("barrier_bits", "barrier_frac_bits", "gain_bits", "gain_frac_bits",
-                 "field_bits", "mantissa_bits")
+                 "field_bits", "q_bits", "mantissa_bits")
 
 #: the schedules of a Spec that names none: constants in physical units, in its own formats
 DEFAULT_BARRIER_U = 4

@@ -31,7 +31,7 @@ from amaranth.lib import io
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 from limemu.hdl.cores import cycles_per_evaluation_at_best
-from limemu.hdl.regmap import CORES, Geometry, RegisterMap
+from limemu.hdl.regmap import BANKED_CORES, CORES, Geometry, RegisterMap
 from limemu.model.errors import require
 from limemu.model.schedules import MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES
 from limemu.model.spec import HARDWARE_FIELDS, Q_STORAGES, Spec
@@ -54,7 +54,7 @@ class Board:
     name: str
     title: str
     platform: type                 # amaranth-boards platform class
-    clock_hz: int
+    clock_hz: int                  # the design's clock
     baud: int
     family: str                    # ice40 | ecp5
     capacity: dict                 # resource -> available, for the check after synthesis
@@ -68,6 +68,13 @@ class Board:
     # programmers tried in order: (tool, environment variable naming it, arguments before
     # the bitstream)
     programmers: tuple = ()
+    # the board's oscillator, when a PLL makes clock_hz from it (ECP5: synth/ecp5_pll.py);
+    # 0: no PLL, the design runs at the oscillator's clock_hz
+    oscillator_hz: int = 0
+
+    @property
+    def uses_pll(self):
+        return bool(self.oscillator_hz) and self.oscillator_hz != self.clock_hz
 
     @property
     def top_name(self):
@@ -118,16 +125,19 @@ ULX3S = Board(
     name="ulx3s",
     title="ULX3S (ECP5 LFE5U-85F-CABGA381)",
     platform=ULX3S_85F_Platform,
-    clock_hz=25_000_000,
-    baud=DEFAULT_BAUD,             # 25 cycles a bit, exact
+    clock_hz=50_000_000,           # from the 25 MHz oscillator through the PLL
+    oscillator_hz=25_000_000,
+    baud=DEFAULT_BAUD,             # 50 cycles a bit, exact
     family="ecp5",
     capacity={"lut4": 83640, "ff": 83640, "ram": 208, "dsp": 156},
-    # 8192 spins and 49152 entries: every G-set graph of up to 8000 nodes but G58, G59, G63
-    # and G64 (more entries); 182 of the 208 block RAMs
-    array=dict(cells=8192, weight_bits=1, lanes=1, barrier_bits=14, barrier_frac_bits=8,
-               gain_bits=16, gain_frac_bits=6, field_bits=32, q_bits=16, mantissa_bits=14,
-               cell_counter_bits=0, q_storage="sparse", q_capacity=49_152, table_depth=4096,
-               core="pipelined"),
+    # the throughput core: 32 lanes, 2048 spins, 6144 rows of Q (G1, G14 and G22 need 3584,
+    # 1616 and 5307 rows in colour order), an 8-bit field (G-set degrees stay below 128) and
+    # 2-bit entries of Q (weights +-1), a gain of up to 64 u per loss unit (dwave's default
+    # coldest temperature for the G-set is about 9); synth/README.md has the measurements
+    array=dict(cells=2048, weight_bits=1, lanes=32, barrier_bits=14, barrier_frac_bits=8,
+               gain_bits=12, gain_frac_bits=6, field_bits=8, q_bits=2, mantissa_bits=14,
+               cell_counter_bits=0, q_storage="sparse", q_capacity=6144, table_depth=1024,
+               core="throughput"),
     group_slack=24,                # the colour order of a G-set graph needs ~18 more groups
     leds=(("led_busy", 0), ("led_done", 1), ("led_error", 2), ("led_link", 3)),
     synth_opts="",
@@ -164,15 +174,17 @@ def configuration(board, **changes):
     require(storage in Q_STORAGES, "q_storage", storage, f"must be one of {Q_STORAGES}")
     core = values["core"]
     require(core in CORES, "core", core, f"must be one of {CORES}")
-    if storage == "dense":
+    if storage == "dense" and core not in BANKED_CORES:
         require("q_capacity" not in changes, "q_capacity", changes.get("q_capacity"),
                 "applies to sparse Q only (q_storage = dense)")
         q_capacity = 1
     else:
         q_capacity = changes.get("q_capacity", board.array["q_capacity"]
-                                 if board.array["q_storage"] == "sparse" else None)
+                                 if board.array["q_storage"] == "sparse"
+                                 or board.array["core"] in BANKED_CORES else None)
         require(q_capacity is not None, "q_capacity", q_capacity,
-                "must be given with q_storage = sparse (the nonzeros of Q, both triangles)")
+                "must be given with q_storage = sparse (the nonzeros of Q, both triangles) "
+                f"and with the {BANKED_CORES} cores (rows of Q)")
         require(q_capacity >= 1, "q_capacity", q_capacity, "must be >= 1")
     # schedules are loaded at run time, not built in: the Spec's default constants stand in
     spec = Spec(**{k: values[k] for k in HARDWARE_FIELDS}, q_storage=storage)
@@ -215,6 +227,9 @@ class BoardWrapper(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
+        if self.board.uses_pll:
+            from .ecp5_pll import PllDomain  # noqa: PLC0415
+            m.submodules.clock = PllDomain(self.board.oscillator_hz, self.board.clock_hz)
         m.submodules.top = top = self.top
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)

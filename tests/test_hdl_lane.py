@@ -3,13 +3,15 @@
 CrossingUnit == decide_one, bit for bit."""
 
 import pytest
+from amaranth import Elaboratable, Module, unsigned
 from amaranth.back import verilog
+from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 from limemu.hdl.crossing_unit import CrossingUnit, crossing_barrier_width
 from limemu.hdl.lane_rng import SEED_WORDS, LaneRng, seed_word
 from limemu.hdl.regmap import to_words
 from limemu.hdl.serial_crossing_unit import SerialCrossingUnit
-from limemu.model.crossing import ONE, ZERO_FROM_U, decide_one, threshold
+from limemu.model.crossing import ONE, ZERO_FROM_U, decide_one, mantissa_rom, threshold
 from limemu.model.errors import ConfigError
 from limemu.model.rng import LaneGenerator
 from limemu.model.spec import Spec
@@ -123,10 +125,31 @@ def outcome(up, down, inadmissible):
     return ("up" if up else "down" if down else "stay"), bool(inadmissible)
 
 
+class WithRom(Elaboratable):
+    """A crossing unit built with external_rom=True and the ROM its parent gives it."""
+
+    def __init__(self, unit):
+        self.unit = unit
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = unit = self.unit
+        m.submodules.rom = rom = Memory(shape=unsigned(unit.mantissa_bits + 1),
+                                        depth=1 << unit.frac_bits,
+                                        init=mantissa_rom(unit.frac_bits, unit.mantissa_bits))
+        for addr, data in zip(unit.rom_addr, unit.rom_data):
+            port = rom.read_port()
+            m.d.comb += [port.addr.eq(addr), data.eq(port.data)]
+        return m
+
+
 @pytest.mark.parametrize("frac_bits,mantissa_bits,width", FORMATS)
 @pytest.mark.parametrize("gaps", [False, True], ids=["back_to_back", "with_gaps"])
-def test_crossing_unit_matches_decide_one(frac_bits, mantissa_bits, width, gaps, rng):
-    dut = CrossingUnit(frac_bits=frac_bits, mantissa_bits=mantissa_bits, barrier_width=width)
+@pytest.mark.parametrize("external_rom", [False, True], ids=["own_rom", "external_rom"])
+def test_crossing_unit_matches_decide_one(frac_bits, mantissa_bits, width, gaps, external_rom,
+                                          rng):
+    dut = CrossingUnit(frac_bits=frac_bits, mantissa_bits=mantissa_bits, barrier_width=width,
+                       external_rom=external_rom)
     cases = crossing_cases(frac_bits, mantissa_bits, width, rng)
     expected = [decide_one(u, b_up, b_down, frac_bits, mantissa_bits) for u, b_up, b_down in cases]
     # the cases reach every branch of the rule
@@ -160,7 +183,7 @@ def test_crossing_unit_matches_decide_one(frac_bits, mantissa_bits, width, gaps,
             else:
                 assert not (up or down or inadmissible), f"{dut!r}: output without valid_out"
 
-    simulate(dut, testbench)
+    simulate(WithRom(dut) if external_rom else dut, testbench)
     issued = [cycle for cycle, item in enumerate(schedule) if item is not None]
     assert len(outputs) == len(cases), f"{dut!r}: {len(outputs)} outputs for {len(cases)} inputs"
     for issue_cycle, (u, b_up, b_down), want, (out_cycle, got) in zip(issued, cases, expected,

@@ -39,6 +39,7 @@ from limemu.synth.boards import (
     summarize,
     synthesis_resources,
 )
+from limemu.synth.ecp5_pll import pll_dividers
 from limemu.workloads import maxcut_workload
 from limemu.workloads.gset import random_graph
 
@@ -51,9 +52,10 @@ def test_board_names_match():
 
 def test_default_configurations():
     spec, geometry = configuration(ULX3S)
-    assert (spec.cells, spec.weight_bits, geometry.q_storage) == (8192, 1, "sparse")
-    assert geometry.q_capacity >= 2 * 19_990         # G22's 19 990 edges, both triangles
-    assert geometry.groups == spec.cells           # one lane: no slack for the colour order
+    assert (spec.cells, spec.weight_bits, geometry.q_storage) == (2048, 1, "sparse")
+    assert (geometry.core, spec.lanes) == ("throughput", 32)
+    assert geometry.groups == spec.cells // 32 + ULX3S.group_slack
+    assert ULX3S.uses_pll and spec.lanes * ULX3S.clock_hz >= 1.5e9   # the issue's peak
     spec, geometry = configuration(ICEBREAKER, cells=8, lanes=2, weight_bits=4,
                                    core="pipelined", q_storage="dense")
     assert (spec.cells, spec.lanes, geometry.groups, geometry.q_capacity) == (8, 2, 4, 1)
@@ -61,17 +63,19 @@ def test_default_configurations():
     assert (geometry.q_storage, geometry.q_capacity, geometry.core) == ("sparse", 10, "compact")
 
 
-@pytest.mark.parametrize("nodes, edges", [(800, 19_176), (2000, 19_990), (8000, 16_000)])
+@pytest.mark.parametrize("nodes, edges", [(800, 19_176), (800, 4_694), (2000, 19_990)])
 def test_ulx3s_default_holds_gset_sized_max_cuts(nodes, edges):
-    """Max-Cuts of the sizes of G1, G22 and G65 (random graphs of as many nodes and edges,
-    weights +-1) in colour order fit the default ULX3S build: cells, groups, entries, formats,
-    and the field (the model's bound)."""
+    """Max-Cuts of the sizes of G1, G14 and G22 (random graphs of as many nodes and edges,
+    weights +-1) in colour order fit the default ULX3S build: cells, groups, rows of Q,
+    formats, and the field (the model's bound)."""
     board, geometry = configuration(ULX3S)
     problem = maxcut_workload(graph=random_graph(nodes, m=edges, weights="pm1")).problem
-    spec = Spec(cells=nodes, weight_bits=1, order="colour", q_storage="sparse")
-    needed = geometry_for(spec, LimArray(spec, problem).order, problem.nnz)
+    formats = {k: getattr(board, k) for k in HARDWARE_FIELDS if k != "cells"}
+    spec = Spec(cells=nodes, order="colour", q_storage="sparse", **formats)
+    model = LimArray(spec, problem)                # refuses a field the format cannot hold
+    needed = geometry_for(spec, model.order, problem.nnz, core="throughput", problem=problem)
     info = {"spec": {k: getattr(board, k) for k in HARDWARE_FIELDS}, "geometry": geometry}
-    assert board_spec(info, spec, needed, "ULX3S") == (spec.replace(cells=8192), geometry)
+    assert board_spec(info, spec, needed, "ULX3S") == (spec.replace(cells=2048), geometry)
 
 
 #: a board whose default array has dense Q on the pipelined core (for the rules of both)
@@ -95,7 +99,7 @@ def test_baud_divides_the_board_clocks():
     ({"q_storage": "packed"}, "q_storage = 'packed'", "one of"),
     ({"field_bits": 4}, "field_bits = 4", "[8, 40]"),
     ({"lanes": 17}, "lanes = 17", "min(cells=16"),
-    ({"core": "tiny"}, "core = 'tiny'", "one of ('pipelined', 'compact')"),
+    ({"core": "tiny"}, "core = 'tiny'", "one of ('pipelined', 'compact', 'throughput')"),
     ({"core": "compact", "lanes": 2}, "lanes = 2", "must be 1 for the compact core"),
     ({"cells": "many"}, "cells = 'many'", "integer"),
     ({"colour": 1}, "colour = 1", "not a build option"),
@@ -396,28 +400,30 @@ def test_icebreaker_default_array_fits_and_meets_timing(tmp_path, capsys):
     assert "fits: yes; timing: met" in captured.out
 
 
-# a small ULX3S array: every block of the default one (sparse Q, spins, the bridge), quick
-ULX3S_SMALL = dict(cells=64, lanes=2, q_capacity=1024, table_depth=256)
-
-
-def test_ulx3s_small_array_fits_and_meets_timing(tmp_path):
-    report, _ = run_build(ULX3S, tmp_path, **ULX3S_SMALL)
-    assert report["ok"], report["failure"]
-    assert report["timing"]["sync"]["achieved_mhz"] >= 25.0
-    assert (tmp_path / "limemu_ulx3s.bit").stat().st_size > 100_000
-    assert report["peak_evaluations_per_s"] == 2 * 25_000_000
+# a small ULX3S array: every block of the default one (the throughput core, its PLL, Q in
+# banked rows, spins, the bridge) with 8 lanes: a few minutes
+ULX3S_SMALL = dict(cells=256, lanes=8, q_capacity=1024, table_depth=256)
 
 
 @pytest.mark.slow
-def test_ulx3s_default_array_fits_and_meets_timing(tmp_path):
-    """The README's ULX3S configuration (the default of `limemu build --board ulx3s`)."""
-    report, _ = run_build(ULX3S, tmp_path)
+def test_ulx3s_small_array_fits_and_meets_timing(tmp_path):
+    report, _ = run_build(ULX3S, tmp_path, **ULX3S_SMALL)
     assert report["ok"], report["failure"]
-    spec = report["spec"]
-    assert spec["cells"] == 8192 and spec["weight_bits"] == 1
-    assert report["geometry"]["q_capacity"] >= 2 * 19_990
-    for name in ("lut4", "ff", "ram", "dsp"):
-        assert report["resources"][name]["used"] <= report["resources"][name]["available"]
+    assert report["geometry"]["core"] == "throughput"
+    assert report["timing"]["sync"]["achieved_mhz"] >= ULX3S.clock_hz / 1e6
+    assert (tmp_path / "limemu_ulx3s.bit").stat().st_size > 100_000
+    assert report["peak_evaluations_per_s"] == 8 * ULX3S.clock_hz
+
+
+def test_pll_dividers_make_the_clock_exactly():
+    """The ECP5 PLL's dividers (ecppll's rule): the output frequency exactly, the VCO in
+    [400, 800] MHz; a frequency the PLL cannot make is refused, naming it."""
+    for out_hz in (25_000_000, 50_000_000, 62_500_000, 75_000_000, 100_000_000):
+        clki, clkfb, clkop = pll_dividers(25_000_000, out_hz)
+        assert 25_000_000 * clkfb == out_hz * clki
+        assert 400e6 <= out_hz * clkop <= 800e6 and 25e6 / clki >= 3.125e6
+    with pytest.raises(ConfigError, match="clock_hz = 33333333"):
+        pll_dividers(25_000_000, 33_333_333)
 
 
 def test_synth_breakdown_of_the_icebreaker_array(capsys):

@@ -15,6 +15,7 @@ from limemu.model.thermo import BELOW_LANDAUER
 from . import api, build, studies, thermo
 from .backends import BACKENDS
 from .runner import WORKLOAD_DEFAULTS, build_run
+from .board_build import board_run_options
 from .train import add_train_options, command_train
 
 
@@ -54,6 +55,10 @@ def add_hardware_options(p):
     p.add_argument("--core", choices=CORES,
                    help="verilator, vboard: the RTL core to simulate (default pipelined; "
                    "compact: one lane, the iCEBreaker's core); a board's build decides itself")
+    p.add_argument("--board", choices=build.BOARD_NAMES,
+                   help="verilator: simulate the core and array of `limemu build --board B` "
+                   "(its formats, lanes and capacities) and report the run's time at the "
+                   "board's clock")
     p.add_argument("--port", help="board: serial port of the board (e.g. /dev/ttyUSB1)")
     p.add_argument("--baud", type=int, help="board: baud rate of its build (default: 1000000)")
     p.add_argument("--link-timeout", type=float, default=1.0, metavar="S",
@@ -138,7 +143,7 @@ def main(argv=None):
 def run_options(args):
     """The run's options; the compact core evaluates one cell at a time, so with it the lanes
     default to 1."""
-    options = vars(args)
+    options = board_run_options(vars(args))
     if options.get("core") == "compact" and options.get("lanes") is None:
         options = {**options, "lanes": 1}
     return options
@@ -204,6 +209,13 @@ def print_summary(result):
           f"{_ratio(e['ratio_to_speed_bound'])})")
     print(f"  first law: {result['identities']['first_law']}; "
           f"{result['cell_evaluations_per_s']:.3g} cell-evaluations/s")
+    if "cycles" in result:
+        evaluations = result["counters"]["evaluations"]
+        print(f"core: {result['cycles']} cycles, "
+              f"{evaluations / max(result['cycles'], 1):.3g} cell-evaluations per cycle")
+    if "board_seconds" in result:
+        print(f"  on the {result['board']} board at {result['clock_hz'] / 1e6:g} MHz: "
+              f"{result['board_seconds']:.4g} s")
 
 
 def _ratio(value):
@@ -239,7 +251,9 @@ def backend_options(args):
         require(args.backend == "verilator", "waves", args.waves,
                 "needs --backend verilator")
         options["waves"] = args.waves
-    if getattr(args, "core", None):
+    if getattr(args, "board", None):
+        options.update(board=args.board, core=board_run_options(vars(args))["core"])
+    elif getattr(args, "core", None):
         require(args.backend in ("verilator", "vboard"), "core", args.core,
                 "needs --backend verilator or vboard (a board's bitstream has its core)")
         options["core"] = args.core

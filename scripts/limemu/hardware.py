@@ -27,6 +27,7 @@ from .host import (
     tilt_plan,
 )
 from .backends import HARDWARE
+from .board_build import board_geometry, board_timing
 from .progress import StepProgress
 
 SEGMENT_EVALUATIONS = 2_000_000        # cell evaluations per run request (progress output)
@@ -112,9 +113,10 @@ class HardwareSession:
     segmented = True
 
     def __init__(self, workload, spec, progress=True, *, name="verilator", waves=None,
-                 log=None, core="pipelined", device=None, **link_options):
+                 log=None, core="pipelined", device=None, board=None, **link_options):
         """device: a class taking (spec, geometry, log=...) to use instead of the backend's
-        (scripts/bench_rtl.py: the core under a plain C++ loop)."""
+        (scripts/bench_rtl.py: the core under a plain C++ loop); board: a board's name, to
+        simulate the core and array its default build has (board_build.py)."""
         self.name = name
         self.spec = spec
         # the model's own set-up gives the update order and the initial weights: both
@@ -123,12 +125,15 @@ class HardwareSession:
         order = self.probe.order
         problem = workload.problem if spec.tilt == "field" else None
         nnz = problem.nnz if problem is not None else 0
-        geometry = geometry_for(spec, order, nnz, core=core)
+        geometry = geometry_for(spec, order, nnz, core=core, problem=problem)
+        device_spec, self.board = spec, board
+        if board is not None:
+            device_spec, geometry = board_geometry(board, spec, geometry)
         check_schedules(spec, geometry)
         if device is not None:
-            self.device = device(spec, geometry, log=log)
+            self.device = device(device_spec, geometry, log=log)
         else:
-            self.device = open_device(name, spec, geometry, waves=waves, log=log,
+            self.device = open_device(name, device_spec, geometry, waves=waves, log=log,
                                       **link_options)
         self.rmap = self.device.rmap
         self.geometry = self.rmap.geometry
@@ -218,10 +223,24 @@ class HardwareSession:
 
     def extra(self):
         order = self.probe.order
-        return dict(weights0=self.probe.W0.copy(), coupling_error=None,
-                    coupling_pairs=order.coupled_pairs, colours=order.colours,
-                    cycles=self.cycles, run_seconds=self.run_seconds,
-                    first_law=self.check_first_law())
+        extra = dict(weights0=self.probe.W0.copy(), coupling_error=None,
+                     coupling_pairs=order.coupled_pairs, colours=order.colours,
+                     cycles=self.core_cycles(), run_seconds=self.run_seconds,
+                     first_law=self.check_first_law())
+        if self.board is not None:
+            extra.update(board=self.board, **board_timing(
+                self.board, extra["cycles"], self.counters()["evaluations"]))
+        return extra
+
+    def core_cycles(self):
+        """Cycles of the runs so far: the core's own count (``run_cycles``, cleared when the
+        run was loaded) when its register map has one, else the simulator's or the board's
+        count from each start to done."""
+        if "run_cycles" not in self.rmap.regions:
+            return self.cycles
+        region = self.rmap["run_cycles"]
+        words = self.device.read([region.address(0, j) for j in range(region.size)])
+        return from_words(words, region.width, False)
 
     def check_first_law(self):
         """The first law (docs/physics.md §5) on the RTL's own registers: heat_net =

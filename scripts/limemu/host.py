@@ -9,6 +9,7 @@ import numpy as np
 
 from limemu.hdl.lane_rng import seed_word
 from limemu.hdl.regmap import (
+    BANKED_CORES,
     CONTROL,
     STATUS,
     Geometry,
@@ -22,10 +23,17 @@ from limemu.model.errors import require
 from limemu.model.schedules import schedule_register_values, schedule_table_values
 
 
-def geometry_for(spec, order, q_nnz=0, table_depth=None, core="pipelined"):
+def geometry_for(spec, order, q_nnz=0, table_depth=None, core="pipelined", problem=None):
     """The smallest geometry that holds `spec` with this update order (and sparse Q), for
-    the core named `core`."""
+    the core named `core`; a banked core (the throughput core) holds Q as rows, as many as
+    `problem`'s columns need in this order."""
     kwargs = {} if table_depth is None else {"table_depth": table_depth}
+    if core in BANKED_CORES:
+        require(spec.tilt == "field", "tilt", spec.tilt, f"the {core} core computes tilts "
+                "from Q and b only (no external tilts): use the pipelined core")
+        require(spec.cell_counter_bits == 0, "cell_counter_bits", spec.cell_counter_bits,
+                f"the {core} core has no per-cell counters: use the pipelined core")
+        q_nnz = banked_rows_needed(problem, order, spec.lanes) if problem is not None else 0
     return Geometry(lanes=spec.lanes, groups=order.groups, q_storage=spec.q_storage,
                     q_capacity=max(1, q_nnz), core=core, **kwargs)
 
@@ -105,6 +113,8 @@ def load_plan(rmap, problem, order, weights, *, external=False):
             for i in slots:
                 plan += entry_writes(rmap, name, i, values[i])
         plan += q_plan(rmap, problem, index)
+    if geo.banked:
+        plan += group_wait_plan(rmap, problem, order)
     return plan
 
 
@@ -130,9 +140,12 @@ def _scatter(geo, index, values):
 
 
 def q_plan(rmap, problem, index):
-    """Writes of Q: every entry of a dense bank; the column table and entries when sparse."""
+    """Writes of Q: every entry of a dense bank; the column table and entries when sparse;
+    the banked rows, their column table and the group waits for a banked core."""
     geo = rmap.geometry
     plan = []
+    if geo.banked:
+        return banked_q_plan(rmap, problem, index)
     if geo.q_storage == "dense":
         dense = np.zeros(geo.dense_q_depth * geo.lanes_p2, dtype=np.int64)
         Q = problem.to_dense()
@@ -157,6 +170,91 @@ def q_plan(rmap, problem, index):
             start += 1
     for i in lane_slots(geo):
         plan += entry_writes(rmap, "column", i, int(columns[i]))
+    return plan
+
+
+def banked_columns(problem, lanes, group_of, lane_of):
+    """Every column of Q as rows of the banks: for cell m, a list of rows, each a dict
+    {lane: (group, value)} holding the r-th nonzero of column m in each lane's bank (the
+    throughput core applies a row in every bank at once)."""
+    columns = []
+    for cell in range(problem.n):
+        lo, hi = problem.indptr[cell], problem.indptr[cell + 1]
+        per_lane = {}
+        for row, value in zip(problem.indices[lo:hi].tolist(), problem.data[lo:hi].tolist()):
+            per_lane.setdefault(int(lane_of[row]), []).append((int(group_of[row]), value))
+        depth = max((len(v) for v in per_lane.values()), default=0)
+        columns.append([{lane: entries[r] for lane, entries in per_lane.items()
+                         if r < len(entries)} for r in range(depth)])
+    return columns
+
+
+def banked_rows_needed(problem, order, lanes):
+    """Rows of Q a banked core needs for `problem` in this update order: per column, the
+    most nonzeros that fall in one lane's bank."""
+    slot = np.empty(problem.n, dtype=np.int64)
+    slot[order.sequence] = order.slot
+    lane = slot % lanes
+    rows = np.diff(problem.indptr)
+    total = 0
+    for cell in range(problem.n):
+        targets = lane[problem.indices[problem.indptr[cell]:problem.indptr[cell + 1]]]
+        total += int(np.bincount(targets).max()) if rows[cell] else 0
+    return total
+
+
+def group_waits(problem, order):
+    """Per group of the update order, whether it must wait for every earlier group's moves:
+    the first group, and every group with a cell coupled (Q_ij != 0, i != j) to a cell of an
+    earlier group since the last wait. The groups in between read fields that no pending
+    move can change (in colour order a wait starts each colour class)."""
+    group_of = np.empty(problem.n, dtype=np.int64)
+    group_of[order.sequence] = order.group
+    since_wait = np.zeros(problem.n, dtype=bool)
+    waits = np.zeros(order.groups, dtype=bool)
+    members = np.split(order.sequence, np.flatnonzero(np.diff(order.group)) + 1)
+    for group, cells in enumerate(members):
+        neighbours = np.concatenate([problem.indices[problem.indptr[c]:problem.indptr[c + 1]]
+                                     for c in cells]) if len(cells) else np.array([], int)
+        if group == 0 or since_wait[neighbours].any():
+            waits[group] = True
+            since_wait[:] = False
+        since_wait[cells] = True
+    return waits
+
+
+def banked_q_plan(rmap, problem, index):
+    """The banked layout: rows of Q, the column table (first row, rows, nonzeros) of every
+    slot that exists, and the group waits (every group of the map's capacity)."""
+    geo, spec = rmap.geometry, rmap.spec
+    group_of, lane_of = index >> geo.lane_bits, index & (geo.lanes_p2 - 1)
+    columns = banked_columns(problem, spec.lanes, group_of, lane_of)
+    needed = sum(len(rows) for rows in columns)
+    require(needed <= geo.q_capacity, "q_capacity", geo.q_capacity,
+            f"Q needs {needed} rows of the banks in this update order")
+    plan, first = [], 0
+    table = np.zeros(geo.slots, dtype=object)
+    for cell, rows in enumerate(columns):
+        nonzeros = int(problem.indptr[cell + 1] - problem.indptr[cell])
+        table[index[cell]] = geo.pack_banked_column(first, len(rows), nonzeros)
+        for row in rows:
+            plan += entry_writes(rmap, "qrow", first, geo.pack_row(spec.q_bits, row))
+            first += 1
+    for i in lane_slots(geo):
+        plan += entry_writes(rmap, "column", i, int(table[i]))
+    return plan
+
+
+def group_wait_plan(rmap, problem, order):
+    """Writes of the group waits (a banked core): every group of the map's capacity."""
+    waits = np.zeros(rmap.geometry.groups_p2, dtype=np.int64)
+    if problem is not None:
+        waits[:order.groups] = group_waits(problem, order)
+    else:
+        waits[:order.groups] = 1
+    plan = []
+    for group, wait in enumerate(waits.tolist()):
+        plan += entry_writes(rmap, "group_wait", group, wait)
     return plan
 
 

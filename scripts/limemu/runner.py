@@ -281,6 +281,11 @@ def result_dict(workload, spec, steps, backend, weights, exact, overflow, extra,
         "cell_evaluations_per_s": exact["evaluations"] / max(extra.get("run_seconds",
                                                                        extra["seconds"]), 1e-9),
     }
+    if "cycles" in extra:                  # the RTL backends: the core's cycles
+        result["cycles"] = int(extra["cycles"])
+    for key in ("board", "clock_hz", "board_seconds", "evaluations_per_cycle"):
+        if key in extra:                   # --board: the build's clock and the run's time
+            result[key] = extra[key]
     if "cut" in metrics:
         result["cut"] = int(metrics["cut"])
     return result

@@ -1,0 +1,242 @@
+"""Time to 99 % of the reference cut: the ULX3S build's core against dwave-samplers on one core.
+
+    python scripts/bench_board.py [--graphs g1 torus g22] [--seeds 5] [--board ulx3s]
+
+For G-set-like Max-Cut graphs (a random graph of 800 nodes and 19 176 edges like G1, an
+800-node toroidal grid with weights +-1 like G11, a random graph of 2000 nodes and 19 990
+edges like G22), all generated here from fixed seeds:
+
+1. the reference cut: the best of REFERENCE_READS long runs of dwave-samplers' simulated
+   annealing (REFERENCE_SWEEPS sweeps each); the target is 99 % of it;
+2. dwave: the fewest sweeps at which the median cut of ``--seeds`` runs (seeds 1..N, its
+   default schedule) reaches the target, searched over a doubling grid and then bisected; its
+   time is the median over the seeds of dwave's own anneal time (``info["timing"]
+   ["sampling_ns"]``, the best of 3 repeats, so that the shared machine's load does not
+   flatter the board), on one CPU core;
+3. the board: the fewest steps at which the median cut of the same number of runs reaches the
+   target (searched the same way on the golden model, which gives the core's results bit for
+   bit), with the board schedule below; then those runs on the build's core under Verilator
+   (``limemu run --backend verilator --board ulx3s`` does the same), whose cuts must equal the
+   model's; its time is the median of the core's own cycle counts over the board clock.
+
+The board schedule: a constant barrier (``--barrier``, u) and a geometric gain over dwave's
+default inverse temperatures for the same graph (``beta / ln 2`` in u per loss unit, at least
+one LSB of the gain format): both anneal between the same temperatures. Prints a table and the
+build's peak evaluations per second; exits 1 when the core's results differ from the model's.
+"""
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from limemu.board_build import board_build
+from limemu.hardware import HardwareSession
+from limemu.model.spec import Spec
+from limemu.runner import ModelSession
+from limemu.schedule_options import parse_schedule
+from limemu.workloads.gset import Graph, random_graph
+from limemu.workloads.maxcut import cut_value, maxcut_problem
+
+REFERENCE_SWEEPS = 10_000
+REFERENCE_READS = 8
+TARGET = 0.99
+TIMING_REPEATS = 3
+
+
+@dataclass
+class Workload:
+    problem: object
+
+
+def toroidal_grid(rows, cols, seed):
+    """A 2-D torus with weights +-1 (the kind of G11-G13)."""
+    rng = np.random.default_rng(seed)
+    node = np.arange(rows * cols).reshape(rows, cols)
+    i = np.concatenate([node.ravel(), node.ravel()])
+    j = np.concatenate([np.roll(node, -1, axis=1).ravel(), np.roll(node, -1, axis=0).ravel()])
+    return Graph(rows * cols, i, j, rng.choice([-1, 1], size=len(i)),
+                 name=f"torus{rows}x{cols}")
+
+
+GRAPHS = {
+    "g1": lambda: random_graph(800, m=19_176, seed=1, name="G1-like"),
+    "torus": lambda: toroidal_grid(40, 20, seed=11),
+    "g22": lambda: random_graph(2000, m=19_990, seed=22, name="G22-like"),
+}
+
+
+# -- dwave ----------------------------------------------------------------------------------------
+
+class Dwave:
+    """dwave-samplers' SimulatedAnnealingSampler on a graph's Ising model (H = sum w s s)."""
+
+    def __init__(self, graph):
+        import dimod  # noqa: PLC0415 (the bench's extra dependencies)
+        from dwave.samplers import SimulatedAnnealingSampler  # noqa: PLC0415
+
+        self.graph = graph
+        self.sampler = SimulatedAnnealingSampler()
+        self.bqm = dimod.BQM.from_ising({}, {(int(a), int(b)): float(w) for a, b, w in
+                                             zip(graph.i, graph.j, graph.w)})
+        from dwave.samplers.sa.sampler import default_beta_range  # noqa: PLC0415
+        self.beta_range = [float(b) for b in default_beta_range(self.bqm)]
+
+    def run(self, sweeps, seed, repeats=1):
+        """(cut, seconds of dwave's own anneal time, best of `repeats`)."""
+        best = None
+        for _ in range(repeats):
+            result = self.sampler.sample(self.bqm, num_reads=1, num_sweeps=sweeps, seed=seed)
+            seconds = result.info["timing"]["sampling_ns"] * 1e-9
+            best = seconds if best is None else min(best, seconds)
+        spins = np.zeros(self.graph.n, dtype=np.int64)
+        spins[list(result.variables)] = result.record.sample[0]
+        return cut_value(self.graph, spins), best
+
+    def reference(self):
+        return max(self.run(REFERENCE_SWEEPS, seed)[0] for seed in range(1, REFERENCE_READS + 1))
+
+
+# -- the board --------------------------------------------------------------------------------
+
+def board_spec(graph, steps, seed, build, barrier_u, beta_range):
+    """The run's Spec: the build's formats and lanes, colour order, the board schedule."""
+    _, built, _ = build
+    gain_lsb = 2.0 ** -built.gain_frac_bits
+    hot, cold = (max(gain_lsb, beta / math.log(2)) for beta in beta_range)
+    formats = {k: getattr(built, k) for k in ("barrier_bits", "barrier_frac_bits", "gain_bits",
+                                               "gain_frac_bits", "field_bits", "q_bits",
+                                               "mantissa_bits")}
+    return Spec(cells=graph.n, weight_bits=1, lanes=built.lanes, q_storage="sparse",
+                order="colour", seed=seed, **formats,
+                barrier=parse_schedule(f"constant:{barrier_u}", "--barrier",
+                                       built.barrier_frac_bits, steps),
+                gain=parse_schedule(f"exp:{hot},{cold}", "--gain", built.gain_frac_bits, steps))
+
+
+def model_cut(graph, spec, steps):
+    session = ModelSession(Workload(maxcut_problem(graph)), spec, progress=False)
+    session.run(steps)
+    return cut_value(graph, session.weights())
+
+
+def core_run(graph, spec, steps, board):
+    """(cut, cycles) of the run on the build's core under Verilator."""
+    _, _, geometry = board_build(board)
+    session = HardwareSession(Workload(maxcut_problem(graph)), spec, progress=False,
+                              core=geometry.core, board=board)
+    try:
+        session.run(steps)
+        return cut_value(graph, session.weights()), session.core_cycles()
+    finally:
+        session.close()
+
+
+# -- searching the fewest sweeps ---------------------------------------------------------------
+
+def fewest(reaches, start=8, limit=1 << 16, log=print):
+    """The fewest n in [1, limit] with reaches(n) true, searched by doubling from `start` and
+    bisecting; None when even `limit` does not reach."""
+    low, high = 0, start
+    while not reaches(high):
+        low, high = high, high * 2
+        if high > limit:
+            return None
+    while high - low > max(1, high // 16):
+        middle = (low + high) // 2
+        if reaches(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def median_reaches(cuts, target):
+    return float(np.median(cuts)) >= target
+
+
+def bench_graph(name, graph, args, build, log):
+    board, built, _ = build
+    dwave = Dwave(graph)
+    started = time.perf_counter()
+    reference = dwave.reference()
+    target = TARGET * reference
+    log(f"{name}: {graph.n} nodes, {graph.m} edges; reference cut {reference} (best of "
+        f"{REFERENCE_READS} dwave runs of {REFERENCE_SWEEPS} sweeps, "
+        f"{time.perf_counter() - started:.0f} s); target {target:.1f}")
+    seeds = range(1, args.seeds + 1)
+
+    def dwave_reaches(sweeps):
+        cuts = [dwave.run(sweeps, seed)[0] for seed in seeds]
+        log(f"  dwave {sweeps:6d} sweeps: median cut {np.median(cuts):g}")
+        return median_reaches(cuts, target)
+
+    def board_reaches(steps):
+        cuts = [model_cut(graph, board_spec(graph, steps, seed, build, args.barrier,
+                                            dwave.beta_range), steps) for seed in seeds]
+        log(f"  board {steps:6d} steps:  median cut {np.median(cuts):g} (golden model)")
+        return median_reaches(cuts, target)
+
+    row = {"graph": name, "n": graph.n, "m": graph.m, "reference": reference,
+           "target": target}
+    row["dwave_sweeps"] = sweeps = fewest(dwave_reaches, log=log)
+    row["dwave_s"] = None if sweeps is None else float(np.median(
+        [dwave.run(sweeps, seed, TIMING_REPEATS)[1] for seed in seeds]))
+    row["board_steps"] = steps = fewest(board_reaches, log=log)
+    row["board_cycles"] = row["board_s"] = None
+    row["equal"] = True
+    if steps is not None:
+        cycles = []
+        for seed in seeds:
+            spec = board_spec(graph, steps, seed, build, args.barrier, dwave.beta_range)
+            cut, count = core_run(graph, spec, steps, args.board)
+            row["equal"] &= cut == model_cut(graph, spec, steps)
+            cycles.append(count)
+            log(f"  core (Verilator), seed {seed}: cut {cut}, {count} cycles")
+        row["board_cycles"] = float(np.median(cycles))
+        row["board_s"] = row["board_cycles"] / board.clock_hz
+    return row
+
+
+def print_table(rows, build):
+    board, built, geometry = build
+    print(f"\n{board.title}: the {geometry.core} core, {built.lanes} lanes at "
+          f"{board.clock_hz / 1e6:g} MHz: peak {built.lanes * board.clock_hz:.3g} cell "
+          f"evaluations/s; time to {TARGET:.0%} of the reference cut (median of the seeds):")
+    print(f"{'graph':10s} {'nodes':>6s} {'edges':>6s} {'ref cut':>8s} {'dwave sweeps':>12s} "
+          f"{'dwave s':>9s} {'board steps':>11s} {'cycles':>9s} {'board s':>9s} "
+          f"{'dwave/board':>11s} equal")
+    for r in rows:
+        def fmt(value, spec):
+            return format(value, spec) if value is not None else "-"
+        ratio = r["dwave_s"] / r["board_s"] if r["dwave_s"] and r["board_s"] else None
+        print(f"{r['graph']:10s} {r['n']:6d} {r['m']:6d} {r['reference']:8d} "
+              f"{fmt(r['dwave_sweeps'], '12d')} {fmt(r['dwave_s'], '9.3g')} "
+              f"{fmt(r['board_steps'], '11d')} {fmt(r['board_cycles'], '9.0f')} "
+              f"{fmt(r['board_s'], '9.3g')} {fmt(ratio, '11.1f')} "
+              f"{'yes' if r['equal'] else 'NO'}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--graphs", nargs="+", choices=sorted(GRAPHS), default=list(GRAPHS))
+    parser.add_argument("--seeds", type=int, default=5, help="runs per point (default 5)")
+    parser.add_argument("--barrier", type=float, default=0.0,
+                        help="the board schedule's constant barrier in u (default 0)")
+    parser.add_argument("--board", default="ulx3s", help="the build to simulate")
+    args = parser.parse_args(argv)
+    build = board_build(args.board)
+
+    def log(line):
+        print(line, file=sys.stderr, flush=True)
+
+    rows = [bench_graph(name, GRAPHS[name](), args, build, log) for name in args.graphs]
+    print_table(rows, build)
+    return 0 if all(r["equal"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
