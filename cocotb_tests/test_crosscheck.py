@@ -269,6 +269,7 @@ def test_crosscheck_catches_a_probability_table_off_by_one_in_the_throughput_cor
     without couplings or biases keeps g = 0, so every tilt is 0 and every lookup is the one of
     test_crosscheck_catches_a_probability_table_off_by_one."""
     import limemu.hdl.crossing_unit
+    import limemu.hdl.throughput_lane
 
     original = limemu.hdl.crossing_unit.mantissa_rom
 
@@ -278,6 +279,8 @@ def test_crosscheck_catches_a_probability_table_off_by_one_in_the_throughput_cor
         return rom
 
     monkeypatch.setattr(limemu.hdl.crossing_unit, "mantissa_rom", mutated_rom)
+    # the throughput core's lanes share ROMs built by throughput_lane.mantissa_roms
+    monkeypatch.setattr(limemu.hdl.throughput_lane, "mantissa_rom", mutated_rom)
     spec = Spec(cells=16, weight_bits=4, lanes=3, mantissa_bits=11, seed=14, init="zero",
                 barrier=Schedule.constant(U + U // 2))
     workload = Workload(QuadraticProblem.dense(np.zeros((16, 16), dtype=np.int64),

@@ -398,15 +398,8 @@ class ArrayCore(CoreBase):
         spec, regs, counters = self.spec, p.regs, p.counters
         with m.State("SCHEDULE"):
             with m.If(~p.barrier.busy & ~p.gain.busy):
-                rise = Signal(signed(spec.barrier_bits + 1))
-                m.d.comb += rise.eq(p.barrier.value - p.e0)
-                m.d.comb += [counters.inc_steps.eq(1), counters.inc_barrier_work.eq(
-                    Mux(rise > 0, rise * regs["cells"], 0))]
-                with m.If(~p.external):
-                    d_eta = Signal(signed(spec.gain_bits + 1))
-                    m.d.comb += [d_eta.eq(p.gain.value - p.eta),
-                                 counters.inc_anneal_work.eq(
-                                     (d_eta * regs["loss2"]) << (spec.tilt_shift + 1))]
+                core_bus.step_end_counts(m, spec, counters, regs, p.e0, p.eta, p.barrier, p.gain,
+                                         external=p.external)
                 m.d.sync += [p.e0.eq(p.barrier.value), p.eta.eq(p.gain.value),
                              p.remaining.eq(p.remaining - 1), p.issue_group.eq(0)]
                 with m.If((p.remaining == 1) | p.ctl.stop_requested):

@@ -681,7 +681,7 @@ class CompactCore(CoreBase):
     def _memory_write(self, m, p, region, word, index):
         """A word written into a memory region: staged, or committing the whole entry."""
         name, wdata = region.name, p.bus["wdata"]
-        if name == "seed":                         # every word into the seed's RAM
+        if name == "seed":                         # every word into the seed RAM
             with m.If(p.running):
                 m.d.comb += p.ctl.refuse_busy.eq(1)
             with m.Elif(word < SEED_WORDS):

@@ -3,7 +3,7 @@ register map: the host's registers, the schedule units' configuration, the regis
 can read, the address decode and the register writes. Each core adds its own memories and read
 path; the control and status logic is hdl/core_control.py's."""
 
-from amaranth import Cat, Const, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Mux, Signal, Value, signed, unsigned
 
 from .address_decode import region_hit, region_offset
 from .regmap import MAGIC, VERSION, WORD_BITS, words
@@ -110,3 +110,17 @@ def memory_write(m, ctl, staging, wdata, region, word, commit):
         commit(Cat(staging[:WORD_BITS * last], wdata) if last else wdata)
     with m.Else():
         m.d.comb += ctl.refuse_address.eq(1)
+
+
+def step_end_counts(m, spec, counters, regs, e0, eta, barrier, gain, external=None):
+    """The counts of a step's end, in the cycle the schedules hold the next step's values:
+    steps + 1, the barrier's work (its rise over the current `e0`, times the run's cells) and
+    the annealing work (the gain's change over `eta` times the loss register; none while
+    `external`, a signal, is set: external tilts have no loss register)."""
+    rise = Signal(signed(spec.barrier_bits + 1), name="barrier_rise")
+    d_eta = Signal(signed(spec.gain_bits + 1), name="gain_change")
+    work = (d_eta * regs["loss2"]) << (spec.tilt_shift + 1)
+    m.d.comb += [rise.eq(barrier.value - e0), d_eta.eq(gain.value - eta),
+                 counters.inc_steps.eq(1),
+                 counters.inc_barrier_work.eq(Mux(rise > 0, rise * regs["cells"], 0)),
+                 counters.inc_anneal_work.eq(work if external is None else Mux(external, 0, work))]

@@ -295,15 +295,9 @@ class ThroughputCore(CoreBase):
         with m.State("SCHEDULE"):
             m.d.comb += self.in_run.eq(1)
             with m.If(~self.barrier.busy & ~self.gain.busy):
-                rise = Signal(signed(spec.barrier_bits + 1))
-                d_eta = Signal(signed(spec.gain_bits + 1))
-                m.d.comb += [rise.eq(self.barrier.value - self.e0),
-                             d_eta.eq(self.gain.value - self.eta),
-                             counters.inc_steps.eq(1),
-                             counters.inc_evaluations.eq(regs["cells"]),
-                             counters.inc_barrier_work.eq(Mux(rise > 0, rise * regs["cells"], 0)),
-                             counters.inc_anneal_work.eq(
-                                 (d_eta * regs["loss2"]) << (spec.tilt_shift + 1))]
+                core_bus.step_end_counts(m, spec, counters, regs, self.e0, self.eta,
+                                         self.barrier, self.gain)
+                m.d.comb += counters.inc_evaluations.eq(regs["cells"])
                 m.d.sync += [self.e0.eq(self.barrier.value), self.eta.eq(self.gain.value),
                              self.remaining.eq(self.remaining - 1), self.next_group.eq(0)]
                 with m.If((self.remaining == 1) | self.ctl.stop_requested):

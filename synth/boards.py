@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth import Elaboratable, Module
+from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
@@ -229,6 +229,7 @@ class BoardWrapper(Elaboratable):
         m = Module()
         if self.board.uses_pll:
             from .ecp5_pll import PllDomain  # noqa: PLC0415
+            m.domains.sync = ClockDomain("sync")       # defined here, driven by the PLL
             m.submodules.clock = PllDomain(self.board.oscillator_hz, self.board.clock_hz)
         m.submodules.top = top = self.top
         uart = platform.request("uart", 0, dir="-")

@@ -10,6 +10,7 @@ a UP5K build takes about 30 s. The figures tell which parts a smaller core must 
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -56,7 +57,8 @@ def main(argv=None):
     for module, counts in cells.items():
         lut = sum(counts.get(t, 0) for t in luts)
         ff = sum(n for t, n in counts.items() if t.startswith(ff_prefix))
-        parts = module.lstrip("\\").split(".")
+        # a "$N" suffix: Amaranth's name for a submodule whose name a signal also has
+        parts = [re.sub(r"\$\d+$", "", part) for part in module.lstrip("\\").split(".")]
         own[".".join(parts)] = (lut, ff)
         for depth in range(1, len(parts) + 1):
             total = totals.setdefault(".".join(parts[:depth]), [0, 0])

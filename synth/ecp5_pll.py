@@ -3,12 +3,12 @@
 :func:`pll_dividers` finds the dividers as Project Trellis' ``ecppll`` does (feedback from
 CLKOP): f_out = f_in * CLKFB_DIV / CLKI_DIV with the phase detector at f_in / CLKI_DIV >=
 3.125 MHz and the VCO at f_out * CLKOP_DIV in [400, 800] MHz; it refuses a frequency it cannot
-make exactly. :class:`PllDomain` instantiates the PLL, holds the domain in reset until the PLL
-has locked (a two-flip-flop synchroniser on the output clock) and constrains the output clock
-for nextpnr.
+make exactly. :class:`PllDomain` drives the ``sync`` domain (its parent defines it) from the
+PLL, holds the domain in reset until the PLL has locked (a two-flip-flop synchroniser on the
+output clock) and constrains the output clock for nextpnr.
 """
 
-from amaranth import ClockDomain, ClockSignal, Elaboratable, Module, Signal
+from amaranth import ClockSignal, Elaboratable, Module, Signal
 from amaranth.hdl import Instance
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
@@ -41,8 +41,9 @@ def pll_dividers(in_hz, out_hz):
 
 
 class PllDomain(Elaboratable):
-    """Creates the ``sync`` domain at ``out_hz`` from the platform's default clock (at
-    ``in_hz``) through an EHXPLLL; reset until the PLL reports lock."""
+    """Drives the ``sync`` domain (the parent defines it: ``m.domains.sync``) at ``out_hz`` from
+    the platform's default clock (at ``in_hz``) through an EHXPLLL; reset until the PLL reports
+    lock."""
 
     def __init__(self, in_hz, out_hz):
         self.in_hz, self.out_hz = in_hz, out_hz
@@ -53,7 +54,6 @@ class PllDomain(Elaboratable):
         clki_div, clkfb_div, clkop_div = self.dividers
         m.submodules.clk_in = clk_in = io.Buffer("i", platform.request(platform.default_clk,
                                                                        dir="-"))
-        m.domains.sync = ClockDomain("sync")
         clk_out, locked = Signal(), Signal()
         m.submodules.pll = Instance(
             "EHXPLLL",

@@ -9,13 +9,15 @@ import pytest
 import limemu
 from limemu import ConfigError, Schedule
 from limemu.cli import main
+from limemu.runner import WORKLOAD_DEFAULTS
 
 
 @pytest.fixture
 def maxcut_run():
     problem = limemu.maxcut(cells=20, seed=7)
-    spec = limemu.make_spec(problem, 300, lanes=3, order="colour", barrier="constant:4",
-                            gain="exp:0.1,6", seed=7)
+    defaults = WORKLOAD_DEFAULTS["maxcut"]            # the schedules of `limemu run`
+    spec = limemu.make_spec(problem, 300, lanes=3, order="colour", barrier=defaults["barrier"],
+                            gain=defaults["gain"], seed=7)
     return problem, spec
 
 

@@ -9,6 +9,14 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 BLOCKS = re.findall(r"^```python\n(.*?)^```$", PAGE.read_text(), flags=re.S | re.M)
 
 
+README = PAGE.parents[1] / "README.md"
+
+
+def test_the_readme_shows_the_page_s_first_example_as_it_runs_here():
+    readme_blocks = re.findall(r"^```python\n(.*?)^```$", README.read_text(), flags=re.S | re.M)
+    assert readme_blocks == [BLOCKS[0]]
+
+
 def test_the_page_has_the_readme_example_first():
     assert len(BLOCKS) >= 5
     lines = BLOCKS[0].strip().splitlines()

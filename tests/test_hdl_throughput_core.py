@@ -13,25 +13,21 @@ from amaranth import Module, Signal, signed
 from amaranth.sim import Simulator
 from limemu.hdl.adder_tree import pipelined_sum, tree_latency
 from limemu.hdl.banked_field import TARGET_COLUMN, TARGET_FIELD, TARGET_ROW, BankedField
-from limemu.hdl.cores import cycles_per_evaluation_at_best, make_core
-from limemu.hdl.regmap import STATUS, Geometry, RegisterMap
+from limemu.hdl.cores import make_core
+from limemu.hdl.regmap import Geometry, RegisterMap
 from limemu.host import (
     bank_indices,
     banked_columns,
     banked_rows_needed,
     decode_state,
-    entry_writes,
     geometry_for,
     group_waits,
     load_sequence,
-    register_writes,
     run_plan,
     state_addresses,
 )
 from limemu.model.engine import LimArray
-from limemu.model.errors import ConfigError
 from limemu.model.order import update_order
-from limemu.model.problem import QuadraticProblem
 from limemu.model.schedules import Schedule
 from limemu.model.spec import Spec
 from limemu.workloads import build_workload
