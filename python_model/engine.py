@@ -62,9 +62,20 @@ class LimArray:
         group_end = (np.arange(len(cell_at_slot)) // spec.lanes + 1) * spec.lanes
         self._order = (cell_at_slot, spec.lanes, (spec.w_lo, spec.w_hi, spec.delta),
                        self.order.coupled_pairs > 0, np.empty(len(cell_at_slot), np.uint32),
-                       group_end)
+                       group_end, self.order.sequence.astype(np.int64),
+                       self.order.slot.astype(np.int64), self._segment_starts())
         if self.problem is not None:
             self._setup_field()
+
+    def _segment_starts(self):
+        """Where the segments of a step start (kernels.segment_starts): in field mode runs of
+        groups without couplings between them, else every group."""
+        order, n = self.order, self.spec.cells
+        if self.problem is None:
+            return np.searchsorted(order.group, np.arange(order.groups + 1)).astype(np.int64)
+        p = self.problem
+        return kernels.segment_starts(order.group.astype(np.int64), order.sequence.astype(
+            np.int64), *(a.astype(np.int64, copy=False) for a in (p.indptr, p.indices, p.data)))
 
     # -- set-up ---------------------------------------------------------------------------------
     def _initial_weights(self, weights):

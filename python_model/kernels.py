@@ -15,10 +15,13 @@ it on random configurations. What makes it fast only skips work whose outcome is
 * otherwise a filter finds most stays: a move needs ``u < T+ + T- <= 2 T(lowest barrier)``,
   so ``u >> 1 >= T(lowest barrier)`` is a stay, and an admissible one (an inadmissible step
   has ``T+ + T- > 2**32 > u``); only the rest is decided in full;
-* a step runs in one of two loops with the same result: after a step where few cells moved,
+* a step runs in one of three loops with the same result: after a step where few cells moved,
   ``_scanning_step`` passes over the certain stays comparing each draw with a per-slot
-  threshold (kept up to date as g changes); otherwise ``_straight_step`` takes every slot in
-  turn with its counts in registers.
+  threshold (kept up to date as g changes); otherwise, with decision tables,
+  ``_segmented_step`` classifies every cell without a branch per outcome and applies the moves
+  once per segment (a run of groups whose cells are not coupled to each other, so none sees
+  another's move before the segment ends: a colour class in colour order); without tables
+  ``_straight_step`` takes every slot in turn with its counts in registers.
 
 Integers are int64 throughout. Counts of a call go to ``counts`` (slots below); the heat sums
 are exact in two words (``_add_wide``, or hi/lo parts per move) because one move's half tilt
@@ -142,7 +145,8 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out,
 
     e0[k], eta[k] (k <= steps): barrier and gain << tilt_shift at the call's step k.
     streams: rng.LaneStreams.arrays(). order = (cell_at_slot (-1: idle lane), lanes, ladder
-    (w_lo, w_hi, delta), needs_cross, draws: a buffer of groups * lanes). state = (W, g,
+    (w_lo, w_hi, delta), needs_cross, draws: a buffer of groups * lanes, group_end of each
+    slot, the cell and the slot of each position, segment_starts). state = (W, g,
     cell_up, cell_down). problem = (qd (delta**2 Q_nn per cell), dense Q (or an empty array:
     sparse), indptr, indices, data). tables = (thresholds (crossing.threshold_table),
     decisions ((3, rows) by column UP_BELOW, MOVE_BELOW, IS_INADMISSIBLE; no rows: none),
@@ -153,11 +157,12 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out,
     moves of coupled cells in one group, W after every snapshot_every-th step (0: none)
     counted from snapshot_phase steps before this call, and a zeroed work array of cells.
     scan_below: which loop takes a step (speed only; see below)."""
-    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
+    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order[:6]
     W = state[0]
     table, decisions, class_qd, zero_row, bound, tabulated = tables[:6]
     counts, step_dl2, step_cross, snapshots, snapshot_every, snapshot_phase, mark = out
-    moves = (np.empty(lanes, dtype=np.int64), np.empty(lanes, dtype=np.int64))
+    size = max(lanes, W.shape[0])             # a group's or a segment's moves
+    moves = (np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64))
     scanning = scan_below > 0
     for k in range(steps):
         events = counts[UP] + counts[DOWN] + counts[BLOCKED]
@@ -181,11 +186,75 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out,
 def _field_step(e0, eta, order, state, problem, tables, counts, moves, mark, scanning):
     """One step: every slot in order, the moves of a group applied to g before the next
     group (a group is `lanes` consecutive slots). Returns (sum of the moves' dL2, cross
-    terms). Two loops give the same result at different speeds: _scanning_step for steps
-    where few cells move, _straight_step for the others."""
+    terms). Three loops give the same result at different speeds: _scanning_step for steps
+    where few cells move, _segmented_step for the others with decision tables,
+    _straight_step without."""
     if scanning:
         return _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark)
+    if tables[1].shape[1]:
+        return _segmented_step(eta, order, state, problem, tables, counts, moves, mark)
     return _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark)
+
+
+@njit(cache=True)
+def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
+    """The step for many moves with decision tables, in segments: runs of groups whose cells
+    are not coupled to each other (segment_starts; a colour class in colour order), so no
+    cell of a segment sees another's move and the moves can wait for the segment's end.
+    Every cell is classified without a branch per outcome (stays and inadmissible steps
+    summed, moves listed; blocked = cells - moves - stays), then the segment's moves are
+    counted and applied, and the field updated. (Branches on blocked moves, whose direction
+    the processor cannot predict, cost more than the work they skip.)"""
+    lanes, ladder, needs_cross, draws = order[1], order[2], order[3], order[4]
+    active_cell, active_slot, starts = order[6], order[7], order[8]
+    W, g, cell_up, cell_down = state
+    qd, dense, indptr, indices, data = problem
+    decisions, zero_row = tables[1], tables[3]
+    up_below, move_below, inadmissible_at = decisions[UP_BELOW], decisions[MOVE_BELOW], \
+        decisions[IS_INADMISSIBLE]
+    w_lo, w_hi, delta = ladder
+    moved, moved_dw = moves
+    dl2_sum = cross = adds = inadmissible = stays = ups = total = 0
+    heat_hi = heat_lo = abs_hi = abs_lo = 0
+    for s in range(starts.shape[0] - 1):
+        count = 0
+        for p in range(starts[s], starts[s + 1]):
+            # a cell moves only on draws in [lo, hi): at w_hi down on [A, B), at w_lo up on
+            # [0, A), else on [0, B); other draws stay (u >= B) or are blocked moves
+            cell = np.uint64(active_cell[p])
+            u = np.int64(draws[np.uint64(active_slot[p])])
+            row = np.uint64(zero_row[cell] + g[cell])
+            a, b, w = up_below[row], move_below[row], W[cell]
+            lo = a if w == w_hi else 0
+            hi = a if w == w_lo else b
+            stays += np.int64(u >= b)
+            inadmissible += inadmissible_at[row]
+            moved[count] = cell                # kept only if it moves: no branch
+            moved_dw[count] = delta if u < a else -delta
+            count += np.int64(np.uint64(u - lo) < np.uint64(hi - lo))
+        total += count
+        for i in range(count):
+            m, dw = np.uint64(moved[i]), moved_dw[i]
+            dl2 = qd[m] + 2 * dw * g[m]
+            h = eta * dl2                      # half tilt: the move releases -2h
+            heat_hi += h >> WIDE_UNIT_BITS
+            heat_lo += h & LOW_WORD
+            abs_hi += abs(h) >> WIDE_UNIT_BITS
+            abs_lo += abs(h) & LOW_WORD
+            up = np.int64(dw > 0)
+            ups += up
+            cell_up[m] += up
+            cell_down[m] += 1 - up
+            dl2_sum += dl2
+            W[m] += dw
+        if count:
+            if needs_cross and count > 1:
+                cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
+            adds += _update_field(g, dense, indptr, indices, data, moved, moved_dw, count)
+    downs = total - ups
+    blocked = W.shape[0] - total - stays       # every cell is evaluated once
+    return _close_counts(counts, tables, ups, downs, blocked, inadmissible, adds,
+                         heat_hi, heat_lo, abs_hi, abs_lo, dl2_sum, cross)
 
 
 @njit(cache=True, inline="always")
@@ -208,7 +277,7 @@ def _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark):
     """The step for few moves: draws at or above may_move[slot] are certain stays (the
     threshold of the slot's cell, kept up to date as g changes), passed over in a tight loop;
     the rest is counted in `counts` directly."""
-    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
+    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order[:6]
     W, g, cell_up, cell_down = state
     qd, dense, indptr, indices, data = problem
     table, decisions, zero_row, tabulated, slot_of, may_move = (
@@ -292,15 +361,12 @@ def _refresh(may_move, slot_of, moved, count, g, qd, e0, eta, delta, table, deci
 
 @njit(cache=True)
 def _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark):
-    """The step for many moves: every slot in turn, counts summed in local variables (the
-    heat exactly in two words without a carry chain: hi 2**32 + lo, lo < 2**32 per move)."""
-    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
+    """The step for many moves without decision tables: every slot in turn, counts summed in
+    local variables (the heat exactly in two words without a carry chain: hi 2**32 + lo, lo < 2**32 per move)."""
+    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order[:6]
     W, g, cell_up, cell_down = state
     qd, dense, indptr, indices, data = problem
-    table, decisions, zero_row = tables[0], tables[1], tables[3]
-    up_below, move_below, inadmissible_at = decisions[UP_BELOW], decisions[MOVE_BELOW], \
-        decisions[IS_INADMISSIBLE]
-    use_tables = decisions.shape[1] > 0
+    table = tables[0]
     w_lo, w_hi, delta = ladder
     moved, moved_dw = moves
     dl2_sum = cross = count = adds = inadmissible_count = blocked = ups = downs = 0
@@ -319,19 +385,13 @@ def _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark):
             continue                           # an idle lane (it drew, without a cell)
         at = np.uint64(cell)
         u = np.int64(draws[slot])
-        if use_tables:
-            row = np.uint64(zero_row[at] + g[at])
-            if u >= move_below[row]:
-                continue
-            direction, inadmissible = (1 if u < up_below[row] else -1), inadmissible_at[row]
-        else:
-            c = e0 + eta * qd[at]
-            s = 2 * delta * eta * g[at]
-            if (u >> 1) >= _threshold(table, c - abs(s)):
-                continue                       # a certain stay (module doc)
-            direction, inadmissible = decide(u, c + s, c - s, table)
-            if direction == 0:
-                continue
+        c = e0 + eta * qd[at]
+        s = 2 * delta * eta * g[at]
+        if (u >> 1) >= _threshold(table, c - abs(s)):
+            continue                           # a certain stay (module doc)
+        direction, inadmissible = decide(u, c + s, c - s, table)
+        if direction == 0:
+            continue
         inadmissible_count += inadmissible
         w = W[at]
         if w == (w_hi if direction > 0 else w_lo):
@@ -359,8 +419,16 @@ def _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark):
         adds += _update_field(g, dense, indptr, indices, data, moved, moved_dw, count)
         if needs_cross and count > 1:
             cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
+    return _close_counts(counts, tables, ups, downs, blocked, inadmissible_count, adds,
+                         heat_hi, heat_lo, abs_hi, abs_lo, dl2_sum, cross)
+
+
+@njit(cache=True, inline="always")
+def _close_counts(counts, tables, ups, downs, blocked, inadmissible, adds, heat_hi, heat_lo,
+                  abs_hi, abs_lo, dl2_sum, cross):
+    """A step's counts from local variables into `counts`; returns (dl2_sum, cross)."""
     for slot_, value in ((UP, ups), (DOWN, downs), (BLOCKED, blocked),
-                         (INADMISSIBLE, inadmissible_count), (FIELD_ADDS, adds),
+                         (INADMISSIBLE, inadmissible), (FIELD_ADDS, adds),
                          (HEAT_HI, heat_hi), (HEAT_ABS_HI, abs_hi)):
         counts[slot_] += value
     if ups + downs:
@@ -405,12 +473,42 @@ def _cross_terms(indptr, indices, data, moved, moved_dw, count, mark):
     return cross
 
 
+@njit(cache=True)
+def segment_starts(group, sequence, indptr, indices, data):
+    """Positions where the segments of a step start (and the end): runs of whole groups,
+    each as long as no cell of a group is coupled (Q_ij != 0, i != j) to a cell of an
+    earlier group of its run. group, sequence: per position (order.UpdateOrder)."""
+    n = sequence.shape[0]
+    stamp = np.zeros(indptr.shape[0] - 1, dtype=np.int64)    # = segment: coupled to it
+    starts = np.empty(n + 1, dtype=np.int64)
+    count, segment, p = 0, 1, 0
+    while p < n:
+        q = p
+        while q < n and group[q] == group[p]:
+            q += 1
+        coupled = False
+        for i in range(p, q):
+            coupled = coupled or stamp[sequence[i]] == segment
+        if coupled or p == 0:
+            segment += 1
+            starts[count] = p
+            count += 1
+        for i in range(p, q):
+            c = sequence[i]
+            for e in range(indptr[c], indptr[c + 1]):
+                if indices[e] != c and data[e] != 0:
+                    stamp[indices[e]] = segment
+        p = q
+    starts[count] = n
+    return starts[:count + 1].copy()
+
+
 # -- external mode ----------------------------------------------------------------------------------
 @njit(cache=True)
 def run_external_step(e0, half_tilt, streams, order, state, table, counts):
     """One step with the caller's half tilts h (per cell): the up move crosses E0 - h, the
     down move E0 + h. Same draws, order and counters as run_field_steps (no field)."""
-    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order
+    cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order[:6]
     W, g, cell_up, cell_down = state
     w_lo, w_hi, delta = ladder
     fill_draws(streams, draws, cell_at_slot.shape[0] // lanes)
