@@ -166,7 +166,8 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out,
     table, decisions, class_qd, zero_row, bound, tabulated = tables[:6]
     counts, step_dl2, step_cross, snapshots, snapshot_every, snapshot_phase, mark = out
     size = max(lanes, W.shape[0])             # a group's or a segment's moves
-    moves = (np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64))
+    moves = (np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64),
+             np.zeros(SUM_SLOTS, dtype=np.int64))      # _interval_step's sums
     scanning = scan_below > 0
     # cells whose interval a move changes (_interval_step): itself and its column of Q
     fanout = W.shape[0] if problem[1].shape[0] else 1 + problem[2][-1] // W.shape[0]
@@ -194,7 +195,7 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out,
             snapshots[(snapshot_phase + k + 1) // snapshot_every - 1, :] = W
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _field_step(e0, eta, order, state, problem, tables, counts, moves, mark, scanning):
     """One step: every slot in order, the moves of a group applied to g before the next
     group (a group is `lanes` consecutive slots). Returns (sum of the moves' dL2, cross
@@ -255,7 +256,8 @@ def _interval_step(eta, order, state, problem, tables, counts, moves, mark):
     if not tabulated[3]:
         _set_intervals(intervals, cell_at_slot, W, g, ladder, decisions, zero_row)
         tabulated[3] = 1
-    sums = np.zeros(SUM_SLOTS, dtype=np.int64)
+    sums = moves[2]
+    sums[:] = 0
     slots = cell_at_slot.shape[0]
     pos = 0
     while pos < slots:
@@ -308,7 +310,7 @@ def _take_block(pos, end, stop, count, order, g, decisions, zero_row, intervals,
     moves listed after the `count` already listed; stop becomes the end of the first move's
     segment. Returns (moves listed, stop)."""
     cell_at_slot, delta, draws, segment_end = order[0], order[2][2], order[4], order[9]
-    moved, moved_dw = moves
+    moved, moved_dw = moves[0], moves[1]
     lo_at, width_at, stay_at, inadmissible_at = (intervals[LO], intervals[WIDTH],
                                                  intervals[STAY_FROM], intervals[INADMISSIBLE_AT])
     stays = inadmissible = 0
@@ -343,7 +345,7 @@ def _apply_moves(eta, state, problem, moves, count, mark, needs_cross, sums):
     updates the field; the counts go to `sums` (SUM_ slots)."""
     W, g, cell_up, cell_down = state
     qd, dense, indptr, indices, data = problem
-    moved, moved_dw = moves
+    moved, moved_dw = moves[0], moves[1]
     for i in range(count):
         m, dw = np.uint64(moved[i]), moved_dw[i]
         dl2 = qd[m] + 2 * dw * g[m]
@@ -410,7 +412,7 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
     up_below, move_below, inadmissible_at = decisions[UP_BELOW], decisions[MOVE_BELOW], \
         decisions[IS_INADMISSIBLE]
     w_lo, w_hi, delta = ladder
-    moved, moved_dw = moves
+    moved, moved_dw = moves[0], moves[1]
     dl2_sum = cross = adds = inadmissible = stays = ups = total = 0
     heat_hi = heat_lo = abs_hi = abs_lo = 0
     for s in range(starts.shape[0] - 1):
@@ -480,7 +482,7 @@ def _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark):
     table, decisions, zero_row, tabulated, slot_of, may_move = (
         tables[0], tables[1], tables[3], tables[5], tables[6], tables[7])
     w_lo, w_hi, delta = ladder
-    moved, moved_dw = moves
+    moved, moved_dw = moves[0], moves[1]
     slots = cell_at_slot.shape[0]
     if not tabulated[2]:
         for slot in range(slots):
@@ -567,7 +569,7 @@ def _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark):
     qd, dense, indptr, indices, data = problem
     table = tables[0]
     w_lo, w_hi, delta = ladder
-    moved, moved_dw = moves
+    moved, moved_dw = moves[0], moves[1]
     dl2_sum = cross = count = adds = inadmissible_count = blocked = ups = downs = 0
     heat_hi = heat_lo = abs_hi = abs_lo = 0
     flush_at = lanes
