@@ -650,9 +650,9 @@ def _update_field(g, dense, indptr, indices, data, moved, moved_dw, count):
             for r in range(g.shape[0]):
                 g[r] += dw * dense[m, r]                   # Q is symmetric: row m
             adds += g.shape[0]
-        else:
-            for e in range(indptr[m], indptr[m + 1]):
-                g[indices[e]] += dw * data[e]
+        else:                                  # unsigned indices: no wrap-around tests
+            for e in range(np.uint64(indptr[m]), np.uint64(indptr[m + 1])):
+                g[np.uint64(indices[e])] += dw * data[e]
             adds += indptr[m + 1] - indptr[m]
     return adds
 
