@@ -242,7 +242,7 @@ def _set_intervals(intervals, cell_at_slot, W, g, ladder, decisions, zero_row):
             intervals[STAY_FROM, slot] = ONE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _interval_step(eta, order, state, problem, tables, counts, moves, mark):
     """The step for few moves with decision tables: _segmented_step's classification with each
     slot's interval kept up to date (_refresh_intervals), so that blocks of 64 slots where
@@ -395,7 +395,7 @@ def _lowest_bit(mask):
     return DE_BRUIJN[(lowest * np.uint64(0x03F79D71B4CB0A89)) >> np.uint64(58)]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
     """The step for many moves with decision tables, in segments: runs of groups whose cells
     are not coupled to each other (segment_starts; a colour class in colour order), so no
@@ -471,7 +471,7 @@ def _decide_slot(u, g, qd, at, e0, eta, delta, table, decisions, zero_row):
     return decide(u, c + s, c - s, table)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark):
     """The step for few moves: draws at or above may_move[slot] are certain stays (the
     threshold of the slot's cell, kept up to date as g changes), passed over in a tight loop;
@@ -559,7 +559,7 @@ def _refresh(may_move, slot_of, moved, count, g, qd, e0, eta, delta, table, deci
                                                       decisions, zero_row)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark):
     """The step for many moves without decision tables: every slot in turn, counts summed in
     local variables (the heat exactly in two words without a carry chain: hi 2**32 + lo,
