@@ -414,6 +414,9 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
     w_lo, w_hi, delta = ladder
     moved, moved_dw = moves[0], moves[1]
     dl2_sum = cross = adds = inadmissible = stays = ups = total = 0
+    # with no coupled cells in a group (so none in a segment), each move's field update can
+    # follow it at once: the other moves' dL2 read fields it does not change
+    fused = not needs_cross and dense.shape[0] == 0
     heat_hi = heat_lo = abs_hi = abs_lo = 0
     for s in range(starts.shape[0] - 1):
         count = 0
@@ -446,7 +449,11 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
             cell_down[m] += 1 - up
             dl2_sum += dl2
             W[m] += dw
-        if count:
+            if fused:                          # no other move of the segment reads this g
+                for e in range(np.uint64(indptr[m]), np.uint64(indptr[m + 1])):
+                    g[np.uint64(indices[e])] += dw * data[e]
+                adds += indptr[m + 1] - indptr[m]
+        if count and not fused:
             if needs_cross and count > 1:
                 cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
             adds += _update_field(g, dense, indptr, indices, data, moved, moved_dw, count)
