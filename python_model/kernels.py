@@ -420,7 +420,7 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
     heat_hi = heat_lo = abs_hi = abs_lo = 0
     for s in range(starts.shape[0] - 1):
         count = 0
-        for p in range(starts[s], starts[s + 1]):
+        for p in range(np.uint64(starts[s]), np.uint64(starts[s + 1])):  # no wrap-around
             # a cell moves only on draws in [lo, hi): at w_hi down on [A, B), at w_lo up on
             # [0, A), else on [0, B); other draws stay (u >= B) or are blocked moves
             cell = np.uint64(active_cell[p])
