@@ -62,9 +62,26 @@ class LimArray:
         group_end = (np.arange(len(cell_at_slot)) // spec.lanes + 1) * spec.lanes
         self._order = (cell_at_slot, spec.lanes, (spec.w_lo, spec.w_hi, spec.delta),
                        self.order.coupled_pairs > 0, np.empty(len(cell_at_slot), np.uint32),
-                       group_end)
+                       group_end, self.order.sequence.astype(np.int64),
+                       self.order.slot.astype(np.int64), *self._segments())
         if self.problem is not None:
             self._setup_field()
+
+    def _segments(self):
+        """The segments of a step (kernels.segment_starts: in field mode runs of groups
+        without couplings between them, else every group): the position where each starts
+        (and the end), and for each slot the slot after the end of its segment."""
+        order, lanes = self.order, self.spec.lanes
+        if self.problem is None:
+            starts = np.searchsorted(order.group, np.arange(order.groups + 1))
+        else:
+            p = self.problem
+            starts = kernels.segment_starts(
+                order.group.astype(np.int64), order.sequence.astype(np.int64),
+                *(a.astype(np.int64, copy=False) for a in (p.indptr, p.indices, p.data)))
+        group_starts = np.append(order.group[starts[:-1]], order.groups) * lanes
+        segment_end = np.repeat(group_starts[1:], np.diff(group_starts))
+        return starts.astype(np.int64), segment_end.astype(np.int64)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _initial_weights(self, weights):
@@ -116,12 +133,13 @@ class LimArray:
         if rows > max(DECISION_ROWS, self.spec.cells):
             class_qd, rows = class_qd[:0], 0
         zero_row = class_of.astype(np.int64) * (2 * bound + 1) + bound
-        tabulated = np.array([-1, -1, 0], dtype=np.int64)    # (e0, eta): none yet
+        tabulated = np.array([-1, -1, 0, 0], dtype=np.int64)    # (e0, eta): none yet
         cell_at_slot = self._order[0]
         slot_of = np.zeros(self.spec.cells, dtype=np.int64)
         slot_of[cell_at_slot[cell_at_slot >= 0]] = np.flatnonzero(cell_at_slot >= 0)
         return (self.table, np.zeros((3, rows), np.int64), class_qd.astype(np.int64), zero_row,
-                bound, tabulated, slot_of, np.zeros(len(cell_at_slot), np.int64))
+                bound, tabulated, slot_of, np.zeros(len(cell_at_slot), np.int64),
+                np.zeros((4, len(cell_at_slot)), np.int64))
 
     # -- running --------------------------------------------------------------------------------
     def run(self, steps, snapshot_every=0, progress=None):

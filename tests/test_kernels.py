@@ -117,3 +117,75 @@ def test_wide_sums_carry_exactly(rng):
     total = (int(counts[kernels.HEAT_HI]) << kernels.WIDE_UNIT_BITS) + int(
         counts[kernels.HEAT_LO])
     assert total == sum(values.tolist()) and abs(total) > 2**63
+
+
+@pytest.mark.parametrize("order,lanes", [("colour", 4), ("natural", 3), ("natural", 1)])
+def test_segments_are_runs_of_whole_groups_without_couplings(order, lanes, rng):
+    # a segment's moves may wait for its end only if no cell of it sees another's move
+    for _ in range(10):
+        n = int(rng.integers(lanes, 40))
+        problem = random_problem(rng, n, density=float(rng.random()) * 0.4)
+        array = LimArray(Spec(cells=n, lanes=lanes, order=order), problem)
+        starts = array._order[8]
+        group = array.order.group
+        Q = problem.to_dense()
+        np.fill_diagonal(Q, 0)
+        assert starts[0] == 0 and starts[-1] == n and np.all(np.diff(starts) > 0)
+        for a, b in zip(starts[:-1], starts[1:]):
+            assert a == 0 or group[a] != group[a - 1]           # whole groups
+            cells, groups = array.order.sequence[a:b], group[a:b]
+            coupled = Q[np.ix_(cells, cells)] != 0
+            assert not np.any(coupled & (groups[:, None] != groups[None, :]))
+            if b < n:                                           # and as long as they can be
+                nxt = array.order.sequence[(group == group[b])]
+                assert np.any(Q[np.ix_(cells, nxt)] != 0)
+        if order == "colour":
+            assert len(starts) - 1 == array.order.colours
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_every_loop_counts_cells_at_the_ladder_ends_under_inadmissible_tilts(bits, rng,
+                                                                            monkeypatch):
+    # cells that start at an end of the ladder under strong fields: their favoured move is
+    # drawn with probability near 1 and blocked; the tabulated, straight and scanning loops
+    # must count those blocked moves, stays and moves as the reference does
+    for scan_below, rows in ((0, 10**9), (0, -1), (1, 10**9), (1, -1), (8, 10**9)):
+        monkeypatch.setattr(engine_module, "SCAN_BELOW", scan_below)
+        monkeypatch.setattr(engine_module, "DECISION_ROWS", rows)
+        for init in ("high", "low"):
+            n = int(rng.integers(4, 16))
+            problem = random_problem(rng, n, density=0.7, magnitude=6)
+            spec = Spec(cells=n, lanes=int(rng.integers(1, 5)), weight_bits=bits, init=init,
+                        order=str(rng.choice(["natural", "colour"])), q_storage="sparse",
+                        seed=int(rng.integers(2**32)), barrier=Schedule.constant(3 << 7),
+                        gain=Schedule.exponential(16, 2**12))
+            array = assert_matches_reference(spec, problem, 120)
+            c = array.counters.exact
+            assert c["blocked_moves"] > c["evaluations"] // 4 and c["inadmissible"] > 0
+
+
+@pytest.mark.parametrize("storage", ["sparse", "dense"])
+def test_kept_intervals_equal_a_recount(storage, rng, monkeypatch):
+    # _interval_step keeps each slot's interval (moves on [lo, lo + width), stays from
+    # stay_from, inadmissible) up to date as W and g change: equal to one computed afresh
+    monkeypatch.setattr(engine_module, "SCAN_BELOW", 1)
+    checked = 0
+    for _ in range(20):
+        n = int(rng.integers(3, 30))
+        problem = random_problem(rng, n, density=float(rng.random()) * 0.5, magnitude=4)
+        spec = Spec(cells=n, lanes=int(rng.integers(1, 4)), weight_bits=int(rng.integers(1, 4)),
+                    q_storage=storage, order=str(rng.choice(["natural", "colour"])),
+                    init=str(rng.choice(["high", "low", "random"])),
+                    seed=int(rng.integers(2**32)), barrier=Schedule.constant(2 << 8),
+                    gain=Schedule.constant(int(rng.integers(8, 400))))
+        array = LimArray(spec, problem)
+        array.run(int(rng.integers(1, 40)))
+        tables = array._tables
+        if not tables[5][3]:
+            continue                           # the last step was not an interval step
+        fresh = np.zeros_like(tables[8])
+        kernels._set_intervals(fresh, array._order[0], array.W, array.g, array._order[2],
+                               tables[1], tables[3])
+        assert np.array_equal(fresh, tables[8])
+        checked += 1
+    assert checked >= 5
