@@ -250,7 +250,7 @@ def _interval_step(eta, order, state, problem, tables, counts, moves, mark):
     branch or a store that the compiler vectorises (_pass_block). A block with a move is taken
     slot by slot (_take_block), the rest of that move's segment again by blocks, and then the
     segment's moves are applied."""
-    cell_at_slot, ladder, draws, segment_end = order[0], order[2], order[4], order[9]
+    cell_at_slot, ladder, draws = order[0], order[2], order[4]
     W, g = state[0], state[1]
     decisions, zero_row, tabulated, intervals = tables[1], tables[3], tables[5], tables[8]
     if not tabulated[3]:
@@ -404,7 +404,7 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
     summed, moves listed; blocked = cells - moves - stays), then the segment's moves are
     counted and applied, and the field updated. (Branches on blocked moves, whose direction
     the processor cannot predict, cost more than the work they skip.)"""
-    lanes, ladder, needs_cross, draws = order[1], order[2], order[3], order[4]
+    ladder, needs_cross, draws = order[2], order[3], order[4]
     active_cell, active_slot, starts = order[6], order[7], order[8]
     W, g, cell_up, cell_down = state
     qd, dense, indptr, indices, data = problem

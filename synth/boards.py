@@ -515,7 +515,7 @@ def build_board(board, spec, geometry, build_dir, log=print, *, baud=None, seed=
 
     stages = {"yosys": ("synthesis", f"{name}.rpt", YOSYS_PROGRESS),
               f"nextpnr-{board.family}": ("place_and_route", f"{name}.tim", NEXTPNR_PROGRESS)}
-    synthesis = pnr = None
+    synthesis = None
     for argv in commands:
         tool = argv[0]
         label, logfile, pattern = stages.get(tool, ("pack", f"{name}.pack.log", re.compile("$^")))
@@ -529,47 +529,16 @@ def build_board(board, spec, geometry, build_dir, log=print, *, baud=None, seed=
         log(f"  {label.replace('_', ' ')}: {_elapsed(seconds)}"
             + ("" if code == 0 else f", exit code {code}"))
         if label == "synthesis":
-            if code != 0:
-                raise BuildError(f"yosys failed (exit {code}); see {build_dir / logfile}:\n"
-                                 + _tail_text(build_dir / logfile, output))
-            synthesis = synthesis_resources(board.family, parse_yosys_stat(
-                json.loads((build_dir / STAT_FILE).read_text())))
-            report["synthesis_cells"] = parse_yosys_stat(
-                json.loads((build_dir / STAT_FILE).read_text()))
-            report["resources"], _ = summarize(board, synthesis, None)
-            over = over_capacity(report["resources"])
-            if over:
-                report["fits"] = False
+            synthesis = _read_synthesis(report, board, build_dir, logfile, code, output)
+            if report["fits"] is False:
                 report["stopped_after"] = "synthesis"
                 return finish("does not fit: synthesis alone needs " + _over_text(
-                    report["resources"], over))
+                    report["resources"], over_capacity(report["resources"])))
         elif label == "place_and_route":
-            path = build_dir / NEXTPNR_REPORT
-            log_text = (build_dir / logfile).read_text(errors="replace") \
-                if (build_dir / logfile).exists() else ""
-            parsed_log = parse_nextpnr_log(log_text)
-            pnr = parse_nextpnr_report(json.loads(path.read_text())) \
-                if code == 0 and path.exists() else parsed_log
-            report["resources"], report["timing"] = summarize(board, synthesis, pnr)
-            over = over_capacity({k: v for k, v in report["resources"].items()
-                                  if not v.get("estimate")})
-            if code != 0:
+            failure = _read_place_and_route(report, board, synthesis, build_dir, logfile, code,
+                                            output)
+            if failure:
                 report["stopped_after"] = "place_and_route"
-                errors = parsed_log["errors"] or [output.strip()[-500:]]
-                if over or any(_placement_failure(e) for e in errors):
-                    report["fits"] = False
-                    return finish("does not fit: " + (_over_text(report["resources"], over)
-                                                      if over else errors[0]))
-                raise BuildError(f"nextpnr failed (exit {code}): {errors[0]}; see "
-                                 f"{build_dir / logfile}")
-            report["fits"] = not over
-            report["meets_timing"] = bool(report["timing"]) and all(
-                c["met"] for c in report["timing"].values())
-            report["ok_so_far"] = report["fits"] and report["meets_timing"]
-            if not report["ok_so_far"]:
-                report["stopped_after"] = "place_and_route"
-                failure = ("does not fit: " + _over_text(report["resources"], over)
-                           if over else "misses timing: " + _timing_text(report["timing"]))
                 return finish(failure)
         else:
             if code != 0:
@@ -578,6 +547,51 @@ def build_board(board, spec, geometry, build_dir, log=print, *, baud=None, seed=
             report["bitstream"] = str(bitstream)
     report.pop("ok_so_far", None)
     return finish()
+
+
+def _read_synthesis(report, board, build_dir, logfile, code, output):
+    """The synthesis stage's resources into `report` (``fits`` false when synthesis alone
+    needs more than the device has); returns them for the next stage."""
+    if code != 0:
+        raise BuildError(f"yosys failed (exit {code}); see {build_dir / logfile}:\n"
+                         + _tail_text(build_dir / logfile, output))
+    cells = parse_yosys_stat(json.loads((build_dir / STAT_FILE).read_text()))
+    synthesis = synthesis_resources(board.family, cells)
+    report["synthesis_cells"] = cells
+    report["resources"], _ = summarize(board, synthesis, None)
+    if over_capacity(report["resources"]):
+        report["fits"] = False
+    return synthesis
+
+
+def _read_place_and_route(report, board, synthesis, build_dir, logfile, code, output):
+    """nextpnr's resources and timing into `report`; returns why the design failed (does not
+    fit, misses timing) or None. A tool failure that is not a placement failure raises."""
+    path = build_dir / NEXTPNR_REPORT
+    log_text = (build_dir / logfile).read_text(errors="replace") \
+        if (build_dir / logfile).exists() else ""
+    parsed_log = parse_nextpnr_log(log_text)
+    pnr = parse_nextpnr_report(json.loads(path.read_text())) \
+        if code == 0 and path.exists() else parsed_log
+    report["resources"], report["timing"] = summarize(board, synthesis, pnr)
+    over = over_capacity({k: v for k, v in report["resources"].items()
+                          if not v.get("estimate")})
+    if code != 0:
+        errors = parsed_log["errors"] or [output.strip()[-500:]]
+        if over or any(_placement_failure(e) for e in errors):
+            report["fits"] = False
+            return "does not fit: " + (_over_text(report["resources"], over)
+                                       if over else errors[0])
+        raise BuildError(f"nextpnr failed (exit {code}): {errors[0]}; see "
+                         f"{build_dir / logfile}")
+    report["fits"] = not over
+    report["meets_timing"] = bool(report["timing"]) and all(
+        c["met"] for c in report["timing"].values())
+    report["ok_so_far"] = report["fits"] and report["meets_timing"]
+    if report["ok_so_far"]:
+        return None
+    return ("does not fit: " + _over_text(report["resources"], over)
+            if over else "misses timing: " + _timing_text(report["timing"]))
 
 
 def new_report(board, spec, geometry, *, baud, seed):
