@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from limemu.model import physics
-from limemu.model.counters import ENERGY_COUNTERS
 from limemu.model.errors import require
 from limemu.model.mh import (
     AVERAGES,
@@ -45,6 +44,7 @@ from limemu.model.mh import (
 )
 from limemu.model.spec import Spec
 
+from . import runner
 from .runner import _jsonable
 from .progress import bar
 from .schedule_options import parse_schedule
@@ -301,16 +301,8 @@ def _acc(z, y):
 
 
 def energy_report(spec, exact, W0, W, temperature_K):
-    """The `energy` dict of `limemu run` (runner.result_dict) for an MH run."""
-    lsb = spec.energy_lsb_u
-    net_updates = int(np.sum(np.abs(np.asarray(W) - np.asarray(W0)))) // spec.delta
-    energy = physics.energy_to_solution(
-        heat_u=exact["heat_net"] * lsb, n_params=spec.cells, bits=spec.weight_bits,
-        net_updates=net_updates, evaluations=exact["evaluations"],
-        barrier_work_u=exact["barrier_work"] * lsb, temperature_K=temperature_K)
-    energy.update({f"{name}_u": exact[name] * lsb for name in ENERGY_COUNTERS})
-    energy["heat_abs_J"] = physics.u_to_joules(energy["heat_abs_u"], temperature_K)
-    return energy
+    """The `energy` dict of `limemu run` (runner.energy_report) for an MH run."""
+    return runner.energy_report(spec, exact, W, np.asarray(W0), temperature_K=temperature_K)
 
 
 # -- the command --------------------------------------------------------------------------------
