@@ -125,9 +125,12 @@ ULX3S = Board(
     name="ulx3s",
     title="ULX3S (ECP5 LFE5U-85F-CABGA381)",
     platform=ULX3S_85F_Platform,
-    clock_hz=50_000_000,           # from the 25 MHz oscillator through the PLL
+    # the oscillator's clock: the throughput core missed 50 MHz through the PLL (30.8 MHz
+    # after placement at 32 lanes, 40.3 MHz at 8: synth/README.md); a board whose clock_hz
+    # differs from oscillator_hz gets it from the PLL (synth/ecp5_pll.py)
+    clock_hz=25_000_000,
     oscillator_hz=25_000_000,
-    baud=DEFAULT_BAUD,             # 50 cycles a bit, exact
+    baud=DEFAULT_BAUD,             # 25 cycles a bit, exact
     family="ecp5",
     capacity={"lut4": 83640, "ff": 83640, "ram": 208, "dsp": 156},
     # the throughput core: 32 lanes, 2048 spins, 6144 rows of Q (G1, G14 and G22 need 3584,
