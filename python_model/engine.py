@@ -27,7 +27,7 @@ from .rng import LaneStreams
 
 CHUNK_POSITIONS = 1 << 22        # cell evaluations per call of the compiled loop
 MAX_DENSE_CELLS = 4096           # a dense Q of N**2 int64
-DECISION_ROWS = 1 << 12          # decision tables of up to max(this, cells) rows
+DECISION_ROWS = 1 << 12          # decision tables of up to max(this, cells / 8) rows
 SCAN_BELOW = 16                  # see kernels.run_field_steps: which steps _interval_step takes
 INT64_SAFE = 1 << 62             # sums below this cannot overflow int64
 
@@ -126,13 +126,13 @@ class LimArray:
 
     def _decision_tables(self):
         """The compiled loop's tables: thresholds, and decisions per key (class of Q_nn, field
-        g, state of W) when there are at most max(DECISION_ROWS, cells) (class, g) rows
+        g, state of W) when there are at most max(DECISION_ROWS, cells / 8) (class, g) rows
         (kernels.build_decisions), with the keys' last row an idle slot's."""
         qd = self._problem[0]
         bound = bound_field(self.problem, self.spec)
         class_qd, class_of = np.unique(qd, return_inverse=True)
         rows = len(class_qd) * (2 * bound + 1)
-        if rows > max(DECISION_ROWS, self.spec.cells):
+        if rows > max(DECISION_ROWS, self.spec.cells // 8):        # 4 rows of 64 bytes each
             class_qd, rows = class_qd[:0], 0
         decisions = np.zeros((4 * rows + 1 if rows else 0, kernels.KEY_FIELDS), np.int64)
         if rows:
