@@ -471,7 +471,8 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
                 for e in range(np.uint64(indptr[m]), np.uint64(indptr[m + 1])):
                     keys[np.uint64(index_slot[e])] += 4 * dw * data[e]
                 adds += indptr[m + 1] - indptr[m]
-            moved[i], moved_dw[i] = m, dw
+            else:
+                moved[i], moved_dw[i] = m, dw  # for the cross terms and the field update
         if count and not fused:
             if needs_cross and count > 1:
                 cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)

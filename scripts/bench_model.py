@@ -28,6 +28,7 @@ Max-Cut schedule was chosen, docs/engine.md).
 import argparse
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -169,7 +170,8 @@ def cut_sample(name, make, args, folder):
         cuts = np.array([cut_value(graph, array.W), cut_value(graph, spins)])
         sums += cuts
         diffs.append(cuts[0] / cuts[1] - 1)
-        print(f"\r  cuts of {seed}/{args.cut_graphs} graphs", end="", flush=True)
+        if sys.stdout.isatty():
+            print(f"\r  cuts of {seed}/{args.cut_graphs} graphs", end="", flush=True)
     diffs = np.array(diffs)
     error = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
     print(f"\r{name}: cuts of {args.cut_graphs} graphs ({args.sweeps} sweeps): limemu "
