@@ -18,7 +18,10 @@ it on random configurations. What makes it fast only skips work whose outcome is
 * a step runs in one of four loops with the same result. With decision tables a cell moves
   only on draws in one interval [lo, hi) (at w_hi only down: [A, B); at w_lo only up: [0, A);
   else [0, B)); every other draw leaves it as it is (a stay if u >= B, else a blocked move).
-  ``_segmented_step`` classifies every cell so, without a branch per outcome, and applies the
+  The table has a row per key (4 x its (Q_nn, g) row + the state of W) and every slot keeps
+  its cell's key, which holds the field during a call (``set_keys``, ``fields_from_keys``):
+  a classification is the slot's key, its draw and one table line.
+  ``_segmented_step`` classifies every slot so, without a branch per outcome, and applies the
   moves once per segment (a run of groups whose cells are not coupled to each other, so none
   sees another's move before the segment ends: a colour class in colour order). After a step
   whose moves changed few cells' fields, ``_interval_step`` keeps each slot's interval up to
