@@ -20,15 +20,15 @@ import numpy as np
 
 from . import kernels
 from .counters import Counters
-from .crossing import threshold_table
+from .crossing import ONE, threshold_table
 from .errors import ConfigError, IdentityError, require
 from .order import update_order
 from .rng import LaneStreams
 
 CHUNK_POSITIONS = 1 << 22        # cell evaluations per call of the compiled loop
 MAX_DENSE_CELLS = 4096           # a dense Q of N**2 int64
-DECISION_ROWS = 1 << 12          # decision tables of up to max(this, cells) rows
-SCAN_BELOW = 8                   # steps after one where < cells / 8 moved or blocked scan
+DECISION_ROWS = 1 << 12          # decision tables of up to max(this, cells / 8) rows
+SCAN_BELOW = 16                  # see kernels.run_field_steps: which steps _interval_step takes
 INT64_SAFE = 1 << 62             # sums below this cannot overflow int64
 
 
@@ -70,7 +70,8 @@ class LimArray:
     def _segments(self):
         """The segments of a step (kernels.segment_starts: in field mode runs of groups
         without couplings between them, else every group): the position where each starts
-        (and the end), and for each slot the slot after the end of its segment."""
+        (and the end), for each slot the slot after the end of its segment, and the slot where
+        each starts (and the end)."""
         order, lanes = self.order, self.spec.lanes
         if self.problem is None:
             starts = np.searchsorted(order.group, np.arange(order.groups + 1))
@@ -81,7 +82,7 @@ class LimArray:
                 *(a.astype(np.int64, copy=False) for a in (p.indptr, p.indices, p.data)))
         group_starts = np.append(order.group[starts[:-1]], order.groups) * lanes
         segment_end = np.repeat(group_starts[1:], np.diff(group_starts))
-        return starts.astype(np.int64), segment_end.astype(np.int64)
+        return starts.astype(np.int64), segment_end.astype(np.int64), group_starts.astype(np.int64)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _initial_weights(self, weights):
@@ -124,22 +125,27 @@ class LimArray:
         self.coupling_error = 0
 
     def _decision_tables(self):
-        """The compiled loop's tables: thresholds, and decisions per (class of Q_nn, field g)
-        when there are at most max(DECISION_ROWS, cells) of them (kernels.build_decisions)."""
+        """The compiled loop's tables: thresholds, and decisions per key (class of Q_nn, field
+        g, state of W) when there are at most max(DECISION_ROWS, cells / 8) (class, g) rows
+        (kernels.build_decisions), with the keys' last row an idle slot's."""
         qd = self._problem[0]
         bound = bound_field(self.problem, self.spec)
         class_qd, class_of = np.unique(qd, return_inverse=True)
         rows = len(class_qd) * (2 * bound + 1)
-        if rows > max(DECISION_ROWS, self.spec.cells):
+        if rows > max(DECISION_ROWS, self.spec.cells // 8):        # 4 rows of 64 bytes each
             class_qd, rows = class_qd[:0], 0
+        decisions = np.zeros((4 * rows + 1 if rows else 0, kernels.KEY_FIELDS), np.int64)
+        if rows:
+            decisions[-1, kernels.STAY_FROM] = ONE          # an idle slot never moves nor stays
         zero_row = class_of.astype(np.int64) * (2 * bound + 1) + bound
         tabulated = np.array([-1, -1, 0, 0], dtype=np.int64)    # (e0, eta): none yet
         cell_at_slot = self._order[0]
         slot_of = np.zeros(self.spec.cells, dtype=np.int64)
         slot_of[cell_at_slot[cell_at_slot >= 0]] = np.flatnonzero(cell_at_slot >= 0)
-        return (self.table, np.zeros((3, rows), np.int64), class_qd.astype(np.int64), zero_row,
-                bound, tabulated, slot_of, np.zeros(len(cell_at_slot), np.int64),
-                np.zeros((4, len(cell_at_slot)), np.int64))
+        slots = len(cell_at_slot)
+        return (self.table, decisions, class_qd.astype(np.int64), zero_row, bound, tabulated,
+                slot_of, np.zeros(slots, np.int64), np.zeros((4, slots), np.int64),
+                np.zeros(slots if rows else 0, np.int64), slot_of[self._problem[3]])
 
     # -- running --------------------------------------------------------------------------------
     def run(self, steps, snapshot_every=0, progress=None):

@@ -18,7 +18,10 @@ it on random configurations. What makes it fast only skips work whose outcome is
 * a step runs in one of four loops with the same result. With decision tables a cell moves
   only on draws in one interval [lo, hi) (at w_hi only down: [A, B); at w_lo only up: [0, A);
   else [0, B)); every other draw leaves it as it is (a stay if u >= B, else a blocked move).
-  ``_segmented_step`` classifies every cell so, without a branch per outcome, and applies the
+  The table has a row per key (4 x its (Q_nn, g) row + the state of W) and every slot keeps
+  its cell's key, which holds the field during a call (``set_keys``, ``fields_from_keys``):
+  a classification is the slot's key, its draw and one table line.
+  ``_segmented_step`` classifies every slot so, without a branch per outcome, and applies the
   moves once per segment (a run of groups whose cells are not coupled to each other, so none
   sees another's move before the segment ends: a colour class in colour order). After a step
   whose moves changed few cells' fields, ``_interval_step`` keeps each slot's interval up to
@@ -51,8 +54,13 @@ LOW_WORD = (1 << WIDE_UNIT_BITS) - 1
 EVALUATIONS, UP, DOWN, BLOCKED, INADMISSIBLE, FIELD_ADDS = range(6)
 HEAT_HI, HEAT_LO, HEAT_ABS_HI, HEAT_ABS_LO = range(6, 10)
 COUNT_SLOTS = 10
-# rows of a decision table
-UP_BELOW, MOVE_BELOW, IS_INADMISSIBLE = range(3)
+# A decision table has one row per key: 4 x (row of the cell's diagonal class and field g)
+# + the state of its weight (at w_lo, inside the ladder, at w_hi); each row holds the draws
+# that move the cell ([LO, LO + WIDTH)), the draw from which it stays, whether the step is
+# inadmissible, and the draw below which a move is up. The last row is an idle slot's.
+LO, WIDTH, STAY_FROM, IS_INADMISSIBLE, UP_BELOW = range(5)
+KEY_FIELDS = 8                  # a row fills one 64-byte line
+AT_LO, INSIDE, AT_HI = range(3)     # _state relies on these values
 
 
 # -- the crossing unit ------------------------------------------------------------------------------
@@ -96,21 +104,51 @@ def decide(u, b_up, b_down, table):
 
 @njit(cache=True)
 def build_decisions(decisions, class_qd, bound, e0, eta, delta, table):
-    """decisions[q (2 bound + 1) + bound + g] = decision of a cell with delta**2 Q_nn =
-    class_qd[q] and field g (|g| <= bound) at barrier e0 and gain eta (<< tilt_shift)."""
+    """decisions[4 (q (2 bound + 1) + bound + g) + state] = decision of a cell with
+    delta**2 Q_nn = class_qd[q], field g (|g| <= bound) and its weight's state (AT_LO,
+    INSIDE, AT_HI) at barrier e0 and gain eta (<< tilt_shift): it moves only on draws in
+    [lo, hi) (at w_hi only down: [A, B); at w_lo only up: [0, A); else [0, B))."""
     width = 2 * bound + 1
     for q in range(class_qd.shape[0]):
         c = e0 + eta * class_qd[q]
         for g in range(-bound, bound + 1):
             s = 2 * delta * eta * g
-            row = q * width + bound + g
             a, b, inadmissible = decision(c + s, c - s, table)
-            decisions[UP_BELOW, row] = a
-            decisions[MOVE_BELOW, row] = b
-            decisions[IS_INADMISSIBLE, row] = inadmissible
+            for state in range(4):             # 3: unused, filled as INSIDE
+                key = 4 * (q * width + bound + g) + state
+                lo = a if state == AT_HI else 0
+                decisions[key, LO] = lo
+                decisions[key, WIDTH] = (a if state == AT_LO else b) - lo
+                decisions[key, STAY_FROM] = b
+                decisions[key, IS_INADMISSIBLE] = inadmissible
+                decisions[key, UP_BELOW] = a
 
 
-# -- counting ---------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _state(w, w_lo, w_hi):
+    """The state of a weight in a key: AT_LO, INSIDE or AT_HI (without a branch: after a move
+    it is as unpredictable as the move)."""
+    return np.int64(w != w_lo) + np.int64(w == w_hi)
+
+
+@njit(cache=True)
+def set_keys(keys, idle_key, cell_at_slot, W, g, zero_row, ladder):
+    """Each slot's key from its cell's W and g (idle_key for an idle slot)."""
+    for slot in range(cell_at_slot.shape[0]):
+        cell = cell_at_slot[slot]
+        keys[slot] = idle_key if cell < 0 else (
+            4 * (zero_row[cell] + g[cell]) + _state(W[cell], ladder[0], ladder[1]))
+
+
+@njit(cache=True)
+def fields_from_keys(g, keys, cell_at_slot, zero_row):
+    """g of every cell from its slot's key (g is not kept while the keys are)."""
+    for slot in range(cell_at_slot.shape[0]):
+        cell = cell_at_slot[slot]
+        if cell >= 0:
+            g[cell] = (keys[slot] >> 2) - zero_row[cell]
+
+
 @njit(cache=True, inline="always")
 def _wide(hi, lo, value):
     """(hi, lo) with hi * 2**32 + lo increased by value (|value| < 2**61), exactly: lo carries
@@ -150,12 +188,16 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out,
     e0[k], eta[k] (k <= steps): barrier and gain << tilt_shift at the call's step k.
     streams: rng.LaneStreams.arrays(). order = (cell_at_slot (-1: idle lane), lanes, ladder
     (w_lo, w_hi, delta), needs_cross, draws: a buffer of groups * lanes, group_end of each
-    slot, the cell and the slot of each position, segment_starts). state = (W, g,
+    slot, the cell and the slot of each position, segment_starts, the segments' first
+    slots and the slot after each slot's segment, the segments' first slots and the end).
+    state = (W, g,
     cell_up, cell_down). problem = (qd (delta**2 Q_nn per cell), dense Q (or an empty array:
     sparse), indptr, indices, data). tables = (thresholds (crossing.threshold_table),
-    decisions ((3, rows) by column UP_BELOW, MOVE_BELOW, IS_INADMISSIBLE; no rows: none),
+    decisions ((keys + 1, KEY_FIELDS): build_decisions; no rows: none),
     class_qd, row of each cell's g = 0 in decisions, bound on |g|, [e0, eta tabulated, 1 if
-    may_move is up to date], slot of each cell, may_move (per slot: see _scanning_step)).
+    may_move is up to date, 1 if intervals are], slot of each cell, may_move (per slot: see
+    _scanning_step), intervals (per slot: see _interval_step), keys (per slot: its row of
+    decisions), the slot of each column index of Q).
     out = (counts, step_dl2, step_cross, snapshots, snapshot_every, snapshot_phase, mark):
     the call's counts, the sum of dL2 of the moves of each step and the loss cross terms of
     moves of coupled cells in one group, W after every snapshot_every-th step (0: none)
@@ -169,30 +211,38 @@ def run_field_steps(steps, e0, eta, streams, order, state, problem, tables, out,
     moves = (np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64),
              np.zeros(SUM_SLOTS, dtype=np.int64))      # _interval_step's sums
     scanning = scan_below > 0
-    # cells whose interval a move changes (_interval_step): itself and its column of Q
-    fanout = W.shape[0] if problem[1].shape[0] else 1 + problem[2][-1] // W.shape[0]
+    # what a move costs _interval_step: its block of 64 slots taken one by one, and the
+    # intervals of itself and its column of Q refreshed
+    move_cost = 64 + (W.shape[0] if problem[1].shape[0] else 1 + problem[2][-1] // W.shape[0])
+    keyed = decisions.shape[0] > 0             # g is kept in the keys during the call
+    if keyed:
+        set_keys(tables[9], decisions.shape[0] - 1, cell_at_slot, W, state[1], zero_row, ladder)
+        tabulated[3] = 0
     for k in range(steps):
         moved = counts[UP] + counts[DOWN]
         events = moved + counts[BLOCKED]
         fill_draws(streams, draws, cell_at_slot.shape[0] // lanes)
         if tabulated[0] != e0[k] or tabulated[1] != eta[k]:
-            if decisions.shape[1]:
+            if keyed:
                 build_decisions(decisions, class_qd, bound, e0[k], eta[k], ladder[2], table)
             tabulated[0], tabulated[1], tabulated[2], tabulated[3] = e0[k], eta[k], 0, 0
         step_dl2[k], step_cross[k] = _field_step(e0[k], eta[k], order, state, problem, tables,
                                                  counts, moves, mark, scanning)
         # the next step scans (only the speed differs; scan_below 0: never): with decision
-        # tables if this one's moves changed fewer than 2 cells / scan_below intervals, else
-        # if fewer than cells / scan_below cells moved or were blocked
-        if decisions.shape[1]:
+        # tables if this one's moves cost _interval_step less than 8 cells / scan_below slots
+        # (so that most blocks of slots have no move), else if fewer than cells / scan_below
+        # cells moved or were blocked
+        if keyed:
             moved = counts[UP] + counts[DOWN] - moved
-            scanning = scan_below > 0 and scan_below * moved * fanout < 2 * W.shape[0]
+            scanning = scan_below > 0 and scan_below * moved * move_cost < 8 * W.shape[0]
         else:
             events = counts[UP] + counts[DOWN] + counts[BLOCKED] - events
             scanning = scan_below > 0 and scan_below * events < W.shape[0]
         counts[EVALUATIONS] += W.shape[0]
         if snapshot_every and (snapshot_phase + k + 1) % snapshot_every == 0:
             snapshots[(snapshot_phase + k + 1) // snapshot_every - 1, :] = W
+    if keyed:
+        fields_from_keys(state[1], tables[9], cell_at_slot, zero_row)
 
 
 @njit(cache=True, inline="always")
@@ -202,7 +252,7 @@ def _field_step(e0, eta, order, state, problem, tables, counts, moves, mark, sca
     terms). Four loops give the same result at different speeds: with decision tables
     _interval_step for steps where few cells move and _segmented_step for the others; without,
     _scanning_step and _straight_step."""
-    if tables[1].shape[1]:
+    if tables[1].shape[0]:
         if scanning:
             return _interval_step(eta, order, state, problem, tables, counts, moves, mark)
         return _segmented_step(eta, order, state, problem, tables, counts, moves, mark)
@@ -211,35 +261,19 @@ def _field_step(e0, eta, order, state, problem, tables, counts, moves, mark, sca
     return _straight_step(e0, eta, order, state, problem, tables, counts, moves, mark)
 
 
-# rows of the per-slot intervals of _interval_step
-LO, WIDTH, STAY_FROM, INADMISSIBLE_AT = range(4)
-
-
 @njit(cache=True, inline="always")
-def _set_interval(intervals, slot, cell, W, g, ladder, decisions, zero_row):
-    """The interval of draws that move `cell` (at `slot`; see _segmented_step), the draw from
-    which it stays and whether it is inadmissible. (No branch inside: a test for idle slots
-    here made the callers several times slower; _set_intervals sets those.)"""
-    at = np.uint64(cell)
-    row = np.uint64(zero_row[at] + g[at])
-    a, stay_from, w = decisions[UP_BELOW, row], decisions[MOVE_BELOW, row], W[at]
-    lo = a if w == ladder[1] else 0
-    intervals[LO, slot] = lo
-    intervals[WIDTH, slot] = (a if w == ladder[0] else stay_from) - lo
-    intervals[STAY_FROM, slot] = stay_from
-    intervals[INADMISSIBLE_AT, slot] = decisions[IS_INADMISSIBLE, row]
+def _set_interval(intervals, slot, key, decisions):
+    """A slot's interval: the draws that move its cell ([LO, LO + WIDTH)), the draw from which
+    it stays and whether it is inadmissible: its key's row of the decision table."""
+    for field in range(IS_INADMISSIBLE + 1):
+        intervals[field, slot] = decisions[key, field]
 
 
 @njit(cache=True)
-def _set_intervals(intervals, cell_at_slot, W, g, ladder, decisions, zero_row):
-    """Every slot's interval; an idle slot never moves nor stays."""
-    for slot in range(cell_at_slot.shape[0]):
-        cell = cell_at_slot[slot]
-        if cell >= 0:
-            _set_interval(intervals, slot, cell, W, g, ladder, decisions, zero_row)
-        else:
-            intervals[LO, slot] = intervals[WIDTH, slot] = intervals[INADMISSIBLE_AT, slot] = 0
-            intervals[STAY_FROM, slot] = ONE
+def _set_intervals(intervals, keys, decisions):
+    """Every slot's interval (an idle slot's key: never moves nor stays)."""
+    for slot in range(keys.shape[0]):
+        _set_interval(intervals, slot, keys[slot], decisions)
 
 
 @njit(cache=True, inline="always")
@@ -250,11 +284,10 @@ def _interval_step(eta, order, state, problem, tables, counts, moves, mark):
     branch or a store that the compiler vectorises (_pass_block). A block with a move is taken
     slot by slot (_take_block), the rest of that move's segment again by blocks, and then the
     segment's moves are applied."""
-    cell_at_slot, ladder, draws = order[0], order[2], order[4]
-    W, g = state[0], state[1]
-    decisions, zero_row, tabulated, intervals = tables[1], tables[3], tables[5], tables[8]
+    cell_at_slot, draws = order[0], order[4]
+    decisions, tabulated, intervals, keys = tables[1], tables[5], tables[8], tables[9]
     if not tabulated[3]:
-        _set_intervals(intervals, cell_at_slot, W, g, ladder, decisions, zero_row)
+        _set_intervals(intervals, keys, decisions)
         tabulated[3] = 1
     sums = moves[2]
     sums[:] = 0
@@ -265,21 +298,21 @@ def _interval_step(eta, order, state, problem, tables, counts, moves, mark):
         if _pass_block(pos, end, draws, intervals, sums):
             pos = end
             continue
-        count, stop = _take_block(pos, end, slots, 0, order, g, decisions, zero_row, intervals,
-                                  moves, sums)
+        count, stop = _take_block(pos, end, slots, 0, order, keys, decisions, intervals, moves,
+                                  sums)
         pos = min(end, stop)
         while pos < stop:                      # the rest of the move's segment
             end = min(pos + 64, stop)
             if not _pass_block(pos, end, draws, intervals, sums):
-                count, _ = _take_block(pos, end, stop, count, order, g, decisions, zero_row,
+                count, _ = _take_block(pos, end, stop, count, order, keys, decisions,
                                        intervals, moves, sums)
             pos = end
-        _apply_moves(eta, state, problem, moves, count, mark, order[3], sums)
-        _refresh_intervals(intervals, tables[6], moves[0], count, cell_at_slot, W, g, ladder,
-                           decisions, zero_row, problem[1], problem[2], problem[3])
+        _apply_moves(eta, order, state, problem, tables, moves, count, mark, sums)
+        _refresh_intervals(intervals, keys, decisions, tables[6], moves[0], count, problem[1],
+                           problem[2], tables[10])
     total = sums[SUM_UP] + sums[SUM_DOWN]
     return _close_counts(counts, tables, sums[SUM_UP], sums[SUM_DOWN],
-                         W.shape[0] - total - sums[SUM_STAYS], sums[SUM_INADMISSIBLE],
+                         state[0].shape[0] - total - sums[SUM_STAYS], sums[SUM_INADMISSIBLE],
                          sums[SUM_ADDS], sums[SUM_HEAT_HI], sums[SUM_HEAT_LO], sums[SUM_ABS_HI],
                          sums[SUM_ABS_LO], sums[SUM_DL2], sums[SUM_CROSS], 1)
 
@@ -290,7 +323,7 @@ def _pass_block(pos, end, draws, intervals, sums):
     returns True; else returns False and counts nothing. (Unsigned indices: the loop loads
     its rows, it does not gather them, and the compiler vectorises it.)"""
     lo_at, width_at, stay_at, inadmissible_at = (intervals[LO], intervals[WIDTH],
-                                                 intervals[STAY_FROM], intervals[INADMISSIBLE_AT])
+                                                 intervals[STAY_FROM], intervals[IS_INADMISSIBLE])
     stays = inadmissible = hits = 0
     for slot in range(np.uint64(pos), np.uint64(end)):
         u = np.int64(draws[slot])
@@ -305,14 +338,14 @@ def _pass_block(pos, end, draws, intervals, sums):
 
 
 @njit(cache=True, inline="always")
-def _take_block(pos, end, stop, count, order, g, decisions, zero_row, intervals, moves, sums):
+def _take_block(pos, end, stop, count, order, keys, decisions, intervals, moves, sums):
     """Slots pos .. up to end or stop, one by one: stays and inadmissible steps into `sums`,
     moves listed after the `count` already listed; stop becomes the end of the first move's
     segment. Returns (moves listed, stop)."""
     cell_at_slot, delta, draws, segment_end = order[0], order[2][2], order[4], order[9]
     moved, moved_dw = moves[0], moves[1]
     lo_at, width_at, stay_at, inadmissible_at = (intervals[LO], intervals[WIDTH],
-                                                 intervals[STAY_FROM], intervals[INADMISSIBLE_AT])
+                                                 intervals[STAY_FROM], intervals[IS_INADMISSIBLE])
     stays = inadmissible = 0
     slot = pos
     while slot < min(end, stop):               # stop shrinks at the first move
@@ -322,10 +355,8 @@ def _take_block(pos, end, stop, count, order, g, decisions, zero_row, intervals,
         stays += np.int64(u >= stay_at[at])
         inadmissible += inadmissible_at[at]
         if np.uint64(u - lo_at[at]) < np.uint64(width_at[at]):
-            cell = np.uint64(cell_at_slot[at])
-            row = np.uint64(zero_row[cell] + g[cell])
-            moved[count] = cell
-            moved_dw[count] = delta if u < decisions[UP_BELOW, row] else -delta
+            moved[count] = cell_at_slot[at]
+            moved_dw[count] = delta if u < decisions[np.uint64(keys[at]), UP_BELOW] else -delta
             stop = segment_end[at]             # the end of the first move's segment
             count += 1
     sums[SUM_STAYS] += stays
@@ -340,15 +371,19 @@ SUM_SLOTS = 11
 
 
 @njit(cache=True)
-def _apply_moves(eta, state, problem, moves, count, mark, needs_cross, sums):
+def _apply_moves(eta, order, state, problem, tables, moves, count, mark, sums):
     """Applies and counts the `count` moves of one segment (cells and steps of moves), then
-    updates the field; the counts go to `sums` (SUM_ slots)."""
-    W, g, cell_up, cell_down = state
+    updates the keys; the counts go to `sums` (SUM_ slots)."""
+    w_lo, w_hi = order[2][0], order[2][1]
+    W, cell_up, cell_down = state[0], state[2], state[3]
     qd, dense, indptr, indices, data = problem
+    zero_row, slot_of, keys = tables[3], tables[6], tables[9]
     moved, moved_dw = moves[0], moves[1]
     for i in range(count):
         m, dw = np.uint64(moved[i]), moved_dw[i]
-        dl2 = qd[m] + 2 * dw * g[m]
+        slot = np.uint64(slot_of[m])
+        key = keys[slot]
+        dl2 = qd[m] + 2 * dw * ((key >> 2) - zero_row[m])
         h = eta * dl2                          # half tilt: the move releases -2h
         sums[SUM_HEAT_HI] += h >> WIDE_UNIT_BITS
         sums[SUM_HEAT_LO] += h & LOW_WORD
@@ -362,37 +397,27 @@ def _apply_moves(eta, state, problem, moves, count, mark, needs_cross, sums):
             cell_down[m] += 1
         sums[SUM_DL2] += dl2
         W[m] += dw
-    if needs_cross and count > 1:
+        keys[slot] = key - (key & 3) + _state(W[m], w_lo, w_hi)
+    if order[3] and count > 1:
         sums[SUM_CROSS] += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
-    sums[SUM_ADDS] += _update_field(g, dense, indptr, indices, data, moved, moved_dw, count)
+    sums[SUM_ADDS] += _update_keys(keys, dense, indptr, tables[10], data, slot_of, moved,
+                                   moved_dw, count)
 
 
 @njit(cache=True)
-def _refresh_intervals(intervals, slot_of, moved, count, cell_at_slot, W, g, ladder, decisions,
-                       zero_row, dense, indptr, indices):
+def _refresh_intervals(intervals, keys, decisions, slot_of, moved, count, dense, indptr,
+                       index_slot):
     """The intervals of the moved cells and of the cells whose field they changed."""
     if dense.shape[0]:
-        _set_intervals(intervals, cell_at_slot, W, g, ladder, decisions, zero_row)
+        _set_intervals(intervals, keys, decisions)
         return
     for i in range(count):
         m = moved[i]
-        _set_interval(intervals, slot_of[m], m, W, g, ladder, decisions, zero_row)
+        slot = slot_of[m]
+        _set_interval(intervals, slot, keys[slot], decisions)
         for e in range(indptr[m], indptr[m + 1]):
-            cell = indices[e]
-            _set_interval(intervals, slot_of[cell], cell, W, g, ladder, decisions, zero_row)
-
-
-DE_BRUIJN = np.array([0, 1, 48, 2, 57, 49, 28, 3, 61, 58, 50, 42, 38, 29, 17, 4, 62, 55, 59,
-                      36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5, 63, 47, 56, 27, 60, 41,
-                      37, 16, 54, 35, 52, 21, 44, 32, 23, 11, 46, 26, 40, 15, 34, 20, 31, 10,
-                      25, 14, 19, 9, 13, 8, 7, 6], dtype=np.int64)
-
-
-@njit(cache=True, inline="always")
-def _lowest_bit(mask):
-    """Index of the lowest set bit of a nonzero uint64 (a de Bruijn sequence)."""
-    lowest = mask & (~mask + np.uint64(1))
-    return DE_BRUIJN[(lowest * np.uint64(0x03F79D71B4CB0A89)) >> np.uint64(58)]
+            slot = index_slot[e]
+            _set_interval(intervals, slot, keys[slot], decisions)
 
 
 @njit(cache=True, inline="always")
@@ -400,17 +425,16 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
     """The step for many moves with decision tables, in segments: runs of groups whose cells
     are not coupled to each other (segment_starts; a colour class in colour order), so no
     cell of a segment sees another's move and the moves can wait for the segment's end.
-    Every cell is classified without a branch per outcome (stays and inadmissible steps
-    summed, moves listed; blocked = cells - moves - stays), then the segment's moves are
-    counted and applied, and the field updated. (Branches on blocked moves, whose direction
+    Every slot is classified by its key without a branch per outcome (stays and inadmissible
+    steps summed, moves listed; blocked = cells - moves - stays), then the segment's moves are
+    counted and applied, and the keys updated. (Branches on blocked moves, whose direction
     the processor cannot predict, cost more than the work they skip.)"""
-    ladder, needs_cross, draws = order[2], order[3], order[4]
-    active_cell, active_slot, starts = order[6], order[7], order[8]
+    cell_at_slot, ladder, needs_cross, draws, segment_slots = (order[0], order[2], order[3],
+                                                               order[4], order[10])
     W, g, cell_up, cell_down = state
     qd, dense, indptr, indices, data = problem
-    decisions, zero_row = tables[1], tables[3]
-    up_below, move_below, inadmissible_at = decisions[UP_BELOW], decisions[MOVE_BELOW], \
-        decisions[IS_INADMISSIBLE]
+    decisions, zero_row, slot_of, keys, index_slot = (tables[1], tables[3], tables[6],
+                                                      tables[9], tables[10])
     w_lo, w_hi, delta = ladder
     moved, moved_dw = moves[0], moves[1]
     dl2_sum = cross = adds = inadmissible = stays = ups = total = 0
@@ -418,26 +442,22 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
     # follow it at once: the other moves' dL2 read fields it does not change
     fused = not needs_cross and dense.shape[0] == 0
     heat_hi = heat_lo = abs_hi = abs_lo = 0
-    for s in range(starts.shape[0] - 1):
+    for s in range(segment_slots.shape[0] - 1):
         count = 0
-        for p in range(np.uint64(starts[s]), np.uint64(starts[s + 1])):  # no wrap-around
-            # a cell moves only on draws in [lo, hi): at w_hi down on [A, B), at w_lo up on
-            # [0, A), else on [0, B); other draws stay (u >= B) or are blocked moves
-            cell = np.uint64(active_cell[p])
-            u = np.int64(draws[np.uint64(active_slot[p])])
-            row = np.uint64(zero_row[cell] + g[cell])
-            a, b, w = up_below[row], move_below[row], W[cell]
-            lo = a if w == w_hi else 0
-            hi = a if w == w_lo else b
-            stays += np.int64(u >= b)
-            inadmissible += inadmissible_at[row]
-            moved[count] = cell                # kept only if it moves: no branch
-            moved_dw[count] = delta if u < a else -delta
-            count += np.int64(np.uint64(u - lo) < np.uint64(hi - lo))
+        for slot in range(np.uint64(segment_slots[s]), np.uint64(segment_slots[s + 1])):
+            key = np.uint64(keys[slot])
+            u = np.int64(draws[slot])
+            stays += np.int64(u >= decisions[key, STAY_FROM])
+            inadmissible += decisions[key, IS_INADMISSIBLE]
+            moved[count] = slot                # kept only if it moves: no branch
+            count += np.int64(np.uint64(u - decisions[key, LO]) < np.uint64(decisions[key, WIDTH]))
         total += count
         for i in range(count):
-            m, dw = np.uint64(moved[i]), moved_dw[i]
-            dl2 = qd[m] + 2 * dw * g[m]
+            slot = np.uint64(moved[i])
+            m = np.uint64(cell_at_slot[slot])
+            key = keys[slot]
+            dw = delta if np.int64(draws[slot]) < decisions[np.uint64(key), UP_BELOW] else -delta
+            dl2 = qd[m] + 2 * dw * ((key >> 2) - zero_row[m])
             h = eta * dl2                      # half tilt: the move releases -2h
             heat_hi += h >> WIDE_UNIT_BITS
             heat_lo += h & LOW_WORD
@@ -449,14 +469,18 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
             cell_down[m] += 1 - up
             dl2_sum += dl2
             W[m] += dw
+            keys[slot] = key - (key & 3) + _state(W[m], w_lo, w_hi)
             if fused:                          # no other move of the segment reads this g
                 for e in range(np.uint64(indptr[m]), np.uint64(indptr[m + 1])):
-                    g[np.uint64(indices[e])] += dw * data[e]
+                    keys[np.uint64(index_slot[e])] += 4 * dw * data[e]
                 adds += indptr[m + 1] - indptr[m]
+            else:
+                moved[i], moved_dw[i] = m, dw  # for the cross terms and the field update
         if count and not fused:
             if needs_cross and count > 1:
                 cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
-            adds += _update_field(g, dense, indptr, indices, data, moved, moved_dw, count)
+            adds += _update_keys(keys, dense, indptr, index_slot, data, slot_of, moved,
+                                 moved_dw, count)
     downs = total - ups
     blocked = W.shape[0] - total - stays       # every cell is evaluated once
     return _close_counts(counts, tables, ups, downs, blocked, inadmissible, adds,
@@ -464,15 +488,10 @@ def _segmented_step(eta, order, state, problem, tables, counts, moves, mark):
 
 
 @njit(cache=True, inline="always")
-def _decide_slot(u, g, qd, at, e0, eta, delta, table, decisions, zero_row):
-    """(direction, inadmissible) of the cell at `at`: a look-up in the decision table, or
-    the full rule. (Callers pass arrays unpacked: taking one out of a tuple in a loop costs
-    reference counting.)"""
-    if decisions.shape[1]:
-        row = np.uint64(zero_row[at] + g)
-        direction = 1 if u < decisions[UP_BELOW, row] else (
-            -1 if u < decisions[MOVE_BELOW, row] else 0)
-        return direction, decisions[IS_INADMISSIBLE, row]       # 0 on rows that can stay
+def _decide_slot(u, g, qd, e0, eta, delta, table):
+    """(direction, inadmissible) of a cell with field g and delta**2 Q_nn = qd, by the full
+    rule. (Callers pass arrays unpacked: taking one out of a tuple in a loop costs reference
+    counting.)"""
     c = e0 + eta * qd
     s = 2 * delta * eta * g
     return decide(u, c + s, c - s, table)
@@ -486,15 +505,13 @@ def _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark):
     cell_at_slot, lanes, ladder, needs_cross, draws, group_end = order[:6]
     W, g, cell_up, cell_down = state
     qd, dense, indptr, indices, data = problem
-    table, decisions, zero_row, tabulated, slot_of, may_move = (
-        tables[0], tables[1], tables[3], tables[5], tables[6], tables[7])
+    table, tabulated, slot_of, may_move = tables[0], tables[5], tables[6], tables[7]
     w_lo, w_hi, delta = ladder
     moved, moved_dw = moves[0], moves[1]
     slots = cell_at_slot.shape[0]
     if not tabulated[2]:
         for slot in range(slots):
-            may_move[slot] = _may_move_below(cell_at_slot[slot], g, qd, e0, eta, delta, table,
-                                             decisions, zero_row)
+            may_move[slot] = _may_move_below(cell_at_slot[slot], g, qd, e0, eta, delta, table)
         tabulated[2] = 1
     dl2_sum = cross = count = 0
     slot, flush_at = 0, slots                  # flush_at: the end of the moves' group
@@ -507,16 +524,15 @@ def _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark):
                                                 moved_dw, count)
             if needs_cross and count > 1:
                 cross += _cross_terms(indptr, indices, data, moved, moved_dw, count, mark)
-            _refresh(may_move, slot_of, moved, count, g, qd, e0, eta, delta, table, decisions,
-                     zero_row, dense, indptr, indices)
-            tabulated[3] = 0                   # _interval_step's intervals are stale
+            _refresh(may_move, slot_of, moved, count, g, qd, e0, eta, delta, table, dense,
+                     indptr, indices)
             count = 0
             continue                           # slot itself is still to be evaluated
         if slot == slots:
             break
         at = np.uint64(cell_at_slot[slot])
-        direction, inadmissible = _decide_slot(np.int64(draws[slot]), g[at], qd[at], at, e0,
-                                               eta, delta, table, decisions, zero_row)
+        direction, inadmissible = _decide_slot(np.int64(draws[slot]), g[at], qd[at], e0, eta,
+                                               delta, table)
         slot += 1
         counts[INADMISSIBLE] += inadmissible
         w = W[at]
@@ -537,33 +553,29 @@ def _scanning_step(e0, eta, order, state, problem, tables, counts, moves, mark):
 
 
 @njit(cache=True, inline="always")
-def _may_move_below(cell, g, qd, e0, eta, delta, table, decisions, zero_row):
+def _may_move_below(cell, g, qd, e0, eta, delta, table):
     """The threshold below which a draw may move `cell` (at or above: a certain stay, module
     doc); 0 for an idle lane (cell -1), which never moves."""
     if cell < 0:
         return 0
     at = np.uint64(cell)
-    if decisions.shape[1]:
-        return decisions[MOVE_BELOW, np.uint64(zero_row[at] + g[at])]
     c = e0 + eta * qd[at]
     return 2 * _threshold(table, c - abs(2 * delta * eta * g[at]))   # u >> 1 < T: u < 2T
 
 
 @njit(cache=True)
-def _refresh(may_move, slot_of, moved, count, g, qd, e0, eta, delta, table, decisions,
-             zero_row, dense, indptr, indices):
+def _refresh(may_move, slot_of, moved, count, g, qd, e0, eta, delta, table, dense, indptr,
+             indices):
     """may_move of the cells whose field the moves of a group changed."""
     if dense.shape[0]:
         for cell in range(g.shape[0]):
-            may_move[slot_of[cell]] = _may_move_below(cell, g, qd, e0, eta, delta, table,
-                                                      decisions, zero_row)
+            may_move[slot_of[cell]] = _may_move_below(cell, g, qd, e0, eta, delta, table)
         return
     for i in range(count):
         m = moved[i]
         for e in range(indptr[m], indptr[m + 1]):
             cell = indices[e]
-            may_move[slot_of[cell]] = _may_move_below(cell, g, qd, e0, eta, delta, table,
-                                                      decisions, zero_row)
+            may_move[slot_of[cell]] = _may_move_below(cell, g, qd, e0, eta, delta, table)
 
 
 @njit(cache=True, inline="always")
@@ -660,6 +672,23 @@ def _update_field(g, dense, indptr, indices, data, moved, moved_dw, count):
         else:                                  # unsigned indices: no wrap-around tests
             for e in range(np.uint64(indptr[m]), np.uint64(indptr[m + 1])):
                 g[np.uint64(indices[e])] += dw * data[e]
+            adds += indptr[m + 1] - indptr[m]
+    return adds
+
+
+@njit(cache=True, inline="always")
+def _update_keys(keys, dense, indptr, index_slot, data, slot_of, moved, moved_dw, count):
+    """_update_field on the keys (4 g + state); returns the additions made."""
+    adds = 0
+    for i in range(count):
+        m, dw = moved[i], moved_dw[i]
+        if dense.shape[0]:
+            for r in range(slot_of.shape[0]):
+                keys[slot_of[r]] += 4 * dw * dense[m, r]           # Q is symmetric: row m
+            adds += slot_of.shape[0]
+        else:
+            for e in range(np.uint64(indptr[m]), np.uint64(indptr[m + 1])):
+                keys[np.uint64(index_slot[e])] += 4 * dw * data[e]
             adds += indptr[m + 1] - indptr[m]
     return adds
 

@@ -104,31 +104,52 @@ def fill_draws(streams, out, count):
     Word x of a component's stream (64 bits) is word[x - r] xor word[x - s] by the squared
     recurrence b_t = b_{t - 64 r} xor b_{t - 64 s}: one XOR per word. Words are made in blocks,
     per lane along time (the lags of 38 words or more let the compiler vectorise), into
-    buffers that keep the last R2 words before each block; the draws of a block (the low and
-    the high half of the XOR of the components' words) wait in `draws`, in out's layout."""
-    state, words1, words2, draws = streams
+    buffers that keep the last R2 words before each block; the XOR of the components' words
+    waits in `draws`, per lane (as 32-bit halves: draw 2k is word k's low half), and is
+    copied into out's layout as it is taken."""
+    state, words1, words2, words = streams
+    draws = words.view(np.uint32)              # little-endian: draw 2k is word k's low half
     lanes = words1.shape[0]
-    block = draws.shape[0] // (2 * lanes)
+    block = draws.shape[1]                     # draws per lane
     j = 0
     while j < count:
         head = state[HEAD]
-        if head == 2 * block:
-            _next_block(state, words1, words2, draws)
+        if head == block:
+            _next_block(state, words1, words2, words)
             head = 0
-        m = min(count - j, 2 * block - head)
-        to, start = np.uint64(j * lanes), np.uint64(head * lanes)
-        for i in range(np.uint64(m * lanes)):          # a loop: a slice copy is ~8x slower
-            out[to + i] = draws[start + i]
+        m = min(count - j, block - head)
+        _interleave(draws, head, m, out, j)
         state[HEAD] = head + m
         j += m
     state[DRAWS_TAKEN] += count
 
 
+@njit(cache=True, inline="always")
+def _interleave(draws, head, m, out, j):
+    """out[(j + k) * lanes + lane] = draws[lane, head + k] for k < m. (Lane by lane: the
+    loops stream; four lanes, the default, in one loop, which the compiler vectorises.)"""
+    lanes = np.uint64(draws.shape[0])
+    head, m, j = np.uint64(head), np.uint64(m), np.uint64(j)
+    if lanes == 4:
+        a, b, c, d = draws[0], draws[1], draws[2], draws[3]
+        for k in range(m):
+            o = (j + k) * np.uint64(4)
+            out[o] = a[head + k]
+            out[o + np.uint64(1)] = b[head + k]
+            out[o + np.uint64(2)] = c[head + k]
+            out[o + np.uint64(3)] = d[head + k]
+        return
+    for lane in range(lanes):
+        row = draws[lane]
+        for k in range(m):
+            out[(j + k) * lanes + lane] = row[head + k]
+
+
 @njit(cache=True)
-def _next_block(state, words1, words2, draws):
+def _next_block(state, words1, words2, mixed_words):
     """The draws of the next block of words: words NEXT_WORD .. NEXT_WORD + block - 1."""
     lanes = words1.shape[0]
-    block = draws.shape[0] // (2 * lanes)
+    block = mixed_words.shape[1]
     first, base, generated = state[NEXT_WORD], state[BASE], state[GENERATED]
     end = first + block
     if end - base > words1.shape[1]:                    # keep the last R2 words, at the front
@@ -141,16 +162,13 @@ def _next_block(state, words1, words2, draws):
     # unsigned indices: no negative-index wrap-around, so the loops vectorise
     start, stop, at = np.uint64(generated - base), np.uint64(end - base), np.uint64(first - base)
     for lane in range(lanes):
-        w1, w2 = words1[lane], words2[lane]
+        w1, w2, mixed = words1[lane], words2[lane], mixed_words[lane]
         for p in range(start, stop):
             w1[p] = w1[p - np.uint64(R1)] ^ w1[p - np.uint64(S1)]
         for p in range(start, stop):
             w2[p] = w2[p - np.uint64(R2)] ^ w2[p - np.uint64(S2)]
         for k in range(np.uint64(block)):
-            word = w1[at + k] ^ w2[at + k]
-            draws[np.uint64(2 * lanes) * k + np.uint64(lane)] = np.uint32(word & np.uint64(LOW32))
-            draws[np.uint64(2 * lanes) * k + np.uint64(lanes + lane)] = np.uint32(
-                word >> np.uint64(DRAW_BITS))
+            mixed[k] = w1[at + k] ^ w2[at + k]
     state[NEXT_WORD], state[BASE], state[GENERATED] = end, base, max(generated, end)
     state[HEAD] = 0
 
@@ -174,7 +192,7 @@ class LaneStreams:
             words[:, :R2] = bootstrap_words([x[i] for x in seeds], r, s, R2)
             buffers.append(words)
         self.words1, self.words2 = buffers
-        self.draws = np.zeros(2 * block * lanes, dtype=np.uint32)   # draw k of lane l at k * lanes + l
+        self.draws = np.zeros((lanes, block), dtype=np.uint64)   # waiting draws, two per word
         self.state = np.zeros(5, dtype=np.int64)
         self.state[HEAD] = 2 * block                      # nothing waiting: make a block first
         self.state[GENERATED] = R2                        # words 0 .. R2 - 1 are there

@@ -1,7 +1,7 @@
 """Benchmark of the golden model against dwave-samplers' simulated annealer, on one core.
 
-    python scripts/bench_model.py [--sweeps 10000] [--graphs 4] [--repeats 3] [--million]
-                                  [--barrier SCHEDULE --gain SCHEDULE]
+    python scripts/bench_model.py [--sweeps 10000] [--graphs 4] [--repeats 3] [--cut-graphs 32]
+                                  [--million] [--phases] [--barrier SCHEDULE --gain SCHEDULE]
 
 Three G-set-like graph kinds, `--graphs` seeded graphs of each: random graphs of 800 nodes and
 19 176 unit edges (like G1-G5), 800-node toroidal grids (20 x 40) with random +-1 weights (like
@@ -17,8 +17,11 @@ spread: limemu's cell-evaluations/s and dwave's spin updates/s (nodes x sweeps /
 sweeps are timed: not limemu's set-up of the array, nor dwave's of its model (the CPU time of
 one sweep, set-up included, is subtracted from that of the anneal). Then the
 consolidated rate: the first G1-like graph from its annealed state at a barrier of 24 u, where
-almost nothing moves. `--million`: also a 10**6-cell sparse array (a random graph of mean
-degree 3) for a few steps, with the process's peak memory. `--barrier`, `--gain`: run limemu
+almost nothing moves. Then the cuts of both on `--cut-graphs` graphs of each kind (untimed:
+one graph's cut varies by about 1 % between seeds, so the comparison needs many graphs), the
+difference of their sums and the mean difference per graph with its standard error. `--million`: also a 10**6-cell sparse array (a random graph of mean
+degree 3) for a few steps, with the process's peak memory. `--phases`: instead, the time per
+evaluation along one anneal of each kind, per 1000 steps. `--barrier`, `--gain`: run limemu
 with these schedules instead of the defaults (as `limemu run` takes them; how the default
 Max-Cut schedule was chosen, docs/engine.md).
 """
@@ -26,6 +29,7 @@ Max-Cut schedule was chosen, docs/engine.md).
 import argparse
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -149,6 +153,56 @@ def bench_kind(name, make, args, folder):
     return first
 
 
+def cut_sample(name, make, args, folder):
+    """The cuts of both annealers (untimed) on `--cut-graphs` seeded graphs of a kind: one
+    graph's cut varies by about 1 % between seeds on the tori, so a difference of 0.3 % needs
+    dozens of graphs to be seen. Prints the difference of the summed cuts and the mean
+    per-graph difference with its standard error."""
+    diffs, sums = [], np.zeros(2)
+    for seed in range(1, args.cut_graphs + 1):
+        graph = make(seed)
+        path = write_gset(graph, folder / f"{graph.name}.txt")
+        workload, spec, steps = build_run({"workload": "maxcut", "graph": str(path),
+                                           "steps": args.sweeps, "seed": seed,
+                                           "barrier": args.barrier, "gain": args.gain})
+        array = LimArray(spec, workload.problem)
+        array.run(steps)
+        spins = dwave_anneal(graph, args.sweeps, seed, 1)[0]
+        cuts = np.array([cut_value(graph, array.W), cut_value(graph, spins)])
+        sums += cuts
+        diffs.append(cuts[0] / cuts[1] - 1)
+        if sys.stdout.isatty():
+            print(f"\r  cuts of {seed}/{args.cut_graphs} graphs", end="", flush=True)
+    diffs = np.array(diffs)
+    error = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    print(f"\r{name}: cuts of {args.cut_graphs} graphs ({args.sweeps} sweeps): limemu "
+          f"{sums[0]:.0f}, dwave {sums[1]:.0f}, sum {100 * (sums[0] / sums[1] - 1):+.2f} %, "
+          f"per graph {100 * diffs.mean():+.2f} +- {100 * error:.2f} % (standard error)")
+
+
+def phases(name, make, args, folder, chunk=1000):
+    """Where the time of one anneal goes: ns of CPU time per evaluation and the fraction of
+    evaluations that move, per chunk of steps of the first graph (the best of --repeats)."""
+    graph = make(1)
+    path = write_gset(graph, folder / f"{graph.name}.txt")
+    workload, spec, steps = build_run({"workload": "maxcut", "graph": str(path),
+                                       "steps": args.sweeps, "seed": 1,
+                                       "barrier": args.barrier, "gain": args.gain})
+    best = None
+    for _ in range(args.repeats):
+        array, row = LimArray(spec, workload.problem), []
+        for start in range(0, steps, chunk):
+            count = min(chunk, steps - start)
+            moves = array.counters.exact["up_moves"] + array.counters.exact["down_moves"]
+            seconds = cpu_seconds(lambda: array.run(count))[1]
+            evaluations = graph.n * count
+            moved = array.counters.exact["up_moves"] + array.counters.exact["down_moves"] - moves
+            row.append((seconds / evaluations * 1e9, moved / evaluations))
+        best = row if best is None else [min(a, b) for a, b in zip(best, row)]
+    print(f"{name}, {graph.name}: ns per evaluation (fraction moving) per {chunk} steps: "
+          + " ".join(f"{t:.1f} ({m:.2f})" for t, m in best))
+
+
 def consolidated(array, spec, graph, sweeps, repeats):
     barrier = Schedule.constant(CONSOLIDATED_BARRIER_U << spec.barrier_frac_bits)
     gain = Schedule.constant(round(CONSOLIDATED_GAIN * 2**spec.gain_frac_bits))
@@ -210,7 +264,11 @@ def main():
     parser.add_argument("--sweeps", type=int, default=10_000)
     parser.add_argument("--graphs", type=int, default=4, help="graphs of each kind")
     parser.add_argument("--repeats", type=int, default=3, help="timings of each anneal")
+    parser.add_argument("--cut-graphs", type=int, default=32,
+                        help="graphs of each kind whose cuts are compared (untimed; 0: none)")
     parser.add_argument("--million", action="store_true", help="also a 10**6-cell array")
+    parser.add_argument("--phases", action="store_true",
+                        help="only the time per evaluation along one anneal of each kind")
     parser.add_argument("--barrier", help="limemu's barrier schedule (default: the command's)")
     parser.add_argument("--gain", help="limemu's gain schedule (default: the command's)")
     args = parser.parse_args()
@@ -219,8 +277,16 @@ def main():
     print("limemu golden model vs dwave-samplers SimulatedAnnealingSampler (one core, CPU "
           f"time); limemu runs `limemu run --workload maxcut` with {schedule}")
     with tempfile.TemporaryDirectory() as folder:
+        if args.phases:
+            for name, make in KINDS.items():
+                phases(name, make, args, Path(folder))
+            return
         firsts = [bench_kind(name, make, args, Path(folder)) for name, make in KINDS.items()]
-    consolidated(*firsts[0], args.sweeps, args.repeats)
+        consolidated(*firsts[0], args.sweeps, args.repeats)
+        if args.cut_graphs:
+            print()
+            for name, make in KINDS.items():
+                cut_sample(name, make, args, Path(folder))
     if args.million:
         million()
 

@@ -72,7 +72,7 @@ def test_decision_tables_and_the_direct_rule_give_the_same_run(bits, lanes, orde
     for rows in (10**9, -1):                   # every problem tabulated, then none
         monkeypatch.setattr(engine_module, "DECISION_ROWS", rows)
         array = LimArray(spec, problem)
-        assert (array._tables[1].shape[1] > 0) == (rows > 0)
+        assert (array._tables[1].shape[0] > 0) == (rows > 0)
         array.run(300)
         runs.append((array.W.copy(), dict(array.counters.exact)))
     assert np.array_equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
@@ -183,9 +183,12 @@ def test_kept_intervals_equal_a_recount(storage, rng, monkeypatch):
         tables = array._tables
         if not tables[5][3]:
             continue                           # the last step was not an interval step
+        keys = np.zeros_like(tables[9])
+        kernels.set_keys(keys, tables[1].shape[0] - 1, array._order[0], array.W, array.g,
+                         tables[3], array._order[2])
+        assert np.array_equal(keys, tables[9])
         fresh = np.zeros_like(tables[8])
-        kernels._set_intervals(fresh, array._order[0], array.W, array.g, array._order[2],
-                               tables[1], tables[3])
+        kernels._set_intervals(fresh, keys, tables[1])
         assert np.array_equal(fresh, tables[8])
         checked += 1
     assert checked >= 5
