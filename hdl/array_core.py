@@ -31,6 +31,7 @@ from types import SimpleNamespace
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data
 from amaranth.lib.memory import Memory
+from limemu.model.crossing import ZERO_FROM_U
 
 from . import core_bus
 from .core_control import CoreBase
@@ -45,7 +46,7 @@ from .field_engine import (
     lane_select,
 )
 from .lane_rng import LaneRng
-from .regmap import WORD_BITS, words
+from .regmap import WORD_BITS, has_mh, words
 from .schedule_unit import ScheduleUnit
 
 ENGINE_TARGETS = {"field": TARGET_FIELD, "q": TARGET_Q, "column": TARGET_COLUMN,
@@ -80,6 +81,7 @@ class ArrayCore(CoreBase):
         self.barrier_width = crossing_barrier_width(spec)
         self.increment_bits = increment_bits(spec, geometry)
         self.lane_banks = LANE_BANKS + (CELL_COUNTER_BANKS if spec.cell_counter_bits else ())
+        self.mh = has_mh(spec, geometry)
 
     def elaborate(self, platform):
         m = Module()
@@ -90,6 +92,11 @@ class ArrayCore(CoreBase):
                      p.engine.groups.eq(p.regs["groups"])]
         self._bus(m, p)
         self._pipeline(m, p)
+        if self.mh:
+            # a proposal waits for its decision until anything else starts
+            m.d.comb += p.ctl.accept_allowed.eq(p.proposal)
+            with m.If(p.ctl.start_run | p.ctl.start_init | p.ctl.clear | p.ctl.start_accept):
+                m.d.sync += p.proposal.eq(0)
         p.init_slot = Signal(self.geometry.group_bits + self.geometry.lane_bits + 1)
         with m.FSM():
             with m.State("IDLE"):
@@ -99,8 +106,13 @@ class ArrayCore(CoreBase):
                 with m.Elif(p.ctl.start_init):
                     m.d.sync += p.init_slot.eq(0)
                     m.next = "INIT_BIAS_READ"
+                if self.mh:
+                    with m.Elif(p.ctl.start_accept):
+                        m.next = "ACCEPT_DRAW"
             self._init_field(m, p)
             self._run_states(m, p)
+            if self.mh:
+                self._accept_states(m, p)
         with m.If(p.ctl.clear):
             m.d.sync += [p.fresh_seq.eq(0), p.issue_seq.eq(0)]
         with m.If(p.squash):
@@ -112,6 +124,7 @@ class ArrayCore(CoreBase):
         its banks (banks[name][lane] = (read port, write port))."""
         spec, g = self.spec, self.geometry
         m.submodules.counters = p.counters = CounterBank(spec, self.increment_bits)
+        p.proposal = Signal()                   # a proposal waits for its decision (MH)
         m.submodules.engine = p.engine = FieldEngine(spec, g)
         m.submodules.barrier = p.barrier = ScheduleUnit(
             bits=spec.barrier_bits, table_depth=g.table_depth, kinds=g.schedule_kinds)
@@ -136,6 +149,13 @@ class ArrayCore(CoreBase):
                 m.submodules[f"{name}_{lane}"] = mem
                 ports.append((mem.read_port(), mem.write_port()))
             p.banks[name] = ports
+        if self.mh:
+            m.submodules.accept_rng = p.accept_rng = LaneRng()
+            p.last_move = []                 # per lane: the last step's move (up, down) per group
+            for lane in range(g.lanes):
+                mem = Memory(shape=2, depth=g.groups_p2, init=[])
+                m.submodules[f"last_move_{lane}"] = mem
+                p.last_move.append((mem.read_port(), mem.write_port()))
 
     def _read_banks(self, m, p, names, address):
         """Address the read ports of every lane's banks `names`."""
@@ -243,9 +263,10 @@ class ArrayCore(CoreBase):
                     m.d.comb += [port.addr.eq(p.host_bank_addr), port.data.eq(p.entry_value),
                                  port.en.eq(1)]
         elif name == "seed":
-            with m.If(index >= g.lanes):
+            rngs = p.rngs + ([p.accept_rng] if self.mh else [])
+            with m.If(index >= len(rngs)):
                 m.d.comb += p.ctl.refuse_address.eq(1)
-            for lane, rng in enumerate(p.rngs):
+            for lane, rng in enumerate(rngs):
                 with m.If(index == lane):
                     m.d.comb += [rng.seed.eq(p.entry_value), rng.load.eq(1)]
         elif name in ("barrier_table", "gain_table"):
@@ -404,10 +425,65 @@ class ArrayCore(CoreBase):
                              p.remaining.eq(p.remaining - 1), p.issue_group.eq(0)]
                 with m.If((p.remaining == 1) | p.ctl.stop_requested):
                     m.d.comb += p.ctl.finish.eq(1)
+                    if self.mh:                   # a step with external tilts: a proposal
+                        m.d.sync += p.proposal.eq(p.external)
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += p.issuing.eq(1)
                     m.next = "RUN"
+
+    # -- Metropolis-Hastings: the decision on a proposal, the revert --------------------------
+    def _accept_states(self, m, p):
+        """ACCEPT_DRAW, ACCEPT_WAIT: the acceptance generator's draw through lane 0's crossing
+        unit against B+ = max(0, mh_delta) (saturated where the threshold is already 0) and a
+        switched-off reverse outcome; accepted: proposals, acceptances and the heat -mh_delta
+        are counted. Rejected: REVERT_READ, REVERT_WRITE undo the last step's moves, a group
+        a cycle pair, counting them."""
+        spec, g, counters = self.spec, self.geometry, p.counters
+        delta = p.regs["mh_delta"]
+        never = ZERO_FROM_U << spec.barrier_frac_bits
+        unit = p.units[0]
+        group = Signal(g.group_bits + 1, name="revert_group")
+        with m.State("ACCEPT_DRAW"):
+            m.d.comb += [unit.valid_in.eq(1), unit.u.eq(p.accept_rng.draw),
+                         unit.b_up.eq(Mux(delta < 0, 0, Mux(delta > never, never, delta))),
+                         unit.b_down.eq(never), p.accept_rng.next.eq(1)]
+            m.next = "ACCEPT_WAIT"
+        with m.State("ACCEPT_WAIT"):
+            with m.If(unit.valid_out):
+                m.d.comb += [p.ctl.decided.eq(1), p.ctl.accepted.eq(unit.up),
+                             counters.inc_proposals.eq(1)]
+                with m.If(unit.up):
+                    m.d.comb += [counters.inc_acceptances.eq(1),
+                                 counters.inc_heat_net.eq(-delta),
+                                 counters.inc_heat_abs.eq(Mux(delta < 0, -delta, delta)),
+                                 p.ctl.finish.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += group.eq(0)
+                    m.next = "REVERT_READ"
+        with m.State("REVERT_READ"):
+            self._read_banks(m, p, ["weight"], group[:g.group_bits])
+            for read, _ in p.last_move:
+                m.d.comb += read.addr.eq(group[:g.group_bits])
+            m.next = "REVERT_WRITE"
+        with m.State("REVERT_WRITE"):
+            reverted = []
+            for lane in range(g.lanes):
+                w, moved = p.banks["weight"][lane][0].data, p.last_move[lane][0].data
+                write, clear = p.banks["weight"][lane][1], p.last_move[lane][1]
+                m.d.comb += [write.addr.eq(group[:g.group_bits]), clear.addr.eq(write.addr),
+                             clear.data.eq(0), clear.en.eq(1),
+                             write.data.eq(Mux(moved[0], w - spec.delta, w + spec.delta)),
+                             write.en.eq(moved.any())]
+                reverted.append(moved.any())
+            m.d.comb += counters.inc_reverted_moves.eq(sum(reverted[1:], reverted[0]))
+            with m.If(group + 1 >= p.regs["groups"]):
+                m.d.comb += p.ctl.finish.eq(1)
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+                m.next = "REVERT_READ"
 
     def _decide(self, m, p, movers):
         """Outcomes of the arriving group ``p.d``: weights, counters, loss register, `movers`;
@@ -446,6 +522,10 @@ class ArrayCore(CoreBase):
         magnitude = Signal(spec.tilt_bits + 3, name=f"magnitude_{lane}")
         m.d.comb += [released.eq(-2 * h), magnitude.eq(Mux(h < 0, -2 * h, 2 * h))]
         write = p.banks["weight"][lane][1]
+        if self.mh:
+            last = p.last_move[lane][1]
+            m.d.comb += [last.addr.eq(p.d.group), last.data.eq(Cat(move_up, move_down)),
+                         last.en.eq(1)]
         with m.If(move_up | move_down):
             m.d.comb += [write.addr.eq(p.d.group),
                          write.data.eq(Mux(move_up, w + spec.delta, w - spec.delta)),

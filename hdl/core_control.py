@@ -92,13 +92,18 @@ class CoreControl(wiring.Component):
     * ``start_allowed`` (In, 1 unless driven): what else a start needs, for a core that refuses
       some configurations (the throughput core: no external tilts); a start without it sets
       ``error_config``;
-    * ``finish`` (In): the core's run or field initialisation is over: ``busy`` falls, ``done``
-      rises;
-    * ``start_run``, ``start_init``, ``clear`` (Out): one-cycle strobes to the core's FSM: a
-      start the sizes allow (cells and groups in [1, the build's], ``run_steps`` > 0; a start
-      of 0 steps only sets ``done``, one outside the sizes ``error_config``), an
-      ``init_field``, a ``clear`` (zero the counters, restart the schedules). Only while not
-      busy; one at a time, in this order of priority. ``busy`` rises with the first two;
+    * ``accept_allowed`` (In, 0 unless driven): a proposal waits for its decision (an MH core,
+      after a single step with external tilts); an ``accept`` without it sets ``error_config``;
+    * ``decided``, ``accepted`` (In): a one-cycle strobe of the decision and its outcome, into
+      the status flag ``accepted``;
+    * ``finish`` (In): the core's run, field initialisation or decision is over: ``busy``
+      falls, ``done`` rises;
+    * ``start_run``, ``start_init``, ``clear``, ``start_accept`` (Out): one-cycle strobes to
+      the core's FSM: a start the sizes allow (cells and groups in [1, the build's],
+      ``run_steps`` > 0; a start of 0 steps only sets ``done``, one outside the sizes
+      ``error_config``), an ``init_field``, a ``clear`` (zero the counters, restart the
+      schedules), an ``accept`` that is allowed. Only while not busy; one at a time, in this
+      order of priority. ``busy`` rises with all but ``clear``;
     * ``stop_requested`` (Out): a ``stop`` came during this run (cleared by the next start);
     * ``status`` (Out, STATUS_LAYOUT): the flags (``status.busy``, ``status.done``: the core's
       outputs), ``error`` (Out): any error flag.
@@ -117,10 +122,14 @@ class CoreControl(wiring.Component):
             "refuse_address": In(1),
             "refuse_busy": In(1),
             "start_allowed": In(1, init=1),
+            "accept_allowed": In(1),
+            "decided": In(1),
+            "accepted": In(1),
             "finish": In(1),
             "start_run": Out(1),
             "start_init": Out(1),
             "clear": Out(1),
+            "start_accept": Out(1),
             "stop_requested": Out(1),
             "status": Out(STATUS_LAYOUT),
             "error": Out(1),
@@ -136,11 +145,18 @@ class CoreControl(wiring.Component):
         sizes_ok = ((self.groups != 0) & (self.groups <= self.max_groups)
                     & (self.cells != 0) & (self.cells <= self.max_cells) & self.start_allowed)
         start = control.start & ~status.busy
+        accept = ~status.busy & ~control.start & ~control.init_field & ~control.clear & \
+            control.accept
         m.d.comb += [
             self.start_run.eq(start & sizes_ok & (self.run_steps != 0)),
             self.start_init.eq(~status.busy & ~control.start & control.init_field),
             self.clear.eq(~status.busy & ~control.start & ~control.init_field & control.clear),
+            self.start_accept.eq(accept & self.accept_allowed),
         ]
+        with m.If(accept & ~self.accept_allowed):
+            m.d.sync += status.error_config.eq(1)
+        with m.If(self.decided):
+            m.d.sync += status.accepted.eq(self.accepted)
 
         with m.If(self.refuse_address):
             m.d.sync += status.error_address.eq(1)
@@ -158,7 +174,7 @@ class CoreControl(wiring.Component):
         with m.Elif(control.stop & status.busy):
             m.d.sync += self.stop_requested.eq(1)
 
-        with m.If(self.start_run | self.start_init):
+        with m.If(self.start_run | self.start_init | self.start_accept):
             m.d.sync += [status.busy.eq(1), status.done.eq(0)]
         with m.If(self.clear):
             m.d.sync += status.done.eq(0)

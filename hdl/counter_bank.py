@@ -36,11 +36,13 @@ def increment_bits(spec, geometry):
         "anneal_work": spec.gain_bits + 1 + spec.loss_bits + spec.tilt_shift + 1,
         # the additions of one field update: a sparse column's length or the run's cells
         "field_adds": max(geometry.ptr_bits, cell_bits) + 2,
+        # MH: one decision at a time; a revert undoes up to lanes moves a cycle
+        "proposals": 2, "acceptances": 2, "reverted_moves": events,
     }
     for name, width, _ in counter_layout(spec):
         require(bits[name] <= width, f"increment_bits[{name!r}]", bits[name],
                 f"must be <= the counter's {width} bits")
-    return bits
+    return {name: bits[name] for name, _, _ in counter_layout(spec)}
 
 
 class CounterBank(wiring.Component):

@@ -27,9 +27,9 @@ WORD_BITS = 32
 RUN_CYCLES_BITS = 48          # a banked core's run-cycle count: 78 hours at 1 GHz
 
 # bits of the control register (write: strobes) and the status register (read)
-CONTROL = {"start": 0, "stop": 1, "clear": 2, "clear_errors": 3, "init_field": 4}
+CONTROL = {"start": 0, "stop": 1, "clear": 2, "clear_errors": 3, "init_field": 4, "accept": 5}
 STATUS = {"busy": 0, "done": 1, "error_busy_write": 2, "error_address": 3,
-          "error_config": 4}
+          "error_config": 4, "accepted": 5}
 
 
 def words(width):
@@ -91,6 +91,29 @@ BANKED_CORES = ("throughput",)
 #: the memories indexed by slot (group * lanes_p2 + lane), one entry per cell
 LANE_REGIONS = ("weight", "valid", "field", "diag", "bias", "tilt", "cell_up", "cell_down",
                 "column")
+
+
+#: the cores with the Metropolis-Hastings commands (python_model/mh.py) for a multi-level array:
+#: a step with zero external tilts proposes; ``accept`` then decides the proposal on the
+#: energy difference the host wrote into ``mh_delta``, with a generator of its own (seed
+#: number ``lanes``) and a crossing unit; a rejected proposal is reverted by the core
+MH_CORES = ("pipelined",)
+
+
+def has_mh(spec, geometry):
+    """Whether a core of this spec and geometry has the MH commands and counters' sources."""
+    return not spec.spins and geometry.core in MH_CORES
+
+
+def mh_delta_bits(spec):
+    """Signed width of ``mh_delta`` (E' - E in energy LSBs): its heat fits the counters'
+    per-cycle increments (hdl/counter_bank.py)."""
+    return spec.tilt_bits + 2
+
+
+def seed_count(spec, geometry):
+    """Seeds a core takes: one per lane, and the acceptance generator's (number ``lanes``)."""
+    return spec.lanes + (1 if has_mh(spec, geometry) else 0)
 
 
 @dataclass(frozen=True)
@@ -227,6 +250,8 @@ class RegisterMap:
         reg("barrier_now", spec.barrier_bits, access="ro")
         reg("gain_now", spec.gain_bits, access="ro")
         reg("loss2", spec.loss_bits, signed=True)
+        if has_mh(spec, g):
+            reg("mh_delta", mh_delta_bits(spec), signed=True)
         for name, width, signed in counter_layout(spec):
             reg(f"counter_{name}", width, signed=signed, access="ro")
         reg("overflow", len(counter_layout(spec)), access="ro")
@@ -239,7 +264,7 @@ class RegisterMap:
                                                           g.schedule_kinds):
                 reg(f"{unit}_{name}", width, signed=signed)
         mem = self._memory
-        mem("seed", 216, g.lanes_p2, access="wo")
+        mem("seed", 216, pow2_at_least(seed_count(spec, g)), access="wo")
         mem("weight", max(spec.weight_bits, 2), g.slots, signed=True)
         mem("valid", 1, g.slots)
         mem("field", spec.field_bits, g.slots, signed=True)
@@ -292,7 +317,7 @@ class RegisterMap:
 
     def index_limit(self, region):
         """Entries of a memory region that exist (seed: one per lane)."""
-        return self.spec.lanes if region.name == "seed" else region.depth
+        return seed_count(self.spec, self.geometry) if region.name == "seed" else region.depth
 
     def region_of(self, address):
         """The region holding `address`, or None."""

@@ -16,6 +16,10 @@ EVENT_BITS = 56
 COUNTER_NAMES = ("steps", "evaluations", "up_moves", "down_moves", "blocked_moves",
                  "inadmissible", "heat_net", "heat_abs", "barrier_work", "anneal_work",
                  "field_adds")
+#: the counters of a Metropolis-Hastings run on the array (python_model/mh.py): decided
+#: proposals, accepted ones, and the moves reverted after a rejection. Only a multi-level
+#: array has them (MH moves multi-level cells; a spin array's cores stay as small as before).
+MH_COUNTER_NAMES = ("proposals", "acceptances", "reverted_moves")
 SIGNED_COUNTERS = ("heat_net", "anneal_work")
 ENERGY_COUNTERS = ("heat_net", "heat_abs", "barrier_work", "anneal_work")
 
@@ -36,13 +40,21 @@ def counter_widths(spec):
         "barrier_work": spec.barrier_bits + cell_bits + DAY_EVENT_BITS,
         "anneal_work": spec.tilt_bits + spec.weight_bits + cell_bits + 2 + DAY_EVENT_BITS,
         "field_adds": EVENT_BITS + cell_bits,
+        "proposals": EVENT_BITS,
+        "acceptances": EVENT_BITS,
+        "reverted_moves": EVENT_BITS,
     }
+
+
+def counter_names(spec):
+    """Every counter an array of this spec has, in register-map order."""
+    return COUNTER_NAMES + (() if spec.spins else MH_COUNTER_NAMES)
 
 
 def counter_layout(spec):
     """(name, width, signed) of every counter, in register-map order."""
     widths = counter_widths(spec)
-    return tuple((name, widths[name], name in SIGNED_COUNTERS) for name in COUNTER_NAMES)
+    return tuple((name, widths[name], name in SIGNED_COUNTERS) for name in counter_names(spec))
 
 
 class Counters:

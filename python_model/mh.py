@@ -32,8 +32,8 @@ Step k, with barrier E0(k) and gain eta(k) from the spec's schedules:
 2. **Forward evaluation.** The caller's loss function (the chip) returns L' = L(W') for the
    proposed cells; it is read into the loss register (:func:`loss_register`).
 3. **Acceptance = one decision of the crossing unit** on one draw of the acceptance unit's own
-   lane generator (``LaneGenerator(seed, lanes)``: lane number ``lanes`` of the run seed, one
-   draw every step, empty or not):
+   generator (``LaneGenerator(seed, lanes)``: lane number ``lanes`` of the run seed, one draw
+   per decided proposal):
 
    * state energies E = eta L and E' = eta L' in energy LSBs (:func:`state_energy`), one
      rounding per state;
@@ -46,12 +46,17 @@ Step k, with barrier E0(k) and gain eta(k) from the spec's schedules:
      T(max(0, E' - E)) / 2**32 = min(1, 2**(-(E' - E) 2**-F)) to the table's precision
      (relative error < 2**-10 up to 20 u, docs/physics.md §4).
 
-   On acceptance the cells keep W' (the up/down moves of the proposal are counted, and the
-   heat D = E - E' is released); on rejection the proposal is reverted.
+   On acceptance the cells keep W' and the heat D = E - E' is released; on rejection the
+   array reverts the proposal.
 4. The gain moves to eta(k+1): the annealing work E(eta(k+1), L) - E(eta(k), L) of the kept
-   loss register is counted, so the first law
-   heat_net = E(eta(0), L(0)) - E(eta(K), L(K)) + anneal_work holds exactly (checked after
-   every run; a violation raises IdentityError).
+   loss register is the host's (it holds L), so the first law
+   heat_net = E(eta(0), L(0)) - E(eta(K), L(K)) + anneal work
+   holds exactly with heat_net from the array's counter (checked after every run; a
+   violation raises IdentityError).
+
+The array's part (steps 1 and 3, and the revert) is :class:`ModelArray` on the golden model and
+``limemu.mh_hardware.HardwareArray`` on the RTL and the boards (the core's ``accept``
+command, hdl/regmap.py): the trainer drives both the same way.
 
 Fixed point of eta (L' - L) (the only roundings)
 -----------------------------------------------
@@ -70,15 +75,14 @@ whole number of LSBs the roundings vanish (tests use that to compare with the ex
 
 Counters (docs/physics.md §9) in this mode
 --------------------------------------------
-steps: MH steps; evaluations: cell evaluations of the proposal step (cells per step, as in
-the engine); up_moves / down_moves: proposed moves that were accepted (kept); blocked_moves:
-proposed moves off the ladder; inadmissible: 0 (E0 >= 1 u and the acceptance is admissible by
-construction); heat_net / heat_abs: sum of D and |D| over accepted proposals; barrier_work:
-cells x rises of the proposal barrier E0 (0 for a constant one); anneal_work: as above;
-field_adds: multiply-accumulates of the forward evaluations (the compute-in-memory read
-traffic), as reported by the loss function. Proposed-but-reverted moves (two writes each) are
-not priced by the heat counters (they are zero-tilt crossings); their number is in
-:attr:`MHResult.stats` for a cost model.
+The array counts what it does. steps: MH steps; evaluations: cell evaluations of the
+proposal steps (cells per step); up_moves / down_moves: proposed moves (crossings of the
+proposal steps); blocked_moves: proposed moves off the ladder; inadmissible: 0 (E0 >= 1 u);
+barrier_work: cells x rises of the proposal barrier E0; proposals: decided proposals (steps
+that moved a cell); acceptances; reverted_moves: the moves of rejected proposals, undone;
+heat_net / heat_abs: sum of D and |D| over accepted proposals. anneal_work and field_adds stay
+0: the annealing work and the forward evaluations' multiply-accumulates are the host's
+(:attr:`MHResult.stats`: ``anneal_work``, ``forward_macs``).
 """
 
 import math
@@ -87,7 +91,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from .counters import Counters
-from .crossing import ONE, ZERO_FROM_U, decide, threshold_table
+from .crossing import ONE, ZERO_FROM_U, decide, decide_one, threshold_table
 from .errors import ConfigError, IdentityError, require
 from .order import update_order
 from .rng import LaneGenerator, LaneStreams
@@ -389,6 +393,124 @@ class MHResult:
     history: list = field(default_factory=list)     # (step, loss register as float, eta u)
 
 
+class ModelArray:
+    """The array's part of an MH chain on the golden model: proposals and decisions, counted.
+
+    `propose` runs one step of zero tilt at the barrier E0(k) (the cells' weights become the
+    proposal, as on the hardware); `decide` takes the energy difference E' - E of the current
+    proposal, decides it with the acceptance generator and the crossing rule, and on a
+    rejection reverts it. The hardware's version is ``limemu.mh_hardware.HardwareArray``; the
+    trainer drives either the same way, so their chains are the same by construction.
+    """
+
+    def __init__(self, spec, weights):
+        self.spec = spec
+        self.table = threshold_table(spec.barrier_frac_bits, spec.mantissa_bits)
+        self.order = update_order(spec.cells, spec.lanes, "natural")
+        self.streams = LaneStreams(spec.seed, spec.lanes)
+        self.accept_lane = LaneGenerator(spec.seed, spec.lanes)
+        self.counters = Counters(spec)
+        self.W = np.array(weights, dtype=np.int64)
+        self.step = 0
+        self._block, self._block_start = None, 0
+        self._moved = np.zeros(0, dtype=np.int64)
+
+    def proposals(self, count):
+        """Proposed moves of the next `count` steps from the lane generators: an int8 array
+        (count, cells) of +1 (up), -1 (down), 0, and the inadmissible flags."""
+        spec, order = self.spec, self.order
+        e0 = spec.barrier.values_at(np.arange(self.step, self.step + count))
+        draws = self.streams.take(count * order.groups)
+        draws = draws.reshape(spec.lanes, count, order.groups).transpose(1, 2, 0)
+        draws = draws.reshape(count, -1)[:, order.slot]                # (count, positions)
+        b = np.repeat(e0, spec.cells).reshape(count, spec.cells)
+        up, down, inadmissible = decide(draws.ravel(), b.ravel(), b.ravel(), self.table)
+        moves = np.zeros(count * spec.cells, dtype=np.int8)
+        moves[up] = 1
+        moves[down] = -1
+        cells = np.empty_like(moves.reshape(count, -1))
+        cells[:, order.sequence] = moves.reshape(count, -1)             # position -> cell
+        return cells, inadmissible.reshape(count, -1).sum(axis=1)
+
+    def propose(self, end):
+        """One proposal step (the run ends at step `end`: draws are made in blocks up to it).
+        Returns the number of cells it moved; ``self.W`` is the proposal."""
+        spec, c = self.spec, self.counters
+        k = self.step - self._block_start
+        if self._block is None or k >= len(self._block[0]):
+            count = min(BLOCK_STEPS, end - self.step)
+            self._block, self._block_start, k = self.proposals(count), self.step, 0
+        row, inadmissible = self._block[0][k], int(self._block[1][k])
+        moved = np.flatnonzero(row)
+        dw = row[moved].astype(np.int64) * spec.delta
+        target = self.W[moved] + dw
+        ok = (target >= spec.w_lo) & (target <= spec.w_hi)
+        self._moved, self._dw = moved[ok], dw[ok]
+        self.W[self._moved] += self._dw
+        e0 = spec.barrier.values_at([self.step, self.step + 1])
+        c.add("inadmissible", inadmissible)
+        c.add("blocked_moves", int(moved.size - self._moved.size))
+        c.add("up_moves", int(np.count_nonzero(self._dw > 0)))
+        c.add("down_moves", int(np.count_nonzero(self._dw < 0)))
+        c.add("barrier_work", spec.cells * max(0, int(e0[1] - e0[0])))
+        c.add("evaluations", spec.cells)
+        c.add("steps", 1)
+        self.step += 1
+        return int(self._moved.size)
+
+    def decide(self, delta_e):
+        """The decision on the proposal: accepted with probability T(max(0, delta_e)) / 2**32
+        (:func:`accept`); a rejected proposal is reverted. Returns whether it was accepted."""
+        c = self.counters
+        up, _ = accept(np.array([self.accept_lane.next_draw()], dtype=np.int64),
+                       np.array([delta_e], dtype=np.int64), self.table,
+                       self.spec.barrier_frac_bits)
+        c.add("proposals", 1)
+        if up[0]:
+            c.add("acceptances", 1)
+            c.add("heat_net", -delta_e)
+            c.add("heat_abs", abs(delta_e))
+        else:
+            self.W[self._moved] -= self._dw
+            c.add("reverted_moves", self._moved.size)
+        c.check_overflow()
+        return bool(up[0])
+
+    def weights(self):
+        return self.W.copy()
+
+    def close(self):
+        pass
+
+
+class ReferenceArray(ModelArray):
+    """:class:`ModelArray` with its proposals from the plain loop of the hardware: every
+    group of the natural order, every lane drawing from its own generator (idle lanes too),
+    one crossing decision per cell (``decide_one``). Slow; the readable specification of the
+    proposals, against which the vectorised ones are tested."""
+
+    def __init__(self, spec, weights):
+        super().__init__(spec, weights)
+        self.lanes = [LaneGenerator(spec.seed, lane) for lane in range(spec.lanes)]
+
+    def proposals(self, count):
+        spec = self.spec
+        groups = -(-spec.cells // spec.lanes)
+        moves = np.zeros((count, spec.cells), dtype=np.int8)
+        inadmissible = np.zeros(count, dtype=np.int64)
+        for k in range(count):
+            e0 = int(spec.barrier.values_at([self.step + k])[0])
+            for group in range(groups):
+                for lane, generator in enumerate(self.lanes):
+                    u, cell = generator.next_draw(), group * spec.lanes + lane
+                    if cell < spec.cells:
+                        outcome, bad = decide_one(u, e0, e0, spec.barrier_frac_bits,
+                                                  spec.mantissa_bits)
+                        moves[k, cell] = {"up": 1, "down": -1, "stay": 0}[outcome]
+                        inadmissible[k] += bad
+        return moves, inadmissible
+
+
 class MHTrainer:
     """Metropolis-Hastings on the cells of an array (see the module docstring).
 
@@ -397,13 +519,17 @@ class MHTrainer:
     the forward model, W an int64 array of the cells (a copy). weights: the initial cells.
     burn_in: steps before averaging starts. average: 'chain' (time average of the chain's
     states after burn-in, every step, the usual MCMC estimate of the posterior mean) or
-    'accepted' (average of the states accepted after burn-in, each once). record_every: keep
-    (step, loss, eta) every that many steps in ``history``; trace: keep (step, E, E', accepted)
-    of every decided proposal in ``trace`` (for tests).
+    'accepted' (average of the states accepted after burn-in, each once). remeasure: evaluate
+    the current state's loss again before every decision (with read noise, a chain that keeps
+    its luckiest measurement otherwise sticks). record_every: keep (step, loss, eta) every that
+    many steps in ``history``; trace: keep (step, E, E', accepted) of every decided proposal in
+    ``trace`` (for tests). array: who proposes and decides (default: the golden model's
+    :class:`ModelArray`; ``limemu.mh_hardware.HardwareArray`` for the RTL and boards), built
+    by ``array(spec, weights)``.
     """
 
     def __init__(self, spec, loss_fn, weights, burn_in=0, loss_frac_bits=8, average="chain",
-                 record_every=0, trace=False):
+                 record_every=0, trace=False, remeasure=False, array=ModelArray):
         require(isinstance(spec, Spec), "spec", spec, "must be a Spec")
         require(not spec.spins, "weight_bits", spec.weight_bits,
                 "must be >= 2 (MH moves multi-level cells)")
@@ -425,144 +551,116 @@ class MHTrainer:
         self.loss_frac_bits = loss_frac_bits
         self.shift = energy_shift(spec, loss_frac_bits)
         self.record_every = int(record_every)
-        self.table = threshold_table(spec.barrier_frac_bits, spec.mantissa_bits)
-        self.order = update_order(spec.cells, spec.lanes, "natural")
-        self.streams = LaneStreams(spec.seed, spec.lanes)
-        self.accept_lane = LaneGenerator(spec.seed, spec.lanes)
-        self.counters = Counters(spec)
+        self.remeasure = bool(remeasure)
         self.W = w.copy()
         self.W0 = w.copy()
         self.step = 0
+        self.stats = dict(proposals=0, empty=0, accepted=0, proposed_moves=0,
+                          reverted_moves=0, forward_evaluations=0, forward_macs=0,
+                          averaged_steps=0, averaged_accepted=0, anneal_work=0,
+                          remeasure_work=0)
         self.loss_raw = self._evaluate(self.W)
         self.loss_raw0 = self.loss_raw
         self.eta0 = int(spec.gain.values_at([0])[0])
-        self.stats = dict(proposals=0, empty=0, accepted=0, proposed_moves=0,
-                          reverted_moves=0, forward_evaluations=1, averaged_steps=0,
-                          averaged_accepted=0)
         self._sum_chain = np.zeros(spec.cells, dtype=np.int64)
         self._sum_accepted = np.zeros(spec.cells, dtype=np.int64)
         self.history = []
         self.trace = [] if trace else None
+        self.array = array(spec, w)
+
+    @property
+    def counters(self):
+        return self.array.counters
 
     def _evaluate(self, W):
         loss, macs = self.loss_fn(W.copy())
-        self.counters.add("field_adds", int(macs))
+        self.stats["forward_evaluations"] += 1
+        self.stats["forward_macs"] += int(macs)
         return loss_register(loss, self.loss_frac_bits)
 
     def energy(self, eta_raw, loss_raw):
         return state_energy(eta_raw, loss_raw, self.shift)
 
-    def proposals(self, count):
-        """Proposed moves of the next `count` steps from the lane generators: an int8 array
-        (count, cells) of +1 (up), -1 (down), 0, and the inadmissible flags."""
-        spec, order = self.spec, self.order
-        e0 = spec.barrier.values_at(np.arange(self.step, self.step + count))
-        draws = self.streams.take(count * order.groups)
-        draws = draws.reshape(spec.lanes, count, order.groups).transpose(1, 2, 0)
-        draws = draws.reshape(count, -1)[:, order.slot]                # (count, positions)
-        b = np.repeat(e0, spec.cells).reshape(count, spec.cells)
-        up, down, inadmissible = decide(draws.ravel(), b.ravel(), b.ravel(), self.table)
-        moves = np.zeros(count * spec.cells, dtype=np.int8)
-        moves[up] = 1
-        moves[down] = -1
-        cells = np.empty_like(moves.reshape(count, -1))
-        cells[:, order.sequence] = moves.reshape(count, -1)             # position -> cell
-        return cells, inadmissible.reshape(count, -1).sum(axis=1)
-
     def run(self, steps, progress=None):
         """Run `steps` MH steps; returns an :class:`MHResult`. Checks the first law."""
         require(isinstance(steps, (int, np.integer)) and steps >= 1, "steps", steps,
                 "must be an integer >= 1")
-        spec, c = self.spec, self.counters
+        spec = self.spec
         end = self.step + int(steps)
-        e0_all = spec.barrier.values_at(np.arange(self.step, end + 1))
-        low = int(e0_all.min())
+        low = int(spec.barrier.values_at(np.arange(self.step, end + 1)).min())
         require(low >= 1 << spec.barrier_frac_bits, "barrier", f"{low / 2**spec.barrier_frac_bits}"
                 " u", "the proposal barrier must stay >= 1 u (p+ + p- <= 1)")
         eta_all = spec.gain.values_at(np.arange(self.step, end + 1))
-        delta, lo, hi = spec.delta, spec.w_lo, spec.w_hi
+        first = self.step
         while self.step < end:
-            count = min(BLOCK_STEPS, end - self.step)
-            block, inadmissible = self.proposals(count)
-            c.add("inadmissible", int(inadmissible.sum()))
-            for row in block:
-                k = self.step
-                i = k - (end - int(steps))
-                eta, eta_next = int(eta_all[i]), int(eta_all[i + 1])
-                u = self.accept_lane.next_draw()
-                moved = np.flatnonzero(row)
-                accepted = False
-                if moved.size:
-                    dw = row[moved].astype(np.int64) * delta
-                    target = self.W[moved] + dw
-                    ok = (target >= lo) & (target <= hi)
-                    c.add("blocked_moves", int(moved.size - np.count_nonzero(ok)))
-                    moved, dw = moved[ok], dw[ok]
-                if moved.size:
-                    self.stats["proposals"] += 1
-                    self.stats["proposed_moves"] += int(moved.size)
-                    proposal = self.W.copy()
-                    proposal[moved] += dw
-                    loss_new = self._evaluate(proposal)
-                    self.stats["forward_evaluations"] += 1
-                    e_old = self.energy(eta, self.loss_raw)
-                    e_new = self.energy(eta, loss_new)
-                    up, _ = accept(np.array([u], dtype=np.int64),
-                                   np.array([e_new - e_old], dtype=np.int64), self.table,
-                                   spec.barrier_frac_bits)
-                    if self.trace is not None:
-                        self.trace.append((k, e_old, e_new, bool(up[0])))
-                    if up[0]:
-                        accepted = True
-                        n_up = int(np.count_nonzero(dw > 0))
-                        c.add("up_moves", n_up)
-                        c.add("down_moves", int(moved.size) - n_up)
-                        released = e_old - e_new
-                        c.add("heat_net", released)
-                        c.add("heat_abs", abs(released))
-                        self.W = proposal
-                        self.loss_raw = loss_new
-                        self.stats["accepted"] += 1
-                    else:
-                        self.stats["reverted_moves"] += int(moved.size)
-                else:
-                    self.stats["empty"] += 1
-                c.add("anneal_work", self.energy(eta_next, self.loss_raw)
-                      - self.energy(eta, self.loss_raw))
-                c.add("barrier_work", spec.cells * max(0, int(e0_all[i + 1] - e0_all[i])))
-                c.add("evaluations", spec.cells)
-                c.add("steps", 1)
-                self.step += 1
-                if self.step > self.burn_in:
-                    self._sum_chain += self.W
-                    self.stats["averaged_steps"] += 1
-                    if accepted:
-                        self._sum_accepted += self.W
-                        self.stats["averaged_accepted"] += 1
-                if self.record_every and self.step % self.record_every == 0:
-                    self.history.append((self.step, self.loss_raw / 2**self.loss_frac_bits,
-                                         eta_next / 2**spec.gain_frac_bits))
-            c.check_overflow()
-            if progress is not None:
+            i = self.step - first
+            self._step(end, int(eta_all[i]), int(eta_all[i + 1]))
+            if progress is not None and (self.step % BLOCK_STEPS == 0 or self.step == end):
                 progress(self.step, end, self)
+        self.counters.check_overflow()
         self.check_identities()
         return self.result()
 
+    def _step(self, end, eta, eta_next):
+        """One MH step: the array proposes; a proposal that moved cells is evaluated and
+        decided by the array; the gain moves on (its work, on the kept state, is the host's)."""
+        stats = self.stats
+        k = self.step
+        moved = self.array.propose(end)
+        accepted = False
+        if moved:
+            proposal = self.array.weights()
+            if self.remeasure:
+                fresh = self._evaluate(self.W)
+                stats["remeasure_work"] += self.energy(eta, fresh) - self.energy(eta, self.loss_raw)
+                self.loss_raw = fresh
+            loss_new = self._evaluate(proposal)
+            e_old, e_new = self.energy(eta, self.loss_raw), self.energy(eta, loss_new)
+            accepted = self.array.decide(e_new - e_old)
+            if self.trace is not None:
+                self.trace.append((k, e_old, e_new, accepted))
+            stats["proposals"] += 1
+            stats["proposed_moves"] += moved
+            if accepted:
+                self.W, self.loss_raw = proposal, loss_new
+                stats["accepted"] += 1
+            else:
+                stats["reverted_moves"] += moved
+        else:
+            stats["empty"] += 1
+        stats["anneal_work"] += self.energy(eta_next, self.loss_raw) - self.energy(eta,
+                                                                                   self.loss_raw)
+        self.step += 1
+        if self.step > self.burn_in:
+            self._sum_chain += self.W
+            stats["averaged_steps"] += 1
+            if accepted:
+                self._sum_accepted += self.W
+                stats["averaged_accepted"] += 1
+        if self.record_every and self.step % self.record_every == 0:
+            self.history.append((self.step, self.loss_raw / 2**self.loss_frac_bits,
+                                 eta_next / 2**self.spec.gain_frac_bits))
+
     def check_identities(self):
-        """First law (exact): heat_net = E(eta0, L0) - E(etaK, LK) + anneal_work; counts."""
-        c = self.counters.exact
+        """First law (exact): heat_net = E(eta0, L0) - E(etaK, LK) + anneal work + the work of
+        remeasurements (both the host's); the counters' totals agree with the chain's."""
+        c, stats = self.counters.exact, self.stats
         eta_now = int(self.spec.gain.values_at([self.step])[0])
         expected = (self.energy(self.eta0, self.loss_raw0) - self.energy(eta_now, self.loss_raw)
-                    + c["anneal_work"])
+                    + stats["anneal_work"] + stats["remeasure_work"])
         failures = []
         if c["heat_net"] != expected:
             failures.append(f"first law: heat_net {c['heat_net']} != E(eta0, L0) - E(etaK, LK)"
-                            f" + anneal_work = {expected}")
+                            f" + anneal work + remeasure work = {expected}")
         moves = c["up_moves"] + c["down_moves"]
         if c["evaluations"] != c["steps"] * self.spec.cells or \
                 moves + c["blocked_moves"] > c["evaluations"] or \
-                moves + self.stats["reverted_moves"] != self.stats["proposed_moves"]:
-            failures.append(f"counter totals inconsistent: {c}, {self.stats}")
+                moves != stats["proposed_moves"] or \
+                c["reverted_moves"] != stats["reverted_moves"] or \
+                c["proposals"] != stats["proposals"] or c["acceptances"] != stats["accepted"]:
+            failures.append(f"counter totals inconsistent: {c}, {stats}")
+        if not np.array_equal(self.array.weights(), self.W):
+            failures.append("the array's weights differ from the chain's state")
         if failures:
             raise IdentityError(f"after step {self.step}: " + "; ".join(failures)
                                 + f" [{self.spec!r}]")

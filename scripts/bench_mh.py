@@ -71,7 +71,7 @@ def summary(r, level, label):
         e, c = r["energy"], r["counters"]
         s.update(heat_net_u=e["heat_net_u"], heat_abs_u=e["heat_abs_u"],
                  anneal_work_u=e["anneal_work_u"], evaluations=c["evaluations"],
-                 moves=c["up_moves"] + c["down_moves"],
+                 moves=c["up_moves"] + c["down_moves"] - c["reverted_moves"],
                  acceptance=r["mh"]["acceptance_rate"])
     else:
         s["ideal_float_test_accuracy"] = r["ideal_float"]["test_accuracy"]

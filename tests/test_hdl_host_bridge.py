@@ -54,6 +54,7 @@ from limemu.model.spec import Spec
 SPEC = Spec(cells=8, lanes=2, weight_bits=4)
 GEOMETRY = Geometry(lanes=2, groups=4, q_storage="dense", q_capacity=1, table_depth=256)
 RMAP = RegisterMap(SPEC, GEOMETRY)
+OUTSIDE = next(a for a in range(1 << 16) if RMAP.region_of(a) is None)   # the map's first hole
 CLOCK_HZ, BAUD = 4_000_000, 1_000_000          # divisor 4
 DIVISOR = 4
 BYTE_CYCLES = FRAME_BITS * DIVISOR
@@ -390,7 +391,7 @@ REFUSALS = {
     "read_short_payload": (encode_request("READ", 3, struct.pack("<I", 0)), "BAD_LENGTH"),
     "write_read_only": (encode_request("WRITE", 3, write_payload(RMAP["magic"].base, [1])),
                         "BAD_ADDRESS"),
-    "write_outside_map": (encode_request("WRITE", 3, write_payload(0x49, [1])),
+    "write_outside_map": (encode_request("WRITE", 3, write_payload(OUTSIDE, [1])),
                           "BAD_ADDRESS"),
     "write_far_outside": (encode_request("WRITE", 3, write_payload(0xFFFFFFFF, [1, 2])),
                           "BAD_ADDRESS"),
@@ -398,7 +399,7 @@ REFUSALS = {
         encode_request("WRITE", 3, write_payload(RMAP["seed"].address(0, 7), [1])),
         "BAD_ADDRESS"),
     "write_burst_last_word_bad": (encode_request("WRITE", 3, write_payload(
-        RMAP["gain_steps_per_entry"].base, [1, 2, 3, 4])), "BAD_ADDRESS"),   # -> 0x49
+        RMAP["gain_steps_per_entry"].base, [1, 2, 3, 4])), "BAD_ADDRESS"),   # -> OUTSIDE
     "write_burst_into_read_only": (encode_request("WRITE", 3, write_payload(
         CONTROL_ADDRESS, [0, 0])), "BAD_ADDRESS"),                           # control, status
     "read_write_only": (encode_request("READ", 3, read_payload(CONTROL_ADDRESS, 1)),
@@ -433,7 +434,7 @@ def test_busy_rule():
         ("WRITE", write_payload(RMAP["cells"].base, [4]), "BUSY"),
         ("WRITE", write_payload(RMAP["weight"].base, [1]), "BUSY"),
         ("WRITE", write_payload(RMAP["magic"].base, [1]), "BUSY"),
-        ("WRITE", write_payload(0x49, [1]), "BUSY"),
+        ("WRITE", write_payload(OUTSIDE, [1]), "BUSY"),
         ("READ", read_payload(RMAP["field"].base, 1), "BUSY"),
         ("READ", read_payload(RMAP["status"].base - 1, 1), "BAD_ADDRESS"),
         ("READ", read_payload(RMAP["q"].base + 63, 2), "BAD_ADDRESS"),
@@ -591,7 +592,7 @@ def test_duplicate_write_not_applied_again():
         expect(await board.request(ctx, "WRITE", 0, write_payload(cells, [2])), "DUPLICATE", 0)
         expect(await board.request(ctx, "READ", 0, read_payload(cells, 1)), "OK", 0,
                payload=pack_words([1]))
-        expect(await board.request(ctx, "WRITE", 1, write_payload(0x49, [3])), "BAD_ADDRESS", 1)
+        expect(await board.request(ctx, "WRITE", 1, write_payload(OUTSIDE, [3])), "BAD_ADDRESS", 1)
         expect(await board.request(ctx, "WRITE", 1, write_payload(cells, [4])), "OK", 1)
         expect(await board.request(ctx, "WRITE", 0, write_payload(cells, [5])), "OK", 0)
         raw = await board.request(ctx, "INFO", 0)

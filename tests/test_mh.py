@@ -191,7 +191,7 @@ def test_exact_kernel_of_proposal_and_acceptance_has_the_boltzmann_state():
 def test_proposals_are_zero_tilt_decisions_on_the_lane_generators():
     spec = toy_spec(10, bits=4, e0_u=2.5, lanes=3, seed=77)
     trainer = MHTrainer(spec, lambda W: (0.0, 0), np.zeros(10))
-    moves, inadmissible = trainer.proposals(6)
+    moves, inadmissible = trainer.array.proposals(6)
     lanes = [LaneGenerator(77, lane) for lane in range(3)]
     e0 = round(2.5 * 256)
     expected = np.zeros((6, 10), dtype=np.int8)
@@ -206,7 +206,7 @@ def test_proposals_are_zero_tilt_decisions_on_the_lane_generators():
     assert np.array_equal(moves, expected)
     assert not inadmissible.any()
     # the acceptance unit is lane number `lanes` of the same seed
-    assert trainer.accept_lane.next_draw() == LaneGenerator(77, 3).next_draw()
+    assert trainer.array.accept_lane.next_draw() == LaneGenerator(77, 3).next_draw()
 
 
 def test_first_law_and_counters_hold_with_annealed_gain_and_rising_barrier():
@@ -223,13 +223,36 @@ def test_first_law_and_counters_hold_with_annealed_gain_and_rising_barrier():
     c = result.counters.exact
     assert c["steps"] == 400 and c["evaluations"] == 400 * 12
     assert c["barrier_work"] == 12 * 3 * 256                 # E0 rose from 2 u to 5 u
-    assert c["field_adds"] == 5 * trainer.stats["forward_evaluations"]
+    stats = result.stats
+    assert stats["forward_macs"] == 5 * stats["forward_evaluations"]
+    assert c["field_adds"] == 0 and c["anneal_work"] == 0       # the host's, in stats
     assert c["inadmissible"] == 0 and c["up_moves"] + c["down_moves"] > 0
+    assert c["proposals"] == stats["proposals"] == stats["forward_evaluations"] - 1
+    assert c["acceptances"] == stats["accepted"] > 0
+    assert c["proposals"] + stats["empty"] == 400
     eta_k = int(spec.gain.values_at([400])[0])
     assert c["heat_net"] == (state_energy(16, trainer.loss_raw0, 6)
-                             - state_energy(eta_k, trainer.loss_raw, 6) + c["anneal_work"])
-    assert c["anneal_work"] != 0 and c["heat_abs"] >= abs(c["heat_net"])
+                             - state_energy(eta_k, trainer.loss_raw, 6) + stats["anneal_work"])
+    assert stats["anneal_work"] != 0 and c["heat_abs"] >= abs(c["heat_net"])
     assert np.all((result.final >= spec.w_lo) & (result.final <= spec.w_hi))
+    result.counters.exact["heat_net"] += 1
+    with pytest.raises(IdentityError, match="first law"):
+        trainer.check_identities()
+
+
+def test_remeasuring_keeps_the_first_law_with_its_work():
+    """With read noise, --remeasure evaluates the current state again before every decision:
+    the change of its energy is work the host accounts for, and the first law still holds."""
+    spec = toy_spec(6, bits=3, e0_u=2.0, eta=1.0)
+    noise = np.random.default_rng(4)
+
+    def loss_fn(W):
+        return float(np.sum(W**2) * 0.5 + noise.normal(0, 2.0)), 1
+
+    trainer = MHTrainer(spec, loss_fn, np.zeros(6), remeasure=True)
+    result = trainer.run(300)
+    assert result.stats["remeasure_work"] != 0
+    assert result.stats["forward_evaluations"] == 1 + 2 * result.stats["proposals"]
     result.counters.exact["heat_net"] += 1
     with pytest.raises(IdentityError, match="first law"):
         trainer.check_identities()
@@ -242,8 +265,9 @@ def test_blocked_moves_are_counted_and_the_ladder_is_kept():
     c = result.counters.exact
     assert c["blocked_moves"] > 0
     assert np.all((result.final >= -2) & (result.final <= 1))
-    assert c["up_moves"] + c["down_moves"] + trainer.stats["reverted_moves"] \
-        == trainer.stats["proposed_moves"]
+    assert c["up_moves"] + c["down_moves"] == trainer.stats["proposed_moves"]
+    assert c["reverted_moves"] == trainer.stats["reverted_moves"] > 0
+    assert c["acceptances"] < c["proposals"]
 
 
 def test_posterior_mean_is_the_average_after_burn_in_rounded_half_up():

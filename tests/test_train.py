@@ -20,12 +20,18 @@ def test_train_mh_writes_counters_and_energy_like_run(tmp_path, capsys):
     assert r["counters"]["evaluations"] == 400 * spec["cells"] == 400 * len(r["weights"])
     assert all(isinstance(v, int) for v in r["counters"].values())
     lsb = 2.0 ** -spec["barrier_frac_bits"]
-    for name in ("heat_net", "heat_abs", "barrier_work", "anneal_work"):
+    for name in ("heat_net", "heat_abs", "barrier_work"):
         assert r["energy"][f"{name}_u"] == r["counters"][name] * lsb
+    # the gain's work and the forward passes are the host's (the array counts neither)
+    assert r["counters"]["anneal_work"] == 0 == r["counters"]["field_adds"]
+    assert r["energy"]["anneal_work_u"] == r["mh"]["anneal_work"] * lsb != 0
+    c = r["counters"]
+    assert c["proposals"] == r["mh"]["proposals"] and c["acceptances"] == r["mh"]["accepted"]
+    assert c["up_moves"] + c["down_moves"] - c["reverted_moves"] > 0
     for key in ("heat_u", "heat_J", "landauer_bound_u", "speed_bound_u", "temperature_K",
                 "macs", "conventional_J"):
         assert key in r["energy"], key
-    assert r["energy"]["macs"] == r["counters"]["field_adds"]
+    assert r["energy"]["macs"] == r["mh"]["forward_macs"] > 0
     assert 0 <= r["metrics"]["test_accuracy"] <= 1
     assert r["identities"]["first_law"] == "exact"
     text = capsys.readouterr().out

@@ -27,6 +27,7 @@ import json
 import math
 import time
 from pathlib import Path
+import functools
 
 import numpy as np
 
@@ -37,7 +38,9 @@ from limemu.model.mh import (
     LEVELS,
     ChipModel,
     MHTrainer,
+    ModelArray,
     NetworkLayout,
+    ReferenceArray,
     cross_entropy,
     parse_nonideality,
     proposal_barrier_u,
@@ -59,7 +62,10 @@ MAX_SEED = 2**32                 # scikit-learn's random_state limit
 DEFAULTS = dict(method="mh", nonideality="none", train_fraction=1.0, test_fraction=0.3,
                 hidden=8, bits=4, full_scale_in=1.0, full_scale_out=2.0,
                 steps=20000, burn_in=None, moves=2.0, gain="exp:0.05,16", lanes=4,
-                loss_frac_bits=8, average="chain", epochs=1000, lr=0.01, weight_decay=1e-3)
+                loss_frac_bits=8, average="chain", epochs=1000, lr=0.01, weight_decay=1e-3,
+                backend="model", remeasure=False)
+#: where an MH chain's array runs: the golden model, its plain reference loop, or the core
+MH_BACKENDS = ("model", "reference", "verilator", "vboard", "board")
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -161,13 +167,18 @@ def to_cells(layout, w):
 def train_options(options):
     """Validated, complete options (dict) from a dict that may miss keys or hold None."""
     o = {k: (options.get(k) if options.get(k) is not None else v) for k, v in DEFAULTS.items()}
-    for key in ("seed", "chip_seed", "temperature", "quiet", "set", "barrier"):
+    for key in ("seed", "chip_seed", "temperature", "quiet", "set", "barrier", "port", "baud"):
         o[key] = options.get(key)
     o["seed"] = 1 if o["seed"] is None else o["seed"]
     o["chip_seed"] = o["seed"] if o["chip_seed"] is None else o["chip_seed"]
     o["temperature"] = 300.0 if o["temperature"] is None else o["temperature"]
     require(o["method"] in METHODS, "method", o["method"], f"must be one of {METHODS}")
     require(o["average"] in AVERAGES, "average", o["average"], f"must be one of {AVERAGES}")
+    require(o["backend"] in MH_BACKENDS, "backend", o["backend"], f"must be one of {MH_BACKENDS}")
+    require(o["backend"] == "model" or o["method"] == "mh", "backend", o["backend"],
+            "only --method mh runs on an array (backprop trains on the host)")
+    require(o["port"] is None or o["backend"] == "board", "port", o["port"],
+            "only --backend board takes a port")
     for key in ("hidden", "bits", "steps", "lanes", "loss_frac_bits", "epochs"):
         require(isinstance(o[key], int) and not isinstance(o[key], bool), key, o[key],
                 "must be an integer")
@@ -228,7 +239,7 @@ def run_training(options, progress=None, data=None):
         "command": "train",
         "workload": f"train/{DATASET}",
         "method": o["method"],
-        "backend": "model",
+        "backend": o["backend"],
         "config": {
             "method": o["method"], "dataset": DATASET, "seed": o["seed"],
             "chip_seed": o["chip_seed"], "nonideality_level": o["nonideality"],
@@ -241,15 +252,22 @@ def run_training(options, progress=None, data=None):
         spec = build_spec(o, layout)
         result["config"].update(spec=spec.to_dict(), steps=o["steps"], burn_in=o["burn_in"],
                                 moves=o["moves"], barrier=o.get("barrier"), gain=o["gain"],
-                                loss_frac_bits=o["loss_frac_bits"], average=o["average"])
+                                loss_frac_bits=o["loss_frac_bits"], average=o["average"],
+                                remeasure=o["remeasure"])
 
         def loss_fn(W):
             return chip.loss(X, y, W), layout.macs(len(y))
 
         trainer = MHTrainer(spec, loss_fn, initial_cells(layout, o["seed"]),
                             burn_in=o["burn_in"], loss_frac_bits=o["loss_frac_bits"],
-                            average=o["average"], record_every=max(1, o["steps"] // 50))
-        mh = trainer.run(o["steps"], progress=progress)
+                            average=o["average"], record_every=max(1, o["steps"] // 50),
+                            remeasure=o["remeasure"], array=array_factory(o))
+        try:
+            run_started = time.perf_counter()
+            mh = trainer.run(o["steps"], progress=progress)
+            result["throughput"] = mh_throughput(trainer, time.perf_counter() - run_started)
+        finally:
+            trainer.array.close()
         cells = mh.deployed
         c = mh.counters
         result["steps"] = o["steps"]
@@ -257,10 +275,13 @@ def run_training(options, progress=None, data=None):
         result["overflow"] = dict(c.overflow)
         result["energy"] = energy_report(spec, c.exact, trainer.W0, mh.final,
                                          o["temperature"])
+        # the gain's work on the kept loss is the host's (it holds the loss): not a counter
+        result["energy"]["anneal_work_u"] = mh.stats["anneal_work"] * spec.energy_lsb_u
         result["mh"] = _jsonable(mh.stats)
         result["history"] = [{"step": s, "loss": loss, "gain": g} for s, loss, g in mh.history]
-        result["identities"] = {"first_law": "exact"}
-        macs = c.exact["field_adds"]
+        result["identities"] = {"first_law": "exact" if o["backend"] in ("model", "reference")
+                                else f"exact (heat_net from the {o['backend']}'s counter)"}
+        macs = mh.stats["forward_macs"]
         result["posterior_mean"] = [round(float(x), 6) for x in mh.mean]
     else:
         result["config"].update(epochs=o["epochs"], lr=o["lr"],
@@ -294,6 +315,29 @@ def run_training(options, progress=None, data=None):
     evaluations = (result.get("counters") or {}).get("evaluations", 0)
     result["cell_evaluations_per_s"] = evaluations / max(result["seconds"], 1e-9)
     return _jsonable(result)
+
+
+def array_factory(o):
+    """The array class of --backend (called with the spec and the initial cells)."""
+    if o["backend"] == "model":
+        return ModelArray
+    if o["backend"] == "reference":
+        return ReferenceArray
+    from .mh_hardware import HardwareArray  # noqa: PLC0415 (the RTL's tools load on demand)
+    options = {k: o[k] for k in ("port", "baud") if o.get(k) is not None}
+    return functools.partial(HardwareArray, backend=o["backend"],
+                             log=None if o.get("quiet") else print, **options)
+
+
+def mh_throughput(trainer, seconds):
+    """MH steps per second of this run; for an array core also its host requests per step
+    and the steps per second the serial link would allow at a board's baud rate."""
+    steps = trainer.stats["proposals"] + trainer.stats["empty"]
+    out = {"steps": steps, "seconds": seconds, "steps_per_s": steps / max(seconds, 1e-9)}
+    link = getattr(trainer.array, "link_estimate", None)
+    if link is not None:
+        out.update(link(steps))
+    return out
 
 
 def _acc(z, y):
@@ -346,6 +390,14 @@ def add_train_options(p):
                    f"(default {d['lanes']})")
     g.add_argument("--loss-frac-bits", type=int, default=d["loss_frac_bits"],
                    help=f"fraction bits of the loss register (default {d['loss_frac_bits']})")
+    g.add_argument("--backend", choices=MH_BACKENDS, default=d["backend"],
+                   help="where the array proposes and decides: the golden model, its reference "
+                   "loop, the RTL under Verilator, the virtual board or a board (default model)")
+    g.add_argument("--port", help="serial port of --backend board (e.g. /dev/ttyUSB1)")
+    g.add_argument("--baud", type=int, help="baud rate of --backend board (default 1000000)")
+    g.add_argument("--remeasure", action="store_true",
+                   help="evaluate the current state's loss again before every decision (with "
+                   "read noise, a chain that keeps its luckiest measurement sticks otherwise)")
     g.add_argument("--average", choices=AVERAGES, default=d["average"],
                    help="posterior mean over the chain's states after burn-in (chain) or over "
                    "the accepted samples after burn-in (accepted) (default chain)")
@@ -373,11 +425,10 @@ class _Progress:
         if self._bar is None:
             self._bar = bar(total=total, desc="  mh", unit="step", enabled=self.enabled)
         self._bar.update(step - self._bar.n)
-        if step % 100 == 0:
-            s = trainer.stats
-            self._bar.set_postfix_str(
-                f"loss {trainer.loss_raw / 2**trainer.loss_frac_bits:.2f} nats, acceptance "
-                f"{s['accepted'] / max(s['proposals'], 1):.3f}", refresh=False)
+        s = trainer.stats
+        self._bar.set_postfix_str(
+            f"loss {trainer.loss_raw / 2**trainer.loss_frac_bits:.2f} nats, acceptance "
+            f"{s['accepted'] / max(s['proposals'], 1):.3f}", refresh=False)
         if step >= total:
             self._bar.close()
 
@@ -418,8 +469,17 @@ def print_train_summary(r):
         print(f"energy (T = {e['temperature_K']:g} K):")
         print(f"  heat released (net)   {e['heat_net_u']:12.6g} u   {e['heat_J']:.3e} J")
         print(f"  heat (gross, sum |D|) {e['heat_abs_u']:12.6g} u   {e['heat_abs_J']:.3e} J")
-        print(f"  annealing work        {e['anneal_work_u']:12.6g} u")
+        print(f"  proposal barrier work {e['barrier_work_u']:12.6g} u")
+        print(f"  annealing work        {e['anneal_work_u']:12.6g} u   (the host's: it holds "
+              "the loss)")
         print(f"  first law: {r['identities']['first_law']}")
+        t = r["throughput"]
+        line = f"  {t['steps_per_s']:.0f} MH steps/s on {r['backend']}"
+        if "link_bytes_per_step" in t:
+            line += (f"; over a serial link {t['link_requests_per_step']:.1f} requests, "
+                     f"{t['link_bytes_per_step']:.0f} bytes a step: at most "
+                     f"{t['link_steps_per_s']:.0f} steps/s at {t['link_baud']} baud")
+        print(line)
     else:
         f = r["ideal_float"]
         print(f"  backprop (float, ideal model): test accuracy {f['test_accuracy']:.4f}")
