@@ -16,12 +16,16 @@ from limemu.model.schedules import Schedule
 from limemu.model.spec import Spec
 
 
-def toy_spec(lanes):
+def toy_spec(lanes, core):
     """12 cells x 3 bits, a rising proposal barrier (barrier work), an annealed gain, blocked
-    moves at the ladder's ends."""
+    moves at the ladder's ends (the compact core's schedules are tables)."""
+    barrier = Schedule.linear(2 * 256, 3 << 16, lo=2 * 256, hi=5 * 256)
+    gain = Schedule.exponential(16, 1 << 9, lo=16, hi=1 << 10)
+    if core == "compact":
+        barrier = barrier.tabulated("barrier", 14, 256, 1)
+        gain = gain.tabulated("gain", 16, 256, 1)
     return Spec(cells=12, weight_bits=3, lanes=lanes, seed=5, tilt="external",
-                barrier=Schedule.linear(2 * 256, 3 << 16, lo=2 * 256, hi=5 * 256),
-                gain=Schedule.exponential(16, 1 << 9, lo=16, hi=1 << 10))
+                barrier=barrier, gain=gain)
 
 
 def toy_loss(W):
@@ -29,13 +33,13 @@ def toy_loss(W):
     return float(np.sum((W - target) ** 2) * 0.37 + np.sin(W.sum())), 5
 
 
-@pytest.mark.parametrize("lanes", [1, 3])
-def test_mh_chain_on_the_rtl_is_the_models(lanes):
-    spec = toy_spec(lanes)
+@pytest.mark.parametrize("core,lanes", [("pipelined", 1), ("pipelined", 3), ("compact", 1)])
+def test_mh_chain_on_the_rtl_is_the_models(core, lanes):
+    spec = toy_spec(lanes, core)
     model = MHTrainer(spec, toy_loss, np.full(12, 3), burn_in=50, trace=True)
     expected = model.run(150)
     rtl = MHTrainer(spec, toy_loss, np.full(12, 3), burn_in=50, trace=True,
-                    array=functools.partial(HardwareArray, backend="verilator"))
+                    array=functools.partial(HardwareArray, backend="verilator", core=core))
     try:
         got = rtl.run(150)                      # checks the first law on the core's counters
         assert rtl.trace == model.trace          # every decision, with both energies
@@ -73,3 +77,13 @@ def test_train_on_the_array_gives_the_models_result(tmp_path, backend):
         assert rtl[key] == model[key], key
     assert rtl["mh"]["remeasure_work"] != 0
     assert rtl["throughput"]["link_bytes_per_step"] > 0
+    assert rtl["identities"]["first_law"] == f"exact (heat_net from the {backend}'s counter)"
+    assert main(["report", str(tmp_path / f"{backend}.json")]) == 0    # the energy report
+
+
+def test_crosscheck_mh_on_the_compact_core(capsys):
+    """`limemu crosscheck --workload mh`: the network's chain on the compact core (one lane,
+    the schedules as tables) equals the model's at every step."""
+    assert main(["crosscheck", "--workload", "mh", "--backend", "verilator", "--core",
+                 "compact", "--steps", "40", "--quiet"]) == 0
+    assert "crosscheck: PASS: MH chain of 40 steps identical" in capsys.readouterr().out

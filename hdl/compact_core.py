@@ -43,6 +43,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from limemu.model.counters import counter_layout
+from limemu.model.crossing import ZERO_FROM_U
 from limemu.model.errors import require
 
 from . import core_bus
@@ -52,7 +53,7 @@ from .core_control import CoreBase
 from .counter_bank import increment_bits
 from .counter_ram import CounterRam
 from .lane_rng import SEED_WORDS, LaneRng
-from .regmap import WORD_BITS, words
+from .regmap import WORD_BITS, has_mh, words
 from .schedule_unit import ScheduleUnit
 from .serial_crossing_unit import SerialCrossingUnit
 from .single_port_ram import SinglePortRam
@@ -108,6 +109,7 @@ class CompactCore(CoreBase):
         self.layout = CellLayout(self.regmap)
         self.increment_bits = increment_bits(spec, geometry)
         self.counter_index = {name: i for i, (name, _, _) in enumerate(counter_layout(spec))}
+        self.mh = has_mh(spec, geometry)
 
     def elaborate(self, platform):
         m = Module()
@@ -116,6 +118,8 @@ class CompactCore(CoreBase):
         self.control(m, p)
         self._bus(m, p)
         self._datapath(m, p)
+        if self.mh:
+            m.d.comb += p.last_move_read.addr.eq(p.slot)   # (REVERT_NEXT reads ahead)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(p.ctl.start_run):
@@ -123,6 +127,9 @@ class CompactCore(CoreBase):
                 with m.Elif(p.ctl.start_init):
                     m.d.sync += p.slot.eq(0)
                     m.next = "INIT_BIAS"
+                if self.mh:
+                    with m.Elif(p.ctl.start_accept):
+                        m.next = "ACCEPT_DRAW"
             with m.State("PREPARE"):
                 with m.If(~p.barrier.busy & ~p.gain.busy):
                     m.d.sync += [p.e0.eq(p.barrier.value), p.eta.eq(p.gain.value),
@@ -133,6 +140,13 @@ class CompactCore(CoreBase):
             self._step_end_states(m, p)
             self._field_states(m, p)
             self._init_states(m, p)
+            if self.mh:
+                self._accept_states(m, p)
+        if self.mh:
+            # a proposal waits for its decision until anything else starts
+            m.d.comb += p.ctl.accept_allowed.eq(p.proposal)
+            with m.If(p.ctl.start_run | p.ctl.start_init | p.ctl.clear | p.ctl.start_accept):
+                m.d.sync += p.proposal.eq(0)
         return m
 
     def _submodules(self, m, p):
@@ -151,7 +165,18 @@ class CompactCore(CoreBase):
             bits=spec.gain_bits, table_depth=g.table_depth, serial=True, kinds=g.schedule_kinds)
         m.submodules.rng = p.rng = LaneRng()
         m.submodules.seed = p.seed = SeedLoader()
-        m.d.comb += [p.rng.shift.eq(p.seed.shift), p.rng.shift_data.eq(p.seed.shift_data)]
+        p.proposal = Signal()                   # a proposal waits for its decision (MH)
+        p.rngs = [p.rng]
+        if self.mh:
+            m.submodules.accept_rng = p.accept_rng = LaneRng()
+            p.rngs.append(p.accept_rng)
+            mem = Memory(shape=2, depth=g.slots, init=[])    # the last step's move per slot
+            m.submodules.last_move = mem
+            p.last_move_read, p.last_move_write = mem.read_port(), mem.write_port()
+        p.seed_target = Signal(range(len(p.rngs)))      # the generator the seed loads into
+        for k, rng in enumerate(p.rngs):
+            m.d.comb += [rng.shift.eq(p.seed.shift & (p.seed_target == k)),
+                         rng.shift_data.eq(p.seed.shift_data)]
         m.submodules.crossing = p.crossing = SerialCrossingUnit(
             frac_bits=spec.barrier_frac_bits, mantissa_bits=spec.mantissa_bits,
             e0_bits=spec.barrier_bits, h_bits=spec.tilt_bits + 1)
@@ -274,6 +299,8 @@ class CompactCore(CoreBase):
         def operands(valid):
             with m.If(~valid):
                 m.d.comb += rng.next.eq(1)            # an idle slot draws too
+                if self.mh:
+                    self._last_move(m, p, 0)
                 m.next = "NEXT"
             with m.Elif(p.external):
                 self._begin_chain(m, p, p.slot, tilt)
@@ -316,6 +343,8 @@ class CompactCore(CoreBase):
                    Mux(p.move_down, index["down_moves"], index["blocked_moves"]))
 
         def decided():
+            if self.mh:
+                self._last_move(m, p, Cat(p.move_up, p.move_down))
             with m.If(p.moves & ~p.external):
                 m.d.sync += p.regs["loss2"].eq(p.regs["loss2"]
                                                + Mux(p.move_up, p.dl_up, p.dl_down))
@@ -417,7 +446,80 @@ class CompactCore(CoreBase):
         with m.State("FINISH"):                          # the last addition is in
             with m.If(p.counters.ready):
                 m.d.comb += p.ctl.finish.eq(1)
+                if self.mh:                       # a step with external tilts: a proposal
+                    m.d.sync += p.proposal.eq(p.external)
                 m.next = "IDLE"
+
+    # -- Metropolis-Hastings: the decision on a proposal, the revert --------------------------
+    def _last_move(self, m, p, move):
+        m.d.comb += [p.last_move_write.addr.eq(p.slot), p.last_move_write.data.eq(move),
+                     p.last_move_write.en.eq(1)]
+
+    def _accept_states(self, m, p):
+        """The acceptance generator's draw through the crossing unit against B+ = max(0,
+        mh_delta) (saturated where the threshold is already 0; E0 = 0 for it) and a
+        switched-off reverse outcome; proposals, then acceptances and the heat -mh_delta are
+        counted. A rejected proposal: every slot's last move is undone and counted."""
+        spec, delta = self.spec, p.regs["mh_delta"]
+        never = ZERO_FROM_U << spec.barrier_frac_bits
+        with m.State("ACCEPT_DRAW"):
+            m.d.sync += [p.e0.eq(0), p.h_up.eq(Mux(delta < 0, 0, Mux(delta > never, never,
+                                                                      delta))),
+                         p.h_down.eq(never), p.slot.eq(0)]
+            m.next = "ACCEPT_START"
+        with m.State("ACCEPT_START"):
+            m.d.comb += [p.crossing.start.eq(1), p.crossing.u.eq(p.accept_rng.draw),
+                         p.accept_rng.next.eq(1)]
+            m.next = "ACCEPT_CROSS"
+        with m.State("ACCEPT_CROSS"):
+            with m.If(p.crossing.done):
+                m.d.comb += [p.ctl.decided.eq(1), p.ctl.accepted.eq(p.crossing.up)]
+                m.next = "COUNT_PROPOSAL"
+
+        def accepted_or_revert():
+            with m.If(p.crossing.up):
+                m.next = "COUNT_ACCEPTANCE"
+            with m.Else():
+                self._begin_chain(m, p, p.slot, [("REVERT_WEIGHT", "weight", None)])
+
+        self._count_chain(m, p, [("COUNT_PROPOSAL", 1, "proposals", 1, 0, None)],
+                          accepted_or_revert)
+        self._count_chain(m, p, [
+            ("COUNT_ACCEPTANCE", 1, "acceptances", 1, 0, None),
+            ("COUNT_MH_HEAT_NET", 1, "heat_net", delta, 1, None),         # released: -delta
+            ("COUNT_MH_HEAT_ABS", 1, "heat_abs", delta, delta < 0, None),  # |delta|
+        ], lambda: self._goto(m, "FINISH_DECISION"))
+        moved = p.last_move_read.data
+        with m.State("REVERT_WEIGHT"):
+            with m.If(p.cs.done):
+                w = self._value(p, "weight")
+                with m.If(moved.any()):
+                    self._access(m, p, "weight", p.slot, value=Mux(
+                        moved[0], w - spec.delta, w + spec.delta).as_signed())
+                    self._last_move(m, p, 0)
+                    m.next = "REVERT_WRITTEN"
+                with m.Else():
+                    m.next = "REVERT_NEXT"
+        with m.State("REVERT_WRITTEN"):
+            with m.If(p.cs.done):
+                m.next = "COUNT_REVERTED"
+        self._count_chain(m, p, [("COUNT_REVERTED", 1, "reverted_moves", 1, 0, None)],
+                          lambda: self._goto(m, "REVERT_NEXT"))
+        with m.State("REVERT_NEXT"):
+            with m.If(p.last_slot):
+                m.next = "FINISH_DECISION"
+            with m.Else():
+                m.d.sync += p.slot.eq(p.slot + 1)
+                m.d.comb += p.last_move_read.addr.eq(p.slot + 1)
+                self._begin_chain(m, p, p.slot + 1, [("REVERT_WEIGHT", "weight", None)])
+        with m.State("FINISH_DECISION"):                  # the last addition is in
+            with m.If(p.counters.ready):
+                m.d.comb += p.ctl.finish.eq(1)
+                m.next = "IDLE"
+
+    @staticmethod
+    def _goto(m, state):
+        m.next = state
 
     # -- the field update g += dw Q[:, f_slot] ----------------------------------------------------
     def _field_states(self, m, p):
@@ -684,8 +786,10 @@ class CompactCore(CoreBase):
         if name == "seed":                         # every word into the seed RAM
             with m.If(p.running):
                 m.d.comb += p.ctl.refuse_busy.eq(1)
-            with m.Elif(word < SEED_WORDS):
+            with m.Elif((word < SEED_WORDS) & (index < len(p.rngs))):
                 m.d.comb += p.seed.write.eq(1)
+                with m.If(word == SEED_WORDS - 1):
+                    m.d.sync += p.seed_target.eq(index)
             with m.Else():
                 m.d.comb += p.ctl.refuse_address.eq(1)
             return

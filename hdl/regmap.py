@@ -97,7 +97,7 @@ LANE_REGIONS = ("weight", "valid", "field", "diag", "bias", "tilt", "cell_up", "
 #: a step with zero external tilts proposes; ``accept`` then decides the proposal on the
 #: energy difference the host wrote into ``mh_delta``, with a generator of its own (seed
 #: number ``lanes``) and a crossing unit; a rejected proposal is reverted by the core
-MH_CORES = ("pipelined",)
+MH_CORES = ("pipelined", "compact")
 
 
 def has_mh(spec, geometry):

@@ -523,7 +523,7 @@ class MHTrainer:
     the current state's loss again before every decision (with read noise, a chain that keeps
     its luckiest measurement otherwise sticks). record_every: keep (step, loss, eta) every that
     many steps in ``history``; trace: keep (step, E, E', accepted) of every decided proposal in
-    ``trace`` (for tests). array: who proposes and decides (default: the golden model's
+    ``trace`` and the cells after every step in ``states`` (cross-checks). array: who proposes and decides (default: the golden model's
     :class:`ModelArray`; ``limemu.mh_hardware.HardwareArray`` for the RTL and boards), built
     by ``array(spec, weights)``.
     """
@@ -566,6 +566,7 @@ class MHTrainer:
         self._sum_accepted = np.zeros(spec.cells, dtype=np.int64)
         self.history = []
         self.trace = [] if trace else None
+        self.states = [] if trace else None       # the cells after every step (with trace)
         self.array = array(spec, w)
 
     @property
@@ -631,6 +632,8 @@ class MHTrainer:
         stats["anneal_work"] += self.energy(eta_next, self.loss_raw) - self.energy(eta,
                                                                                    self.loss_raw)
         self.step += 1
+        if self.states is not None:
+            self.states.append(self.W.copy())
         if self.step > self.burn_in:
             self._sum_chain += self.W
             stats["averaged_steps"] += 1

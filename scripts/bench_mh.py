@@ -1,6 +1,7 @@
 """Evidence table: Metropolis-Hastings on the array versus backprop, on non-ideal chips.
 
-    python scripts/bench_mh.py [--seeds 10] [--steps 20000] [--json OUT]
+    python scripts/bench_mh.py [--seeds 10] [--steps 20000] [--remeasure] [--json OUT]
+    python scripts/bench_mh.py --reproduce-on verilator [--first-seed 1]
 
 For every non-ideality level (none, mild, strong) and training-set size (the full training
 split, 10 % of it), both methods train the same network for the same chip on the same
@@ -8,8 +9,13 @@ stratified split, seed by seed (the seed fixes the split, the chip's mismatch an
 the array's generators and the initial weights); every other setting is the default of
 `limemu train`. Prints test accuracy on the chip, mean +- sample standard deviation over the
 seeds, with the energy counters of the MH runs (heat in u, cell evaluations, forward
-multiply-accumulates) and the multiply-accumulates of backprop beside it. Progress goes to
-stderr, the table to stdout.
+multiply-accumulates) and the multiply-accumulates of backprop beside it; with --remeasure
+also MH that evaluates the current state again before every decision (the read-noise option
+of `limemu train`). Progress goes to stderr, the table to stdout.
+
+--reproduce-on BACKEND runs one seed per row of the table on the golden model and on BACKEND
+(verilator, vboard or board) and prints both test accuracies and whether the two chains left
+the same weights, counters and statistics (they must: the chains are the same).
 """
 
 import argparse
@@ -31,7 +37,14 @@ def main(argv=None):
     p.add_argument("--steps", type=int, help="MH steps (default: limemu train's)")
     p.add_argument("--levels", default=",".join(LEVELS), help="comma-separated levels")
     p.add_argument("--json", metavar="OUT", help="also write every run's summary as JSON")
+    p.add_argument("--remeasure", action="store_true",
+                   help="also MH with --remeasure (column 'MH re')")
+    p.add_argument("--reproduce-on", metavar="BACKEND", choices=("verilator", "vboard", "board"),
+                   help="one seed per row on the model and on BACKEND, compared")
+    p.add_argument("--port", help="serial port of --reproduce-on board")
     args = p.parse_args(argv)
+    if args.reproduce_on:
+        return reproduce(args)
     if args.seeds < 2:
         p.error("--seeds must be >= 2 (a standard deviation needs two runs)")
     levels = [x.strip() for x in args.levels.split(",") if x.strip()]
@@ -39,17 +52,19 @@ def main(argv=None):
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     runs = []
     started = time.perf_counter()
-    total = len(levels) * len(FRACTIONS) * len(seeds) * 2
+    methods = ("backprop", "mh") + (("mh_re",) if args.remeasure else ())
+    total = len(levels) * len(FRACTIONS) * len(seeds) * len(methods)
     for level in levels:
         for label, fraction in FRACTIONS:
             for seed in seeds:
-                for method in ("backprop", "mh"):
-                    options = dict(method=method, nonideality=level, train_fraction=fraction,
-                                   seed=seed)
-                    if args.steps and method == "mh":
+                for method in methods:
+                    options = dict(method="backprop" if method == "backprop" else "mh",
+                                   nonideality=level, train_fraction=fraction, seed=seed,
+                                   remeasure=method == "mh_re")
+                    if args.steps and method != "backprop":
                         options["steps"] = args.steps
                     r = run_training(options, data=data)
-                    runs.append(summary(r, level, label))
+                    runs.append({**summary(r, level, label), "method": method})
                     sys.stderr.write(
                         f"  [{len(runs)}/{total}] {level:6s} {label:4s} seed {seed:2d} "
                         f"{method:8s} test accuracy {r['metrics']['test_accuracy']:.3f} "
@@ -91,7 +106,8 @@ def table(runs, levels, n_seeds, args):
              f"{steps}; energy columns: means per MH run",
              f"{'level':7s} {'train data':12s} {'backprop':>13s} {'MH':>13s} {'MH - BP':>13s} "
              f"{'worst BP/MH':>11s} {'MH heat |D|':>12s} {'MH net heat':>12s} {'MH moves':>9s} "
-             f"{'MH fwd MACs':>12s} {'BP MACs':>9s}"]
+             f"{'MH fwd MACs':>12s} {'BP MACs':>9s}"
+             + (f" {'MH re':>13s} {'MH re - MH':>13s}" if args.remeasure else "")]
     for level in levels:
         for label, _ in FRACTIONS:
             bp = pick(level, label, "backprop", "test_accuracy")
@@ -105,7 +121,10 @@ def table(runs, levels, n_seeds, args):
                 f"{pick(level, label, 'mh', 'heat_net_u').mean():10.0f} u "
                 f"{pick(level, label, 'mh', 'moves').mean():9.0f} "
                 f"{pick(level, label, 'mh', 'macs').mean():12.3g} "
-                f"{pick(level, label, 'backprop', 'macs').mean():9.3g}")
+                f"{pick(level, label, 'backprop', 'macs').mean():9.3g}"
+                + (f" {ms(pick(level, label, 'mh_re', 'test_accuracy')):>13s} "
+                   f"{ms(pick(level, label, 'mh_re', 'test_accuracy') - mh):>13s}"
+                   if args.remeasure else ""))
     lines.append("")
     lines.append("the claims of arXiv 2402.06284, checked per level:")
     for level in levels:
@@ -124,6 +143,33 @@ def table(runs, levels, n_seeds, args):
     lines.append(f"  (an MH run: {evaluations:.3g} cell evaluations of the proposal steps; "
                  "heat in u = kT ln 2)")
     return "\n".join(lines)
+
+
+def reproduce(args):
+    """One seed per row of the table, MH on the model and on args.reproduce_on."""
+    data = load_data()
+    seed, backend = args.first_seed, args.reproduce_on
+    print(f"MH on the model and on {backend}, seed {seed}, steps "
+          f"{args.steps or 'default'}: test accuracy on the chip (%)")
+    print(f"{'level':7s} {'train data':10s} {'model':>7s} {backend:>10s} {'identical':>10s} "
+          f"{'steps/s':>8s} {'link steps/s':>13s}")
+    failures = 0
+    for level in [x.strip() for x in args.levels.split(",") if x.strip()]:
+        for label, fraction in FRACTIONS:
+            options = dict(method="mh", nonideality=level, train_fraction=fraction, seed=seed,
+                           quiet=True, **({"steps": args.steps} if args.steps else {}))
+            model = run_training(options, data=data)
+            extra = {"port": args.port} if args.port else {}
+            other = run_training({**options, "backend": backend, **extra}, data=data)
+            same = all(model[k] == other[k] for k in ("weights", "counters", "mh", "metrics",
+                                                       "posterior_mean"))
+            failures += not same
+            t = other["throughput"]
+            print(f"{level:7s} {label:10s} {100 * model['metrics']['test_accuracy']:7.1f} "
+                  f"{100 * other['metrics']['test_accuracy']:10.1f} {'yes' if same else 'NO':>10s}"
+                  f" {t['steps_per_s']:8.0f} {t.get('link_steps_per_s', float('nan')):13.0f}",
+                  flush=True)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

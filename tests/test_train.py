@@ -84,3 +84,43 @@ def test_unknown_method_is_an_argparse_error(capsys):
         main(["train", "--method", "sgd"])
     assert e.value.code == 2
     assert "invalid choice: 'sgd'" in capsys.readouterr().err
+
+
+def test_crosscheck_mh_on_the_reference_loop_passes(capsys):
+    assert main(["crosscheck", "--workload", "mh", "--backend", "reference", "--steps", "40",
+                 "--quiet"]) == 0
+    assert "crosscheck: PASS: MH chain of 40 steps identical" in capsys.readouterr().out
+
+
+def test_crosscheck_mh_names_the_first_step_where_the_chains_part(monkeypatch, capsys):
+    """A backend whose decision goes the other way once: FAIL, at that step."""
+    from limemu import train as train_module
+    from limemu.model.mh import ModelArray
+
+    class OneWrongDecision(ModelArray):
+        def decide(self, delta_e):
+            accepted = super().decide(delta_e)
+            if self.counters.exact["proposals"] == 7 and accepted:
+                self.W[self._moved] -= self._dw           # reverted though accepted
+            return accepted
+
+    real = train_module.array_factory
+    monkeypatch.setattr(train_module, "array_factory",
+                        lambda o: OneWrongDecision if o["backend"] == "reference" else real(o))
+    assert main(["crosscheck", "--workload", "mh", "--backend", "reference", "--steps", "60",
+                 "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "crosscheck: FAIL: weights differ after step" in out and "seed 1" in out
+
+
+def test_train_on_the_compact_core_runs_tables_on_one_lane(tmp_path):
+    out = tmp_path / "mh.json"
+    assert main(["train", "--steps", "50", "--core", "compact", "--quiet", "--json",
+                 str(out)]) == 0
+    r = json.loads(out.read_text())
+    spec = r["config"]["spec"]
+    assert r["config"]["core"] == "compact" and spec["lanes"] == 1
+    assert spec["gain"]["kind"] == "table"
+    with pytest.raises(SystemExit):
+        main(["train", "--core", "tiny"])
+    assert main(["train", "--steps", "5", "--core", "compact", "--lanes", "2", "--quiet"]) == 2

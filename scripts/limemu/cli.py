@@ -19,9 +19,11 @@ from .board_build import board_run_options
 from .train import add_train_options, command_train
 
 
-def add_run_options(p):
-    p.add_argument("--workload", choices=sorted(WORKLOAD_DEFAULTS), default="maxcut",
-                   help="problem to solve (default: maxcut on a random graph)")
+def add_run_options(p, extra_workloads=()):
+    p.add_argument("--workload", choices=sorted(WORKLOAD_DEFAULTS) + list(extra_workloads),
+                   default="maxcut", help="problem to solve (default: maxcut on a random "
+                   "graph)" + ("; mh: the MH chain of `limemu train --nonideality strong` "
+                               "(--steps, --seed, --lanes, --core)" if extra_workloads else ""))
     p.add_argument("--graph", help="Max-Cut graph in G-set format (first line 'n m', then "
                    "'i j w' per edge, 1-based)")
     p.add_argument("--cells", type=int, help="number of cells (Max-Cut: nodes of the random "
@@ -85,7 +87,7 @@ def main(argv=None):
 
     check = sub.add_parser("crosscheck", help="run the golden model and another backend on "
                            "the same configuration; exit 0 only if weights and counters agree")
-    add_run_options(check)
+    add_run_options(check, extra_workloads=["mh"])
     check.add_argument("--backend", choices=[b for b in BACKENDS if b != "model"],
                        default="reference", help="backend compared with the model")
     check.add_argument("--checkpoints", type=int, default=4,
@@ -223,6 +225,8 @@ def _ratio(value):
 
 
 def command_crosscheck(args):
+    if args.workload == "mh":
+        return command_crosscheck_mh(args)
     workload, spec, steps = build_run(run_options(args))
     options = backend_options(args)
     segments = api.checkpoint_count(args.backend, args.checkpoints)
@@ -242,6 +246,20 @@ def command_crosscheck(args):
         return 0
     print(f"crosscheck: FAIL: {outcome.mismatch}")
     return 1
+
+
+def command_crosscheck_mh(args):
+    from .train import crosscheck_mh  # noqa: PLC0415
+    steps = args.steps or 200
+    options = dict(steps=steps, seed=args.seed, lanes=args.lanes, nonideality="strong",
+                   core=args.core or "pipelined", port=args.port, baud=args.baud,
+                   quiet=args.quiet)
+    print(f"limemu crosscheck: model vs {args.backend}: the MH chain of `limemu train "
+          f"--nonideality strong`, {steps} steps, seed {args.seed}, {options['core']} core")
+    passed, message = crosscheck_mh(options, args.backend,
+                                    log=(lambda *a: None) if args.quiet else print)
+    print(f"crosscheck: {'PASS' if passed else 'FAIL'}: {message}")
+    return 0 if passed else 1
 
 
 def backend_options(args):

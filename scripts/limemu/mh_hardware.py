@@ -41,7 +41,7 @@ class HardwareArray:
     """``HardwareArray(spec, weights, backend=..., core=..., **device options)``: an MH chain's
     array on `backend` ("verilator", "vboard" or "board"; the options are open_device's).
     Methods: propose(end) -> cells moved, decide(delta_e) -> accepted, weights(),
-    counters (read from the core), close(); ``round_trips`` counts the host's requests."""
+    counters (read from the core), close(); ``round_trips`` counts the host's calls of the device (each a round trip)."""
 
     def __init__(self, spec, weights, *, backend="verilator", core="pipelined", **options):
         require(spec.tilt == "external", "tilt", spec.tilt, "must be 'external' for an MH run "
@@ -101,8 +101,8 @@ class HardwareArray:
         if not -(1 << (bits - 1)) <= delta_e < 1 << (bits - 1):
             raise ConfigError(f"mh_delta = {delta_e}: the energy difference of a proposal must "
                               f"fit the core's {bits}-bit signed register (lower the gain)")
-        self.device.write(register_writes(self.rmap, "mh_delta", delta_e))
-        self.cycles += self.device.run(control_write(self.rmap, "accept"))
+        self.cycles += self.device.run(register_writes(self.rmap, "mh_delta", delta_e)
+                                       + control_write(self.rmap, "accept"))
         status = self.device.read([self.rmap["status"].base])[0]
         errors = [name for name, bit in STATUS.items()
                   if name.startswith("error_") and status >> bit & 1]
@@ -112,7 +112,7 @@ class HardwareArray:
         if not accepted:
             self.W = self._proposal[0]
         self._proposal = None
-        self.round_trips += 3
+        self.round_trips += 2
         self.decisions += 1
         return accepted
 
@@ -124,12 +124,13 @@ class HardwareArray:
         decided = self.decisions
         propose = np.add.reduce([_write_cost(run_plan(self.rmap, 1)), _poll_cost(),
                                  _read_cost(self._weight_addresses)])
-        decide = np.add.reduce([_write_cost(register_writes(self.rmap, "mh_delta", 0)),
-                                _write_cost(control_write(self.rmap, "accept")), _poll_cost(),
-                                _read_cost([self.rmap["status"].base])])
+        decide = np.add.reduce([_write_cost(register_writes(self.rmap, "mh_delta", 0)
+                                            + control_write(self.rmap, "accept")),
+                                _poll_cost(), _read_cost([self.rmap["status"].base])])
         requests = int(propose[0]) + int(decide[0]) * decided / max(steps, 1)
         total = int(propose[1]) + int(decide[1]) * decided / max(steps, 1)
-        return {"link_requests_per_step": requests, "link_bytes_per_step": total,
+        return {"host_calls_per_step": self.round_trips / max(steps, 1),
+                "link_requests_per_step": requests, "link_bytes_per_step": total,
                 "link_baud": baud, "link_steps_per_s": baud / 10 / total}
 
     def _read_weights(self):

@@ -23,11 +23,11 @@ setting). Features are standardised with the statistics of the training examples
 Accuracies are measured on the chip (with its read noise) unless named ``ideal_*``.
 """
 
+import functools
 import json
 import math
 import time
 from pathlib import Path
-import functools
 
 import numpy as np
 
@@ -63,9 +63,11 @@ DEFAULTS = dict(method="mh", nonideality="none", train_fraction=1.0, test_fracti
                 hidden=8, bits=4, full_scale_in=1.0, full_scale_out=2.0,
                 steps=20000, burn_in=None, moves=2.0, gain="exp:0.05,16", lanes=4,
                 loss_frac_bits=8, average="chain", epochs=1000, lr=0.01, weight_decay=1e-3,
-                backend="model", remeasure=False)
+                backend="model", remeasure=False, core="pipelined")
 #: where an MH chain's array runs: the golden model, its plain reference loop, or the core
 MH_BACKENDS = ("model", "reference", "verilator", "vboard", "board")
+MH_CORES = ("pipelined", "compact")
+COMPACT_TABLE_ENTRIES = 256      # --core compact: computed schedules as tables of this length
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -179,6 +181,11 @@ def train_options(options):
             "only --method mh runs on an array (backprop trains on the host)")
     require(o["port"] is None or o["backend"] == "board", "port", o["port"],
             "only --backend board takes a port")
+    require(o["core"] in MH_CORES, "core", o["core"], f"must be one of {MH_CORES} (the cores "
+            "with the MH commands)")
+    if o["core"] == "compact":
+        o["lanes"] = 1 if options.get("lanes") is None else o["lanes"]
+        require(o["lanes"] == 1, "lanes", o["lanes"], "must be 1 for the compact core")
     for key in ("hidden", "bits", "steps", "lanes", "loss_frac_bits", "epochs"):
         require(isinstance(o[key], int) and not isinstance(o[key], bool), key, o[key],
                 "must be an integer")
@@ -216,6 +223,12 @@ def build_spec(o, layout):
         fields["barrier"] = parse_schedule(f"constant:{e0!r}", "--moves",
                                            probe.barrier_frac_bits, o["steps"])
     fields["gain"] = parse_schedule(o["gain"], "--gain", probe.gain_frac_bits, o["steps"])
+    if o["core"] == "compact":            # its schedule units compute tables only
+        for unit, bits in (("barrier", probe.barrier_bits), ("gain", probe.gain_bits)):
+            if fields[unit].kind not in ("constant", "table"):
+                per_entry = max(1, -(-o["steps"] // COMPACT_TABLE_ENTRIES))
+                fields[unit] = fields[unit].tabulated(unit, bits, COMPACT_TABLE_ENTRIES,
+                                                      per_entry)
     return Spec(**fields)
 
 
@@ -241,7 +254,7 @@ def run_training(options, progress=None, data=None):
         "method": o["method"],
         "backend": o["backend"],
         "config": {
-            "method": o["method"], "dataset": DATASET, "seed": o["seed"],
+            "method": o["method"], "dataset": DATASET, "seed": o["seed"], "core": o["core"],
             "chip_seed": o["chip_seed"], "nonideality_level": o["nonideality"],
             "nonideality": nonideality.to_dict(), "layout": layout.to_dict(),
             "train_fraction": o["train_fraction"], "test_fraction": o["test_fraction"],
@@ -253,7 +266,7 @@ def run_training(options, progress=None, data=None):
         result["config"].update(spec=spec.to_dict(), steps=o["steps"], burn_in=o["burn_in"],
                                 moves=o["moves"], barrier=o.get("barrier"), gain=o["gain"],
                                 loss_frac_bits=o["loss_frac_bits"], average=o["average"],
-                                remeasure=o["remeasure"])
+                                remeasure=o["remeasure"], core=o["core"])
 
         def loss_fn(W):
             return chip.loss(X, y, W), layout.macs(len(y))
@@ -317,6 +330,56 @@ def run_training(options, progress=None, data=None):
     return _jsonable(result)
 
 
+def crosscheck_mh(options, backend, log=print):
+    """The MH chain of `limemu train` (its options) on the model and on `backend`, compared
+    step for step: the weights after every step, every decision with both energies, every
+    counter and overflow flag. Returns (passed, message)."""
+    o = train_options({**options, "method": "mh"})
+    layout = build_layout(o)
+    splits = make_splits(o["seed"], o["train_fraction"], o["test_fraction"])
+    X, y = splits["X_train"], splits["y_train"]
+    spec = build_spec(o, layout)
+    chains = {}
+    for name in ("model", backend):
+        chip = ChipModel(layout, parse_nonideality(o["nonideality"]), o["chip_seed"])
+
+        def loss_fn(W, chip=chip):
+            return chip.loss(X, y, W), layout.macs(len(y))
+
+        trainer = MHTrainer(spec, loss_fn, initial_cells(layout, o["seed"]),
+                            burn_in=o["burn_in"], loss_frac_bits=o["loss_frac_bits"],
+                            remeasure=o["remeasure"], trace=True,
+                            array=array_factory({**o, "backend": name}))
+        try:
+            started = time.perf_counter()
+            trainer.run(o["steps"])                   # checks the first law on its counters
+            log(f"  {name}: {o['steps']} steps in {time.perf_counter() - started:.1f} s")
+            counters = trainer.counters
+            chains[name] = (trainer.states, trainer.trace, dict(counters.exact),
+                            dict(counters.overflow))
+        finally:
+            trainer.array.close()
+    model, other = chains["model"], chains[backend]
+    where = f"[seed {o['seed']}, {spec!r}]"
+    for step, (a, b) in enumerate(zip(model[0], other[0])):
+        if not np.array_equal(a, b):
+            cell = int(np.flatnonzero(a != b)[0])
+            return False, (f"weights differ after step {step + 1}: cell {cell} is {b[cell]} "
+                           f"on {backend}, {a[cell]} on the model {where}")
+    for a, b in zip(model[1], other[1]):
+        if a != b:
+            return False, (f"decision at step {a[0] + 1}: (E, E', accepted) = {b[1:]} on "
+                           f"{backend}, {a[1:]} on the model {where}")
+    for index, what in ((2, "counter"), (3, "overflow flag")):
+        differ = {k: (model[index][k], other[index][k]) for k in model[index]
+                  if model[index][k] != other[index][k]}
+        if differ:
+            return False, f"{what}s differ (model, {backend}): {differ} {where}"
+    return True, (f"MH chain of {o['steps']} steps identical on the model and {backend}: "
+                  f"the {spec.cells} weights after every step, {len(model[1])} decisions, "
+                  f"{len(model[2])} counters and their overflow flags")
+
+
 def array_factory(o):
     """The array class of --backend (called with the spec and the initial cells)."""
     if o["backend"] == "model":
@@ -325,7 +388,7 @@ def array_factory(o):
         return ReferenceArray
     from .mh_hardware import HardwareArray  # noqa: PLC0415 (the RTL's tools load on demand)
     options = {k: o[k] for k in ("port", "baud") if o.get(k) is not None}
-    return functools.partial(HardwareArray, backend=o["backend"],
+    return functools.partial(HardwareArray, backend=o["backend"], core=o["core"],
                              log=None if o.get("quiet") else print, **options)
 
 
@@ -386,13 +449,16 @@ def add_train_options(p):
     g.add_argument("--gain", metavar="SCHEDULE", default=d["gain"], help="gain eta in u per "
                    f"nat of loss, same forms (default {d['gain']}, annealed past the Bayesian "
                    "1/ln2 = 1.4427; constant:1.4427 samples the posterior)")
-    g.add_argument("--lanes", type=int, default=d["lanes"], help="lanes of the array "
-                   f"(default {d['lanes']})")
+    g.add_argument("--lanes", type=int, help="lanes of the array "
+                   f"(default {d['lanes']}; 1 with --core compact)")
     g.add_argument("--loss-frac-bits", type=int, default=d["loss_frac_bits"],
                    help=f"fraction bits of the loss register (default {d['loss_frac_bits']})")
     g.add_argument("--backend", choices=MH_BACKENDS, default=d["backend"],
                    help="where the array proposes and decides: the golden model, its reference "
                    "loop, the RTL under Verilator, the virtual board or a board (default model)")
+    g.add_argument("--core", choices=MH_CORES, default=d["core"], help="the array core of "
+                   "--backend verilator or vboard (default pipelined; compact: one lane, "
+                   "schedules as tables of 256 entries, on the model too)")
     g.add_argument("--port", help="serial port of --backend board (e.g. /dev/ttyUSB1)")
     g.add_argument("--baud", type=int, help="baud rate of --backend board (default 1000000)")
     g.add_argument("--remeasure", action="store_true",
@@ -476,7 +542,8 @@ def print_train_summary(r):
         t = r["throughput"]
         line = f"  {t['steps_per_s']:.0f} MH steps/s on {r['backend']}"
         if "link_bytes_per_step" in t:
-            line += (f"; over a serial link {t['link_requests_per_step']:.1f} requests, "
+            line += (f" ({t['host_calls_per_step']:.1f} device calls a step); over a serial "
+                     f"link {t['link_requests_per_step']:.1f} requests, "
                      f"{t['link_bytes_per_step']:.0f} bytes a step: at most "
                      f"{t['link_steps_per_s']:.0f} steps/s at {t['link_baud']} baud")
         print(line)
