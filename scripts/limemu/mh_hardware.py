@@ -54,6 +54,11 @@ class HardwareArray:
         check_schedules(spec, geometry)
         self.device = open_device(backend, spec, geometry, **options)
         self.rmap = self.device.rmap
+        if "mh_delta" not in self.rmap.regions:            # a board's own build
+            self.close()
+            raise ConfigError(f"the {backend}'s build ({self.rmap.geometry.core} core, "
+                              f"weight_bits = {self.rmap.spec.weight_bits}) has no MH commands: "
+                              "build one with cells of >= 2 bits on the pipelined or compact core")
         self.W = np.array(weights, dtype=np.int64)
         self.cycles = 0
         self.round_trips = 0
