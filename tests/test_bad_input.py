@@ -540,3 +540,15 @@ def test_a_real_ctrl_c_on_run_exits_130_with_one_line(tmp_path):
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "limemu run: interrupted (Ctrl-C)"
     assert not out.exists() and files(tmp_path) == []
+
+
+@pytest.mark.parametrize("address,fragment", [("tcp://127.0.0.1:9", "cannot connect within 1s"),
+                                              ("nonsense://", "unknown address scheme")])
+def test_sweep_unreachable_scheduler(address, fragment, tmp_path, capsys, monkeypatch):
+    import limemu.sweep  # noqa: PLC0415
+
+    monkeypatch.setattr(limemu.sweep, "SCHEDULER_TIMEOUT", "1s")
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP_BASE)
+    refused(["sweep", str(path), "--out", str(tmp_path / "out"), "--scheduler", address,
+             "--quiet"], capsys, f"--scheduler = {address!r}", fragment)

@@ -60,6 +60,7 @@ from .trace import load_trace, run_experiment, trace_bytes, trace_summary, write
 SWEEP_TABLES = ("base", "grid", "runs", "target")
 TARGET_KEYS = ("cut_fraction", "reference_cut", "error")
 TABLE_FORMATS = ("parquet", "csv")
+SCHEDULER_TIMEOUT = "30s"         # connecting to --scheduler
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -264,11 +265,18 @@ def _execute(todo, run_dir, scheduler, workers, processes, say):
     failed = []
     if scheduler:
         cluster = None
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (OSError, TimeoutError, ValueError, TypeError) as error:
+            raise ConfigError(f"--scheduler = {scheduler!r}: cannot connect within "
+                              f"{SCHEDULER_TIMEOUT} ({error})") from None
         where = f"scheduler {scheduler}"
     else:
+        # no dashboard, and the scheduler's HTTP server on a free port: two sweeps at once
+        # must not compete for port 8787
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                               dashboard_address=None)
+                               dashboard_address=None,
+                               scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
         client = Client(cluster)
         where = (f"local cluster of {workers} worker {'processes' if processes else 'threads'}")
     try:
