@@ -8,6 +8,7 @@ copy is kept too when the array is small enough for the dense field engine.
 import numpy as np
 
 from .errors import ConfigError, require
+from .spec import MAX_CELLS
 
 
 class QuadraticProblem:
@@ -19,6 +20,8 @@ class QuadraticProblem:
 
     def __init__(self, n, rows, cols, vals, b, name="quadratic"):
         self.n = int(n)
+        require(self.n <= MAX_CELLS, "n", self.n, f"must be <= {MAX_CELLS} (MAX_CELLS, the "
+                "largest array)")
         self.name = name
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)

@@ -173,7 +173,9 @@ def test_killed_sweep_resumes_without_redoing_or_losing_runs(tmp_path):
     assert sorted(table["run"]) == sorted(r["hash"] for r in plan["runs"])
 
 
-def test_a_failing_run_is_reported_and_rerun_on_resume(tmp_path, capsys):
+def test_a_failing_run_is_reported_and_rerun_on_resume(tmp_path, capsys, monkeypatch):
+    import limemu.sweep  # noqa: PLC0415
+
     graph = tmp_path / "g9.txt"
     path = write(tmp_path / "s.toml", f"""
 [base]
@@ -188,12 +190,23 @@ seed = [1, 2]
 """)
     out = tmp_path / "out"
     args = ["sweep", str(path), "--out", str(out), "--threads", "--format", "csv", "--quiet"]
-    assert main(args) == 1                            # the graph file is missing
+    assert main(args) == 2                  # the graph file is missing: refused before running
+    assert "g9.txt" in capsys.readouterr().err and not out.exists()
+    write_gset(random_graph(9, m=14, seed=4), graph)
+    real = limemu.sweep.run_experiment
+
+    def flaky(options, progress=False):     # the graph's runs fail on the workers
+        if options.get("graph"):
+            raise RuntimeError("worker lost its disk")
+        return real(options, progress)
+
+    monkeypatch.setattr(limemu.sweep, "run_experiment", flaky)
+    assert main(args) == 1
     text = capsys.readouterr().out
-    assert "2 failed" in text and "g9.txt" in text
+    assert "2 failed" in text and "worker lost its disk" in text
     table = pd.read_csv(out / "results.csv")
     assert sorted(table["status"]) == ["done", "done", "failed", "failed"]
-    write_gset(random_graph(9, m=14, seed=4), graph)
+    monkeypatch.setattr(limemu.sweep, "run_experiment", real)
     assert main(args) == 0
     assert "(2 from before, 2 now, 0 failed)" in capsys.readouterr().out
     table = pd.read_csv(out / "results.csv")

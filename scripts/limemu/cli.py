@@ -3,7 +3,6 @@
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from limemu.hdl.regmap import CORES
 from limemu.model import physics
@@ -14,8 +13,11 @@ from limemu.model.thermo import BELOW_LANDAUER
 
 from . import api, build, studies, thermo
 from .backends import BACKENDS
+from .files import check_output_file, write_atomic
+from .results import load_result
 from .runner import WORKLOAD_DEFAULTS, build_run
 from .board_build import board_run_options
+from .trace import trace_path
 from .train import add_train_options, command_train
 
 
@@ -120,6 +122,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         args = studies.prepare_args(parser, run, args, argv)
+        check_outputs(args)
         if args.command == "run":
             return command_run(args)
         if args.command in studies.COMMANDS:
@@ -140,6 +143,20 @@ def main(argv=None):
     except IdentityError as error:
         print(f"limemu: IDENTITY VIOLATED (a bug, please report): {error}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print(f"limemu {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+
+
+def check_outputs(args):
+    """Before anything runs: every file the command will write can be written (--json and
+    its trace, --waves); report and sweep check theirs themselves."""
+    if getattr(args, "json", None):
+        check_output_file(args.json, "--json")
+        if getattr(args, "trace_every", None):
+            check_output_file(trace_path(args.json), "--json (its trace file)")
+    if getattr(args, "waves", None):
+        check_output_file(args.waves, "--waves")
 
 
 def run_options(args):
@@ -166,11 +183,9 @@ def command_run(args):
     result = outcome.to_dict()
     print_summary(result)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         studies.complete(result, args, workload, spec, steps, outcome.trace)
-        path.write_text(json.dumps(result, indent=1))
-        print(f"  wrote {path}")
+        write_atomic(args.json, json.dumps(result, indent=1))
+        print(f"  wrote {args.json}")
     return 1 if any(outcome.overflow.values()) else 0
 
 
@@ -290,12 +305,8 @@ def backend_options(args):
 def command_bound(args):
     measured = None
     if args.measured:
-        try:
-            run = json.loads(Path(args.measured).read_text())
-            measured = run["energy"]["heat_abs_u"] / max(run["counters"]["evaluations"], 1)
-        except (OSError, ValueError, KeyError) as error:
-            raise ConfigError(f"--measured = {args.measured!r}: not a limemu run JSON "
-                              f"({error})") from None
+        run = load_result(args.measured, "--measured")
+        measured = float(run["energy"]["heat_abs_u"]) / max(run["counters"]["evaluations"], 1)
     result = physics.projection(params=args.params, ops=args.ops, bits=args.bits,
                                 temperature_K=args.temperature, measured_u_per_op=measured)
     print(physics.format_projection(result))

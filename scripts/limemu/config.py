@@ -59,6 +59,9 @@ def read_toml(path):
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                          f"offset {error.start}); a TOML file is text") from None
     return parse_toml(text, str(path))
 
 
@@ -82,22 +85,35 @@ def load_run_config(path):
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError) as error:      # UnicodeDecodeError is a ValueError
             raise ConfigError(f"--config = {str(path)!r}: not a readable JSON file "
                               f"({error})") from None
         if not isinstance(data, dict) or not isinstance(data.get("run_config"), dict):
             raise ConfigError(f"--config = {str(path)!r}: a result JSON needs 'run_config' "
                               "(written by limemu run from this version on)")
         table = dict(data["run_config"])
-        recorded = (data.get("config") or {}).get("spec")
+        recorded = _recorded_spec(data, path)
         digest = table.pop("graph_sha256", None)
-        if digest and table.get("graph") and file_sha256(table["graph"]) != digest:
+        if digest and isinstance(table.get("graph"), str) and \
+                file_sha256(table["graph"]) != digest:
             raise ConfigError(f"--config = {str(path)!r}: the graph file {table['graph']} is "
                               "missing or has changed since the run (SHA-256 differs)")
     else:
         table = read_toml(path)
         recorded = None
     return check_run_table(table, str(path), base=path.parent), recorded
+
+
+def _recorded_spec(data, path):
+    """The spec dict a result JSON records (config.spec), or None when it has none."""
+    config = data.get("config")
+    if config is None:
+        return None
+    spec = config.get("spec") if isinstance(config, dict) else None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"--config = {str(path)!r}: config = {config!r:.60}: must be a table "
+                          "with the run's spec (a limemu result's)")
+    return spec
 
 
 def check_run_table(table, where, base=None):

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from limemu.hdl.regmap import STATUS, from_words
+from limemu.hdl.regmap import CORES, STATUS, from_words
 from limemu.model.engine import LimArray, checked_half_tilts
-from limemu.model.errors import ConfigError, IdentityError
+from limemu.model.errors import ConfigError, IdentityError, require
 from limemu.model.spec import HARDWARE_FIELDS
 
 from .host import (
@@ -117,6 +117,7 @@ class HardwareSession:
         """device: a class taking (spec, geometry, log=...) to use instead of the backend's
         (scripts/bench_rtl.py: the core under a plain C++ loop); board: a board's name, to
         simulate the core and array its default build has (board_build.py)."""
+        require(core in CORES, "core", core, f"must be one of {', '.join(CORES)}")
         self.name = name
         self.spec = spec
         # the model's own set-up gives the update order and the initial weights: both

@@ -37,8 +37,10 @@ from limemu.model.errors import ConfigError
 from limemu.model.spec import Spec
 from limemu.model.thermo import BELOW_LANDAUER
 
+from . import results
+from .files import check_output_file, check_output_folder, write_atomic
 from .solution import bound_curve, time_and_energy_to_solution
-from .trace import load_trace, write_atomic
+from .trace import load_trace
 
 SCHEDULE_POINTS = 2000          # schedule samples plotted
 PNG_DPI = 90
@@ -423,14 +425,8 @@ def report_paths(json_path, out=None):
 
 
 def load_result(json_path):
-    try:
-        result = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{json_path}: not a readable limemu result JSON ({error})") from None
-    for key in ("workload", "config", "energy", "counters", "steps"):
-        if key not in result:
-            raise ConfigError(f"{json_path}: not a limemu run result (no {key!r})")
-    return result
+    """The run result at ``json_path``, checked (results.check_result)."""
+    return results.load_result(json_path)
 
 
 def write_run_report(json_path, out=None, temperature_K=None,
@@ -445,13 +441,15 @@ def write_run_report(json_path, out=None, temperature_K=None,
         raise ConfigError(f"--temperature = {temperature_K}: must be > 0 K")
     if not j_per_op > 0:
         raise ConfigError(f"--j-per-op = {j_per_op}: must be > 0")
+    html_path, folder = report_paths(json_path, out)
+    check_output_file(html_path, "--out")
+    check_output_folder(folder, "--out (its PNG folder)")
     solution = time_and_energy_to_solution(result, trace, target, temperature_K=T) \
         if trace is not None else None
     figures = {"schedules": plot_schedules(result), "map": plot_map(result, trace)}
     if trace is not None:
         figures["progress"] = plot_progress(result, trace, solution)
         figures["energy"] = plot_energy(result, trace)
-    html_path, folder = report_paths(json_path, out)
     for name, png in figures.items():
         write_atomic(folder / f"{name}.png", png)
     write_atomic(html_path, run_report_html(result, trace, figures, T, j_per_op, solution))

@@ -19,7 +19,7 @@ from limemu.model.thermo import clausius_bound
 from .backends import BACKENDS, HARDWARE
 from .problems import workload_from_options
 from .progress import StepProgress
-from .specs import spec_for
+from .specs import check_steps, spec_for
 
 # Defaults that make `limemu run` with no options do something meaningful: an annealed
 # Max-Cut whose groups are independent sets (colour order), so the heat is exact.
@@ -49,13 +49,14 @@ def build_run(options):
         value = options.get(key)
         return defaults.get(key) if value is None else value
 
-    steps = int(pick("steps"))
-    if steps < 1:
-        raise ConfigError(f"steps = {steps}: must be >= 1")
+    steps = check_steps(pick("steps"))             # before anything is built
     seed = 1 if options.get("seed") is None else int(options["seed"])
     workload = workload_from_options(name, options, seed, cells=pick("cells"))
     settings = defaults.get("set", []) + (options.get("set") or [])
-    spec = spec_for(workload, steps, settings=settings, label="--", lanes=int(pick("lanes")),
+    lanes = options.get("lanes")
+    if lanes is None:              # the default adapts to small problems; a given value does not
+        lanes = min(defaults["lanes"], workload.problem.n)
+    spec = spec_for(workload, steps, settings=settings, label="--", lanes=int(lanes),
                     seed=seed, order=pick("order"), init=options.get("init"),
                     barrier=pick("barrier"), gain=pick("gain"), tabulate=options.get("tabulate"))
     if options.get("cells") is not None and int(options["cells"]) != workload.problem.n:

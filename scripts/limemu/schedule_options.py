@@ -14,7 +14,14 @@ import math
 from pathlib import Path
 
 from limemu.model.errors import ConfigError
-from limemu.model.schedules import RATE_FRAC_BITS, Schedule
+from limemu.model.schedules import (
+    MAX_TABLE_ENTRIES,
+    MIN_TABLE_ENTRIES,
+    RATE_FRAC_BITS,
+    Schedule,
+)
+
+MAX_TABLE_LINE_BYTES = 64       # a table file's size limit: this per entry
 
 KIND_ALIASES = {"constant": "constant", "const": "constant", "linear": "linear",
                 "log": "logarithmic", "logarithmic": "logarithmic", "exp": "exponential",
@@ -45,6 +52,12 @@ def parse_schedule(text, option, frac_bits, steps):
     if any(a < 0 for a in args[:1]) or (kind in ("linear", "exponential") and args[1] < 0):
         raise ConfigError(f"{option} = {text!r}: values must be >= 0")
     raw = [round(a * scale) for a in args]
+    values = args[:2] if kind == "logarithmic" else args          # TAU is in steps
+    lost = [a for a, r in zip(values, raw) if a > 0 and r == 0]
+    if lost:
+        raise ConfigError(f"{option} = {text!r}: {lost[0]:g} rounds to 0 at the format's "
+                          f"resolution {1 / scale:g} (2**-{frac_bits}); give 0 or more than "
+                          f"{0.5 / scale:g}, or more fraction bits (--set)")
     if kind == "constant":
         return Schedule.constant(raw[0])
     if kind == "linear":
@@ -64,10 +77,22 @@ def parse_schedule(text, option, frac_bits, steps):
 
 
 def _table(path, option, scale, steps):
+    limit = MAX_TABLE_ENTRIES * MAX_TABLE_LINE_BYTES
     try:
-        lines = path.read_text().split()
+        size = path.stat().st_size
+        if size > limit:
+            raise ConfigError(f"{option} = table:{path}: {size} bytes: a table holds at most "
+                              f"{MAX_TABLE_ENTRIES} entries (at most {limit} bytes)")
+        lines = path.read_bytes().decode("utf-8").split()
     except OSError as error:
         raise ConfigError(f"{option} = table:{path}: cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{option} = table:{path}: not text (byte "
+                          f"{error.object[error.start]:#04x} at offset {error.start}); a table "
+                          "has one number per line") from None
+    if not MIN_TABLE_ENTRIES <= len(lines) <= MAX_TABLE_ENTRIES:
+        raise ConfigError(f"{option} = table:{path}: {len(lines)} entries: a table needs "
+                          f"{MIN_TABLE_ENTRIES} to {MAX_TABLE_ENTRIES}")
     values = []
     for number, line in enumerate(lines, 1):
         try:

@@ -8,8 +8,10 @@ are given as text in physical units (``"exp:0.1,6"``, see schedule_options.py) o
 
 from collections.abc import Iterable, Mapping
 
-from limemu.model.errors import ConfigError
-from limemu.model.schedules import Schedule
+import numpy as np
+
+from limemu.model.errors import ConfigError, require
+from limemu.model.schedules import MAX_STEPS, STEP_BITS, Schedule
 from limemu.model.spec import FORMAT_FIELDS, Spec
 
 from .schedule_options import parse_schedule
@@ -41,6 +43,15 @@ def make_spec(problem: Workload, steps: int, *, lanes: int = 1, order: str = "na
                     cell_counter_bits=cell_counter_bits)
 
 
+def check_steps(steps, label=""):
+    """`steps` as an int; ConfigError unless in [1, MAX_STEPS] (the hardware step counter)."""
+    require(isinstance(steps, (int, np.integer)) and not isinstance(steps, bool), f"{label}steps",
+            steps, "must be an integer")
+    require(1 <= steps <= MAX_STEPS, f"{label}steps", int(steps),
+            f"must be in [1, {MAX_STEPS}] (the {STEP_BITS}-bit step counter)")
+    return int(steps)
+
+
 def spec_for(problem, steps, *, settings=(), label="", lanes=1, order="natural",
              barrier="constant:4", gain="constant:1", seed=1, init=None, tabulate=None,
              cell_counter_bits=0):
@@ -49,6 +60,7 @@ def spec_for(problem, steps, *, settings=(), label="", lanes=1, order="natural",
     if not isinstance(problem, Workload):
         raise ConfigError(f"problem = {problem!r}: must be a Workload (limemu.maxcut, "
                           "limemu.least_squares, limemu.quadratic, ...)")
+    steps = check_steps(steps, label)
     bits = problem.weight_bits
     fields = dict(cells=problem.problem.n, weight_bits=bits, lanes=lanes, seed=seed,
                   order=order, q_storage=problem.q_storage,

@@ -74,8 +74,18 @@ def prepare_args(parser, run_parser, args, argv):
         run_parser.set_defaults(**options)
         args = parser.parse_args(argv)
         args.recorded_spec = recorded
+        check_choices(run_parser, args, args.config)
     check_trace(args)
     return args
+
+
+def check_choices(run_parser, args, where):
+    """A run file's values bypass argparse's choices: check them against the same lists."""
+    for action in run_parser._actions:               # noqa: SLF001 (argparse's own list)
+        value = getattr(args, action.dest, None)
+        if action.choices is not None and value is not None and value not in action.choices:
+            raise ConfigError(f"{where}: {action.dest} = {value!r}: must be one of "
+                              f"{', '.join(map(str, action.choices))}")
 
 
 def check_trace(args):

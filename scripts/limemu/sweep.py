@@ -41,6 +41,7 @@ writes every file, so workers need no shared file system.
 
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 
@@ -50,13 +51,16 @@ from limemu.model.errors import ConfigError
 
 from .config import RUN_KEYS, check_run_table, config_hash, read_toml
 from .progress import bar, note
-from .runner import WORKLOAD_DEFAULTS
+from .files import check_output_folder
+from .results import load_result
+from .runner import WORKLOAD_DEFAULTS, build_run
 from .solution import time_and_energy_to_solution
 from .trace import load_trace, run_experiment, trace_bytes, trace_summary, write_atomic
 
 SWEEP_TABLES = ("base", "grid", "runs", "target")
 TARGET_KEYS = ("cut_fraction", "reference_cut", "error")
 TABLE_FORMATS = ("parquet", "csv")
+SCHEDULER_TIMEOUT = "30s"         # connecting to --scheduler
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -84,9 +88,7 @@ def plan_sweep(doc, where, base_dir, name="sweep"):
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}: grid.{key} = {values!r}: must be a non-empty list")
-    for key in target:
-        if key not in TARGET_KEYS:
-            raise ConfigError(f"{where}: unknown target.{key}; known: {TARGET_KEYS}")
+    check_target(target, where)
     runs, seen = [], set()
     for number, entry in enumerate(entries, 1):
         clash = set(entry) & set(grid)
@@ -104,6 +106,24 @@ def plan_sweep(doc, where, base_dir, name="sweep"):
     varying = [k for k in labels if k != "seed" and
                len({json.dumps(run["params"].get(k), sort_keys=True) for run in runs}) > 1]
     return {"name": name, "target": target, "runs": runs, "varying": varying}
+
+
+def check_target(target, where):
+    """ConfigError unless every target value is a number (error: or a table of them, per
+    workload): cut_fraction in (0, 1], reference_cut > 0, error >= 0."""
+    limits = {"cut_fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+              "reference_cut": (lambda v: v > 0, "a number > 0"),
+              "error": (lambda v: v >= 0, "a number >= 0 (weight steps)")}
+    for key, value in target.items():
+        if key not in TARGET_KEYS:
+            raise ConfigError(f"{where}: unknown target.{key}; known: {TARGET_KEYS}")
+        ok, what = limits[key]
+        values = value.items() if key == "error" and isinstance(value, dict) else [(None, value)]
+        for workload, v in values:
+            name = f"target.{key}" + (f".{workload}" if workload else "")
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and
+                    math.isfinite(v) and ok(v)):
+                raise ConfigError(f"{where}: {name} = {v!r}: must be {what}")
 
 
 def _expand(base, params, where, base_dir):
@@ -142,6 +162,24 @@ def _expand(base, params, where, base_dir):
     return options
 
 
+def check_runs(runs):
+    """Build every run's workload and spec here, before any worker starts: a bad value is
+    refused naming the run. One build per set of options that differ only in the seed; the
+    other seeds are checked on its spec."""
+    specs = {}
+    for run in runs:
+        options = run["options"]
+        key = config_hash({k: v for k, v in options.items() if k != "seed"})
+        try:
+            if key not in specs:
+                specs[key] = build_run(options)[1]
+            elif options.get("seed") is not None:
+                specs[key].replace(seed=options["seed"])
+        except ConfigError as error:
+            label = ", ".join(f"{k}={v}" for k, v in run["params"].items()) or "base"
+            raise ConfigError(f"sweep run {run['hash']} ({label}): {error}") from None
+
+
 # -- one run (on a worker) ----------------------------------------------------------------------
 def run_one(options, key):
     """Run one sweep entry (on a Dask worker): the result dict (with its ``trace`` entry) and
@@ -156,14 +194,19 @@ def run_one(options, key):
 
 
 def finished(run_dir, key):
-    """Whether the run ``key`` has a complete result in ``run_dir`` (its JSON, written last)."""
+    """Whether the run ``key`` has a complete result in ``run_dir`` (its JSON, written last,
+    and its trace). A missing, damaged or foreign file is not: the run is done again."""
     path = Path(run_dir) / f"{key}.json"
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        result = load_result(path)
+        sweep = result.get("sweep")
+        if not isinstance(sweep, dict) or sweep.get("hash") != key or not isinstance(
+                result.get("run_config"), dict):
+            return False
+        load_trace(result, path)
+    except ConfigError:
         return False
-    entry = result.get("trace")
-    return not entry or (Path(run_dir) / entry["file"]).is_file()
+    return True
 
 
 def save_run(run_dir, key, params, payload):
@@ -182,14 +225,15 @@ def run_sweep(path, out=None, scheduler=None, workers=2, processes=True, table_f
     """Run (or resume) the sweep file ``path``. Returns a dict: out, table, report, done,
     skipped, failed [(hash, error)]."""
     plan = load_sweep(path)
-    out = Path(out) if out else Path("runs") / plan["name"]
-    run_dir = out / "runs"
-    run_dir.mkdir(parents=True, exist_ok=True)
     fmt = table_format or "parquet"
     if fmt not in TABLE_FORMATS:
         raise ConfigError(f"--format = {fmt!r}: must be one of {TABLE_FORMATS}")
     if int(workers) < 1:
         raise ConfigError(f"--workers = {workers}: must be >= 1")
+    check_runs(plan["runs"])                 # before anything is written or started
+    out = Path(out) if out else Path("runs") / plan["name"]
+    check_output_folder(out, "--out")
+    run_dir = check_output_folder(out / "runs", "--out (its runs folder)")
     manifest = {"name": plan["name"], "source": str(Path(path).resolve()),
                 "target": plan["target"], "varying": plan["varying"],
                 "runs": [{"hash": r["hash"], "params": r["params"]} for r in plan["runs"]]}
@@ -221,11 +265,18 @@ def _execute(todo, run_dir, scheduler, workers, processes, say):
     failed = []
     if scheduler:
         cluster = None
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (OSError, TimeoutError, ValueError, TypeError) as error:
+            raise ConfigError(f"--scheduler = {scheduler!r}: cannot connect within "
+                              f"{SCHEDULER_TIMEOUT} ({error})") from None
         where = f"scheduler {scheduler}"
     else:
+        # no dashboard, and the scheduler's HTTP server on a free port: two sweeps at once
+        # must not compete for port 8787
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                               dashboard_address=None)
+                               dashboard_address=None,
+                               scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
         client = Client(cluster)
         where = (f"local cluster of {workers} worker {'processes' if processes else 'threads'}")
     try:

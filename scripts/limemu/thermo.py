@@ -11,7 +11,6 @@ IFT_STDERRS standard errors and the final states agree with p_K (chi-square test
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from limemu.hdl.regmap import RegisterMap
 from limemu.model import thermo
 from limemu.model.errors import require
 
+from .files import write_atomic
 from .hardware import HARDWARE, HardwareSession, open_device
 from .runner import _jsonable, open_session
 
@@ -176,14 +176,12 @@ def command_thermo(args, workload, spec, steps, options):
             shared.close()
     print_figures(figures)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         document = {"backend": args.backend, "workload": workload.name,
                     "config": {"spec": spec.to_dict(), "steps": steps,
                                "workload": workload.options},
                     **figures}
-        path.write_text(json.dumps(_jsonable(document), indent=1))
-        print(f"  wrote {path}")
+        write_atomic(args.json, json.dumps(_jsonable(document), indent=1))
+        print(f"  wrote {args.json}")
     return 0 if figures["passed"] else 1
 
 

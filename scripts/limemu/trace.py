@@ -8,8 +8,8 @@ references it under ``trace``.
 """
 
 import io
-import os
-import uuid
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from limemu.model.errors import ConfigError
 
 from . import api
 from .config import resolved_run_config
+from .files import write_atomic  # noqa: F401 (re-exported)
 from .recorder import TILT_QUANTILES, fig3a_coordinates  # noqa: F401 (re-exported)
 from .runner import build_run, segmented
 from .solution import precision_metric
@@ -97,23 +98,6 @@ def trace_summary(arrays, file_name, every, workload_name):
     }
 
 
-def write_atomic(path, data):
-    """Write bytes (or text) to ``path`` atomically: a temporary file in the same folder, then
-    os.replace, so that a reader (or an interrupted writer) never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:              # "x": a new file, with the umask's mode
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def store_trace(arrays, json_path, every, workload_name):
     """Write the .npz next to ``json_path``; returns the JSON's ``trace`` entry."""
     path = trace_path(json_path)
@@ -121,14 +105,58 @@ def store_trace(arrays, json_path, every, workload_name):
     return trace_summary(arrays, path.name, every, workload_name)
 
 
+#: what the readers of a trace use: arrays with one row per trace point, and the others
+POINT_ARRAYS = ("step", "loss", "precision", "net_updates", "counters", "tracked_tilt",
+                "tracked_e0", "tilt_quantiles")
+TRACE_ARRAYS = POINT_ARRAYS + ("counter_names", "tilt_levels", "tracked_cells")
+TRACED_COUNTERS = ("evaluations", "heat_net", "heat_abs", "barrier_work", "anneal_work")
+
+
 def load_trace(result, json_path):
-    """The trace arrays of a result (dict of arrays), or None when it has no trace."""
+    """The trace arrays of a result (dict of arrays), or None when it has no trace;
+    ConfigError naming the file when it is missing, damaged or incomplete."""
     entry = result.get("trace")
     if not entry:
         return None
     path = Path(json_path).parent / entry["file"]
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        with open(path, "rb") as f:
+            data = np.load(f, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("one array, not an .npz archive of arrays")
+            with data:
+                arrays = {key: data[key] for key in data.files}
     except OSError as error:
         raise ConfigError(f"trace {path}: cannot read it ({error})") from None
+    except (ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise ConfigError(f"trace {path}: damaged, not a limemu trace ({type(error).__name__}: "
+                          f"{error})") from None
+    check_trace(arrays, path)
+    return arrays
+
+
+def check_trace(arrays, path):
+    """ConfigError unless the arrays hold a complete trace (names, shapes, levels)."""
+    def fail(what):
+        raise ConfigError(f"trace {path}: {what} (a damaged or foreign trace)")
+
+    missing = [name for name in TRACE_ARRAYS if name not in arrays]
+    if missing:
+        fail(f"no array {missing[0]!r}")
+    points = arrays["step"].shape[:1]
+    if arrays["step"].ndim != 1 or not points[0]:
+        fail(f"step has shape {arrays['step'].shape}: must be one row per trace point (>= 1)")
+    for name in POINT_ARRAYS:
+        if arrays[name].shape[:1] != points:
+            fail(f"{name} has shape {arrays[name].shape}: must have {points[0]} rows")
+    names = [str(n) for n in np.asarray(arrays["counter_names"]).ravel()]
+    if arrays["counters"].ndim != 2 or arrays["counters"].shape[1] != len(names):
+        fail(f"counters has shape {arrays['counters'].shape}: must have one column per "
+             f"counter name ({len(names)})")
+    absent = [n for n in TRACED_COUNTERS if n not in names]
+    if absent:
+        fail(f"counter_names lacks {absent[0]!r}")
+    levels = list(np.round(np.asarray(arrays["tilt_levels"], dtype=np.float64).ravel(), 4))
+    if levels != [round(q, 4) for q in TILT_QUANTILES] or \
+            arrays["tilt_quantiles"].shape[1:] != (len(levels),):
+        fail(f"tilt_levels = {levels}: must be {list(TILT_QUANTILES)}, one column each")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from limemu.model.errors import ConfigError, require
+from limemu.model.spec import MAX_CELLS
 
 WEIGHT_KINDS = ("unit", "pm1")
 _INT = re.compile(r"^[+-]?[0-9]+$")
@@ -150,14 +151,17 @@ def _parse_lines(text, label):
     n, m = int(header[0]), int(header[1])
     if n < 1:
         fail(1, f"n = {n}: a graph needs at least one node")
+    if n > MAX_CELLS:
+        fail(1, f"n = {n}: must be <= {MAX_CELLS} (MAX_CELLS, the largest array)")
     if m < 0:
         fail(1, f"m = {m}: the edge count cannot be negative")
     if m > n * (n - 1) // 2:
         fail(1, f"m = {m}: a simple graph on n = {n} nodes has at most {n * (n - 1) // 2} edges")
 
-    i = np.empty(m, dtype=np.int64)
-    j = np.empty(m, dtype=np.int64)
-    w = np.empty(m, dtype=np.int64)
+    size = min(m, end - 1)          # never more than the file's lines: m may be a lie
+    i = np.empty(size, dtype=np.int64)
+    j = np.empty(size, dtype=np.int64)
+    w = np.empty(size, dtype=np.int64)
     seen = {}
     count = 0
     for k in range(1, end):

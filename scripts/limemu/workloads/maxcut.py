@@ -17,6 +17,7 @@ import numpy as np
 
 from limemu.model.errors import require
 from limemu.model.problem import QuadraticProblem
+from limemu.model.spec import MAX_CELLS
 
 from .base import Workload, check_weights, int_option
 from .gset import WEIGHT_KINDS, Graph, parse_gset, random_graph
@@ -142,6 +143,8 @@ def maxcut_workload(graph=None, path=None, cells=None, seed=1, degree=DEFAULT_DE
         generated = None
     else:
         n = int_option("cells", DEFAULT_CELLS if cells is None else cells, 2)
+        require(n <= MAX_CELLS, "cells", n, f"must be <= {MAX_CELLS} (MAX_CELLS, the largest "
+                "array)")
         require(isinstance(degree, (int, float)) and not isinstance(degree, bool) and
                 0 < degree < float("inf"), "degree", degree, "mean degree must be a number > 0 "
                 "(it is capped at cells - 1, the complete graph)")
