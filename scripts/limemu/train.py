@@ -27,7 +27,6 @@ import functools
 import json
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +47,7 @@ from limemu.model.mh import (
 from limemu.model.spec import Spec
 
 from . import runner
+from .files import write_atomic
 from .runner import _jsonable
 from .progress import bar
 from .schedule_options import parse_schedule
@@ -504,10 +504,8 @@ def command_train(args):
     result = run_training(options, progress=_Progress(not args.quiet))
     print_train_summary(result)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1))
-        print(f"  wrote {path}")
+        write_atomic(args.json, json.dumps(result, indent=1))
+        print(f"  wrote {args.json}")
     overflow = result.get("overflow") or {}
     return 1 if any(overflow.values()) else 0
 
