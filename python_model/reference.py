@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .counters import counter_names
 from .crossing import decide_one
 from .rng import LaneGenerator
 
@@ -35,10 +36,9 @@ def reference_run(spec, problem, order, weights, steps, progress=None):
     return run.weights, run.counts, run.field
 
 
-def new_counts():
-    return dict(steps=0, evaluations=0, up_moves=0, down_moves=0, blocked_moves=0,
-                inadmissible=0, heat_net=0, heat_abs=0, barrier_work=0, anneal_work=0,
-                field_adds=0)
+def new_counts(spec):
+    """Every counter of an array of this spec, at 0."""
+    return {name: 0 for name in counter_names(spec)}
 
 
 def reference_details(spec, problem, order, weights, steps, progress=None):
@@ -49,7 +49,7 @@ def reference_details(spec, problem, order, weights, steps, progress=None):
     g = Q @ W - problem.b
     generators = [LaneGenerator(spec.seed, lane) for lane in range(lanes)]
     cell_at_slot = {int(s): int(c) for s, c in zip(order.slot, order.sequence)}
-    counts = new_counts()
+    counts = new_counts(spec)
     up, down = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     snapshots, coupling = [], 0
     loss2 = int(W @ Q @ W) - 2 * int(problem.b @ W)
@@ -114,7 +114,7 @@ def reference_external_run(spec, order, weights, steps, half_tilt):
     W = np.array(weights, dtype=np.int64)
     generators = [LaneGenerator(spec.seed, lane) for lane in range(lanes)]
     cell_at_slot = {int(s): int(c) for s, c in zip(order.slot, order.sequence)}
-    counts = new_counts()
+    counts = new_counts(spec)
     up, down = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     for k in range(steps):
         e0 = int(spec.barrier.values_at([k])[0])

@@ -68,7 +68,10 @@ def test_refusal_rules():
     assert rmap.refusal(weight.address(2), write=True, running=True) == "busy"
     assert rmap.refusal(rmap["magic"].base, write=True, running=False) == "address"
     assert rmap.refusal(rmap["seed"].address(2), write=True, running=False) is None
-    assert rmap.refusal(rmap["seed"].address(3), write=True, running=False) == "address"
+    assert rmap.refusal(rmap["seed"].address(3), write=True, running=False) is None  # MH's
+    wide = small_map(lanes=4)      # seeds 0-3 for the lanes, 4 for MH's acceptance generator
+    assert wide.refusal(wide["seed"].address(4), write=True, running=False) is None
+    assert wide.refusal(wide["seed"].address(5), write=True, running=False) == "address"
     assert rmap.refusal(rmap["seed"].address(0), write=False, running=False) == "address"
     seed = rmap["seed"]
     assert rmap.refusal(seed.address(0, seed.stride - 1), write=True, running=False) == "address"

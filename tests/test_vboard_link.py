@@ -68,12 +68,17 @@ REFUSED = {
     "BAD_CRC": lambda rmap: weight_write(rmap, 11, [5])[:-1] + b"\x00",
     "UNKNOWN_COMMAND": lambda rmap: b"\xa5" + _body(0x7E, 12, protocol.write_payload(0, [1])),
     "BAD_LENGTH": lambda rmap: b"\xa5" + _body(protocol.COMMANDS["WRITE"], 13, b"\0" * 6),
-    # a burst that is valid except for its last word: the loss register, then the first
-    # (read-only) counter word
+    # a burst that is valid except for its last word: the register before the counters, then
+    # the first (read-only) counter word
     "BAD_ADDRESS": lambda rmap: protocol.encode_request(
-        "WRITE", 14, protocol.write_payload(rmap["loss2"].base,
-                                            list(range(5, 6 + rmap["loss2"].size)))),
+        "WRITE", 14, protocol.write_payload(_before_counters(rmap).base,
+                                            list(range(5, 6 + _before_counters(rmap).size)))),
 }
+
+
+def _before_counters(rmap):
+    """The (writable) register just below the first counter."""
+    return max((r for r in rmap if r.base < rmap["counter_steps"].base), key=lambda r: r.base)
 
 
 def _body(command, seq, payload):
