@@ -186,7 +186,8 @@ class Schedule:
                     f" {unit}")
         if self.kind == "exponential":
             return f"exponential {self.start * s:g} {unit} * 2^({self.rate / 2**16:g} k)"
-        return f"table of {len(self.values)} entries, {self.steps_per_entry} steps each ({unit})"
+        return (f"table of {len(self.values)} entries, {self.steps_per_entry} steps each, "
+                f"{self.values[0] * s:g} to {self.values[-1] * s:g} {unit}")
 
     def to_dict(self):
         d = {"kind": self.kind}

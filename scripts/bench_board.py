@@ -113,8 +113,9 @@ def board_spec(graph, steps, seed, build, barrier_u, beta_range):
     return Spec(cells=graph.n, weight_bits=1, lanes=built.lanes, q_storage="sparse",
                 order="colour", seed=seed, **formats,
                 barrier=parse_schedule(f"constant:{barrier_u}", "--barrier",
-                                       built.barrier_frac_bits, steps),
-                gain=parse_schedule(f"exp:{hot},{cold}", "--gain", built.gain_frac_bits, steps))
+                                       built.barrier_frac_bits, steps, built.barrier_bits),
+                gain=parse_schedule(f"exp:{hot},{cold}", "--gain", built.gain_frac_bits, steps,
+                                    built.gain_bits))
 
 
 def model_cut(graph, spec, steps):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from limemu.model.errors import ConfigError
 from limemu.model.schedules import Schedule, log2_fixed
+from limemu.schedule_options import TOLERANCE_SPAN, TOLERANCE_STEPS, _faithful, parse_schedule
 
 K = np.arange(0, 5000, dtype=np.int64)
 
@@ -95,3 +96,52 @@ def test_unvalidated_schedule_cannot_be_evaluated():
 def test_describe_uses_physical_units():
     text = Schedule.linear(256, 2**16 // 2).describe(8, "u")
     assert "from 1 u" in text and "+0.00195312 u/step" in text
+
+
+# -- schedules from text: the run follows the curve asked for (schedule_options.py) -------------
+
+GAIN_BITS, GAIN_FRAC = 16, 6
+
+
+def _as_run(text, steps):
+    schedule = parse_schedule(text, "--gain", GAIN_FRAC, steps, GAIN_BITS)
+    return schedule, schedule.validated("gain", GAIN_BITS)
+
+
+@pytest.mark.parametrize("text, steps, end", [
+    ("exp:0.1,6", 300_000, 6.0),          # the 16-bit rate alone would end at 2.2
+    ("exp:0.1,6", 1_000_000, 6.0),        # ... and at 0.09 (rate 0): a constant
+    ("linear:2,10", 400_000_000, 10.0),   # ... stays at 2.0
+    ("exp:6,0.1", 10**12, 0.1),
+])
+def test_long_ramps_run_as_tables_that_reach_the_end_asked_for(text, steps, end):
+    schedule, run = _as_run(text, steps)
+    assert schedule.kind == "table"
+    span = abs(end - run.values_at(np.array([0]))[0] / 2**GAIN_FRAC)
+    last = run.values_at(np.array([steps - 1]))[0] / 2**GAIN_FRAC
+    assert abs(last - end) <= TOLERANCE_STEPS / 2**GAIN_FRAC + TOLERANCE_SPAN * span
+
+
+@pytest.mark.parametrize("text, steps, kind", [
+    ("exp:0.1,6", 300, "exponential"), ("linear:2,10", 10**6, "linear"),
+    ("log:0.5,1,10", 10**12, "logarithmic"), ("exp:0.01,100", 300, "exponential")])
+def test_schedules_the_units_follow_keep_their_kind(text, steps, kind):
+    schedule, _ = _as_run(text, steps)
+    assert schedule.kind == kind
+
+
+def test_every_step_of_a_tabulated_ramp_is_within_the_tolerance():
+    steps = 300_000
+    _, run = _as_run("exp:0.1,6", steps)
+    k = np.arange(0, steps, 7)
+    start, end = round(0.1 * 2**GAIN_FRAC), round(6 * 2**GAIN_FRAC)
+    wanted = start * (end / start) ** (k / (steps - 1))
+    assert np.abs(run.values_at(k) - wanted).max() <= TOLERANCE_STEPS + TOLERANCE_SPAN * (end - start)
+
+
+def test_a_curve_no_table_follows_is_refused_naming_the_option():
+    def jagged(k):                                # a square wave of 10^5 periods: no table
+        return 1000.0 * ((k // 5) % 2)
+    with pytest.raises(ConfigError, match=r"--gain = 'x': over 1000000 steps .* within 1% of its "
+                                          r"span \+ 0.03125 \(off by 15.625 at step"):
+        _faithful(Schedule.constant(0), jagged, "--gain = 'x'", GAIN_FRAC, GAIN_BITS, 1_000_000)

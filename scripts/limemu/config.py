@@ -49,6 +49,9 @@ RUN_KEYS = {
     "temperature": float, "trace_every": int, "formats": dict, "tabulate": int, "core": str,
 }
 _KIND_NAMES = {int: "an integer", str: "a string", float: "a number", dict: "a table"}
+#: run_config's record of the schedules as they ran (a long ramp runs as a table,
+#: schedule_options.py); informative, not an option: a repeat recomputes it
+AS_RUN = "schedules_as_run"
 
 
 # -- reading TOML -------------------------------------------------------------------------------
@@ -122,6 +125,8 @@ def check_run_table(table, where, base=None):
         raise ConfigError(f"{where}: a run must be a table of options")
     options = {}
     for key, value in table.items():
+        if key == AS_RUN:
+            continue
         if key not in RUN_KEYS:
             raise ConfigError(f"{where}: unknown option {key!r}; known: "
                               f"{', '.join(RUN_KEYS)}")
@@ -188,6 +193,8 @@ def resolved_run_config(options, spec, steps):
         "trace_every": int(options.get("trace_every") or 0),
         "tabulate": int(options["tabulate"]) if options.get("tabulate") else None,
         "formats": {key: getattr(spec, key) for key in FORMAT_FIELDS},
+        AS_RUN: {"barrier": spec.barrier.describe(spec.barrier_frac_bits, "u"),
+                 "gain": spec.gain.describe(spec.gain_frac_bits, "u/loss")},
     }
     if out["graph"]:
         out["graph_sha256"] = file_sha256(out["graph"])

@@ -8,10 +8,19 @@
 
 Barrier values are in u (= kT ln 2), gain values in u per loss unit. They are rounded to the
 fixed-point format of the spec (barrier_frac_bits, gain_frac_bits).
+
+The run follows the curve asked for (through its parameters rounded to the format) within
+`TOLERANCE_SPAN` of its span plus `TOLERANCE_STEPS` steps of the format, at every step. The schedule units' ramps have 16 fraction bits per step,
+so over a long run a linear or exponential rate can round far from the one asked (exp:0.1,6
+over 300 000 steps would end at 2.2 u): such a curve is run as a table instead (the fewest
+entries, from `MIN_TABLE_ENTRIES` up, that follow it within the tolerance), and refused when
+no table does.
 """
 
 import math
 from pathlib import Path
+
+import numpy as np
 
 from limemu.model.errors import ConfigError
 from limemu.model.schedules import (
@@ -22,14 +31,18 @@ from limemu.model.schedules import (
 )
 
 MAX_TABLE_LINE_BYTES = 64       # a table file's size limit: this per entry
+TOLERANCE_SPAN = 0.01           # a run's schedule may stray from the curve by 1 % of its span
+TOLERANCE_STEPS = 2             # plus 2 steps of the format (rounding to it, the ramp's floor)
+TOLERANCE_SAMPLES = 4097        # steps at which that is checked, spread over the run
 
 KIND_ALIASES = {"constant": "constant", "const": "constant", "linear": "linear",
                 "log": "logarithmic", "logarithmic": "logarithmic", "exp": "exponential",
                 "exponential": "exponential", "table": "table"}
 
 
-def parse_schedule(text, option, frac_bits, steps):
-    """Schedule for option `option` (e.g. '--barrier') from text like 'linear:2,12'."""
+def parse_schedule(text, option, frac_bits, steps, bits):
+    """Schedule for option `option` (e.g. '--barrier') from text like 'linear:2,12', in a
+    format of `bits` bits with `frac_bits` fraction bits, over a run of `steps` steps."""
     kind_text, _, args_text = text.partition(":")
     kind = KIND_ALIASES.get(kind_text.strip().lower())
     if kind is None:
@@ -61,19 +74,64 @@ def parse_schedule(text, option, frac_bits, steps):
     if kind == "constant":
         return Schedule.constant(raw[0])
     if kind == "linear":
-        rate = round((args[1] - args[0]) * scale * 2**RATE_FRAC_BITS / last)
+        rate = round((raw[1] - raw[0]) * 2**RATE_FRAC_BITS / last)    # the rounded ends
         lo, hi = sorted(raw)
-        return Schedule.linear(raw[0], rate, lo=lo, hi=hi)
-    if kind == "logarithmic":
+        schedule = Schedule.linear(raw[0], rate, lo=lo, hi=hi)
+
+        def curve(k):
+            return raw[0] + (raw[1] - raw[0]) * k / last
+    elif kind == "logarithmic":
         if args[2] < 1:
             raise ConfigError(f"{option} = {text!r}: TAU must be >= 1 step")
-        return Schedule.logarithmic(raw[0], round(args[1] * scale), round(args[2]))
-    if raw[0] <= 0 or raw[1] <= 0:
-        raise ConfigError(f"{option} = {text!r}: an exponential schedule needs values "
-                          f"> 0 (at least {1 / scale:g} in this format)")
-    rate = round(math.log2(args[1] / args[0]) * 2**RATE_FRAC_BITS / last)
-    lo, hi = sorted(raw)
-    return Schedule.exponential(raw[0], rate, lo=lo, hi=hi)
+        schedule = Schedule.logarithmic(raw[0], round(args[1] * scale), round(args[2]))
+
+        def curve(k):
+            return raw[0] + raw[1] * np.log2(1 + k / round(args[2]))
+    else:
+        if raw[0] <= 0 or raw[1] <= 0:
+            raise ConfigError(f"{option} = {text!r}: an exponential schedule needs values "
+                              f"> 0 (at least {1 / scale:g} in this format)")
+        rate = round(math.log2(raw[1] / raw[0]) * 2**RATE_FRAC_BITS / last)  # the rounded ends
+        lo, hi = sorted(raw)
+        schedule = Schedule.exponential(raw[0], rate, lo=lo, hi=hi)
+
+        def curve(k):
+            return raw[0] * (raw[1] / raw[0]) ** (k / last)
+    return _faithful(schedule, curve, f"{option} = {text!r}", frac_bits, bits, steps)
+
+
+def _faithful(schedule, curve, where, frac_bits, bits, steps):
+    """`schedule` if it follows `curve` (raw units of the format, a function of the step) within
+    the tolerance over the run; else the smallest table that does; else ConfigError."""
+    top = 2**bits - 1
+    k = np.unique(np.linspace(0, steps - 1, TOLERANCE_SAMPLES).round().astype(np.int64))
+    wanted = np.clip(curve(k.astype(np.float64)), 0, top)
+    limit = TOLERANCE_STEPS + TOLERANCE_SPAN * (wanted.max() - wanted.min())
+
+    def worst(candidate):
+        """(largest deviation in raw units, the step where it is)."""
+        got = candidate.validated(where, bits).values_at(k)
+        error = np.abs(got - wanted)
+        return float(error.max()), int(k[error.argmax()])
+
+    error, at = worst(schedule)
+    if error <= limit:
+        return schedule
+    entries = MIN_TABLE_ENTRIES
+    while entries <= MAX_TABLE_ENTRIES:
+        per_entry = -(-steps // entries)
+        starts = np.arange(entries, dtype=np.float64) * per_entry
+        values = np.clip(np.round(curve(starts)), 0, top).astype(np.int64)
+        table = Schedule.table(values.tolist(), steps_per_entry=per_entry)
+        if worst(table)[0] <= limit:
+            return table
+        entries *= 2
+    step = 2.0**-frac_bits
+    raise ConfigError(f"{where}: over {steps} steps the schedule units cannot follow this curve "
+                      f"within {TOLERANCE_SPAN:.0%} of its span + {TOLERANCE_STEPS * step:g} "
+                      f"(off by {error * step:g} at step {at}, and a table of "
+                      f"{MAX_TABLE_ENTRIES} entries is too coarse); give fewer steps or a "
+                      "gentler curve")
 
 
 def _table(path, option, scale, steps):

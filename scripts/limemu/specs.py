@@ -68,13 +68,13 @@ def spec_for(problem, steps, *, settings=(), label="", lanes=1, order="natural",
                   cell_counter_bits=cell_counter_bits)
     fields.update(parse_settings(settings))
     probe = Spec(**fields)         # validates the formats before the schedules use them
-    for name, frac_bits in (("barrier", probe.barrier_frac_bits),
-                            ("gain", probe.gain_frac_bits)):
+    for name, frac_bits, bits in (("barrier", probe.barrier_frac_bits, probe.barrier_bits),
+                                  ("gain", probe.gain_frac_bits, probe.gain_bits)):
         value = barrier if name == "barrier" else gain
         if isinstance(value, Schedule):
             fields[name] = value
         elif isinstance(value, str):
-            fields[name] = parse_schedule(value, label + name, frac_bits, steps)
+            fields[name] = parse_schedule(value, label + name, frac_bits, steps, bits)
         else:
             raise ConfigError(f"{label}{name} = {value!r}: must be a schedule text such as "
                               "'constant:4' or a Schedule")

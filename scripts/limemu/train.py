@@ -217,12 +217,14 @@ def build_spec(o, layout):
     probe = Spec(**fields)
     if o.get("barrier"):
         fields["barrier"] = parse_schedule(o["barrier"], "--barrier", probe.barrier_frac_bits,
-                                           o["steps"])
+                                           o["steps"], probe.barrier_bits)
     else:
         e0 = proposal_barrier_u(layout.cells, o["moves"])
         fields["barrier"] = parse_schedule(f"constant:{e0!r}", "--moves",
-                                           probe.barrier_frac_bits, o["steps"])
-    fields["gain"] = parse_schedule(o["gain"], "--gain", probe.gain_frac_bits, o["steps"])
+                                           probe.barrier_frac_bits, o["steps"],
+                                           probe.barrier_bits)
+    fields["gain"] = parse_schedule(o["gain"], "--gain", probe.gain_frac_bits, o["steps"],
+                                    probe.gain_bits)
     if o["core"] == "compact":            # its schedule units compute tables only
         for unit, bits in (("barrier", probe.barrier_bits), ("gain", probe.gain_bits)):
             if fields[unit].kind not in ("constant", "table"):
