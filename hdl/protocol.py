@@ -162,7 +162,10 @@ def parse_info(words):
     if values["protocol_version"] != PROTOCOL_VERSION:
         raise ValueError(f"the board speaks protocol version {values['protocol_version']}, "
                          f"this host speaks {PROTOCOL_VERSION}: rebuild the bitstream")
-    storage = {code: name for name, code in Q_STORAGE_CODES.items()}[values["q_storage"]]
+    storage = {code: name for name, code in Q_STORAGE_CODES.items()}.get(values["q_storage"])
+    if storage is None:
+        raise ValueError(f"INFO names Q storage {values['q_storage']}, which this host does not "
+                         f"know (codes {Q_STORAGE_CODES})")
     core = {code: name for name, code in CORE_CODES.items()}.get(values["core"])
     if core is None:
         raise ValueError(f"INFO names core {values['core']}, which this host does not know "

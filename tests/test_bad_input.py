@@ -15,14 +15,14 @@ from limemu.model.spec import MAX_CELLS
 BINARY = bytes(range(256)) * 4
 
 
-def refused(argv, capsys, *fragments, code=2):
+def refused(argv, capsys, *fragments, code=2, prefix="limemu: error: "):
     """Run the command line in-process; check the exit code and the one-line error."""
     capsys.readouterr()
     assert main(argv) == code
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
-    assert lines[0].startswith("limemu: error: "), err
+    assert lines[0].startswith(prefix), err
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
@@ -200,8 +200,7 @@ def test_run_bad_run_files(name, tmp_path, capsys):
     elif text is not None:
         path.write_text(text)
     out = tmp_path / "r.json"
-    named = [] if name.startswith("huge") else [path.name]      # a value names its option
-    refused(["run", "--config", str(path), "--json", str(out), "--quiet"], capsys, *named,
+    refused(["run", "--config", str(path), "--json", str(out), "--quiet"], capsys, path.name,
             *fragments)
     assert not out.exists()
 
@@ -552,3 +551,79 @@ def test_sweep_unreachable_scheduler(address, fragment, tmp_path, capsys, monkey
     path.write_text(SWEEP_BASE)
     refused(["sweep", str(path), "--out", str(tmp_path / "out"), "--scheduler", address,
              "--quiet"], capsys, f"--scheduler = {address!r}", fragment)
+
+
+# -- run --backend board: a port that is silent, garbled or another board -------------------------
+class FakeBoard:
+    """A pseudo-terminal standing in for a board: each request is answered with
+    `answer(request) -> bytes` (b"": silence) by a thread."""
+
+    def __init__(self, answer):
+        import os  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+        import tty  # noqa: PLC0415
+        self.master, slave = os.openpty()
+        tty.setraw(slave)
+        self.port = os.ttyname(slave)
+        self.slave, self.answer, self.running = slave, answer, True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import os  # noqa: PLC0415
+        import select  # noqa: PLC0415
+        while self.running:
+            if select.select([self.master], [], [], 0.05)[0]:
+                try:
+                    request = os.read(self.master, 4096)
+                except OSError:
+                    return
+                reply = self.answer(request)
+                if reply:
+                    os.write(self.master, reply)
+
+    def close(self):
+        import os  # noqa: PLC0415
+        self.running = False
+        self.thread.join()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def info_answer(**changes):
+    """An INFO answer of a small build, with some fields changed."""
+    from limemu.hdl import protocol  # noqa: PLC0415
+    from limemu.hdl.regmap import Geometry  # noqa: PLC0415
+    from limemu.model.spec import Spec  # noqa: PLC0415
+    words = protocol.info_words(Spec(cells=8), Geometry(lanes=1, groups=8, q_storage="dense",
+                                                        q_capacity=64),
+                                clock_hz=12_000_000, baud=1_000_000)
+    for name, value in changes.items():
+        words[protocol.INFO_FIELDS.index(name)] = value
+
+    def answer(request):
+        payload = b"".join(w.to_bytes(4, "little") for w in words)
+        return protocol.encode_response("OK", request[2], payload=payload)
+    return answer
+
+
+BOARDS = {
+    "silent": (lambda request: b"", ["no answer (timeout)", "limemu program"]),
+    "garbage": (lambda request: bytes(range(0x60, 0xA0)), ["no answer", "baud"]),
+    "old_protocol": (info_answer(protocol_version=1), ["protocol version 1", "rebuild"]),
+    "foreign": (info_answer(protocol_magic=0x12345678), ["not a limemu board", "0x12345678"]),
+    "unknown_core": (info_answer(core=99), ["core 99", "does not know"]),
+    "unknown_storage": (info_answer(q_storage=99), ["Q storage 99", "does not know"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_board_that_does_not_answer_as_a_limemu_board(name, capsys):
+    answer, fragments = BOARDS[name]
+    board = FakeBoard(answer)
+    try:
+        refused(["run", "--backend", "board", "--port", board.port, "--cells", "8", "--steps",
+                 "10", "--link-timeout", "0.2", "--retries", "1", "--quiet"], capsys,
+                board.port, *fragments, code=4, prefix="limemu: link error: ")
+    finally:
+        board.close()

@@ -14,6 +14,7 @@ from limemu.model.thermo import BELOW_LANDAUER
 from . import api, build, studies, thermo
 from .backends import BACKENDS
 from .files import check_output_file, write_atomic
+from .link import LinkError
 from .results import load_result
 from .runner import WORKLOAD_DEFAULTS, build_run
 from .board_build import board_run_options
@@ -138,14 +139,24 @@ def main(argv=None):
             return command_train(args)
         return command_bound(args)
     except ConfigError as error:
-        print(f"limemu: error: {error}", file=sys.stderr)
+        print(f"limemu: error: {error}{run_file_named(args, error)}", file=sys.stderr)
         return 2
     except IdentityError as error:
         print(f"limemu: IDENTITY VIOLATED (a bug, please report): {error}", file=sys.stderr)
         return 3
+    except LinkError as error:
+        print(f"limemu: link error: {error}", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         print(f"limemu {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
+
+
+def run_file_named(args, error):
+    """' (options from FILE)' when a --config run file gave options and the error does not name
+    it already: the bad value may have come from the file rather than the command line."""
+    config = getattr(args, "config", None)
+    return f" (options from {config})" if config and str(config) not in str(error) else ""
 
 
 def check_outputs(args):

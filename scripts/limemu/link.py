@@ -129,11 +129,16 @@ class Link:
 
     # -- commands ------------------------------------------------------------------------------
     def info(self):
-        words = protocol.words_of(self.request("INFO", answer_words=len(protocol.INFO_FIELDS)))
+        """The build description; the first request to a board, so a failure says what to
+        check."""
         try:
+            words = protocol.words_of(self.request("INFO",
+                                                   answer_words=len(protocol.INFO_FIELDS)))
             return protocol.parse_info(words)
-        except ValueError as error:
-            raise LinkError(f"{self.port}: {error}") from None
+        except (LinkError, ValueError) as error:
+            where = "" if self.port in str(error) else f"{self.port}: "
+            raise LinkError(f"{where}{error}; is a limemu bitstream of this version loaded "
+                            f"(limemu program) and {self.baud} baud its rate?") from None
 
     def write(self, pairs, progress=None):
         """Write (address, word) pairs, in order, in bursts of consecutive addresses;
@@ -197,8 +202,10 @@ class BoardDevice:
         import serial  # noqa: PLC0415
         try:
             return method(*args)
-        except (LinkError, OSError, serial.SerialException) as error:
+        except LinkError as error:
             self._explained(error)
+        except (OSError, serial.SerialException) as error:    # unplugged, or not a serial port
+            self._explained(LinkError(f"{self.link.port}: {error}"))
 
     def read(self, addresses):
         """Words at `addresses`, read in as few requests as possible: wanted addresses closer
