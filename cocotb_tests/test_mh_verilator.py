@@ -77,6 +77,7 @@ def test_train_on_the_array_gives_the_models_result(tmp_path, backend):
         assert rtl[key] == model[key], key
     assert rtl["mh"]["remeasure_work"] != 0
     assert rtl["throughput"]["link_bytes_per_step"] > 0
+    assert rtl["throughput"]["core_cycles_per_step"] > 1        # a proposal and a decision
     assert rtl["identities"]["first_law"] == f"exact (heat_net from the {backend}'s counter)"
     assert main(["report", str(tmp_path / f"{backend}.json")]) == 0    # the energy report
 

@@ -145,3 +145,9 @@ def test_a_curve_no_table_follows_is_refused_naming_the_option():
     with pytest.raises(ConfigError, match=r"--gain = 'x': over 1000000 steps .* within 1% of its "
                                           r"span \+ 0.03125 \(off by 15.625 at step"):
         _faithful(Schedule.constant(0), jagged, "--gain = 'x'", GAIN_FRAC, GAIN_BITS, 1_000_000)
+
+
+def test_a_run_longer_than_any_table_can_span_is_refused():
+    with pytest.raises(ConfigError, match=r"--gain = 'exp:0.1,6': over 281474976710655 steps"
+                                          r".*no table of at most 4096 entries"):
+        parse_schedule("exp:0.1,6", "--gain", GAIN_FRAC, 2**48 - 1, GAIN_BITS)

@@ -10,11 +10,11 @@ Barrier values are in u (= kT ln 2), gain values in u per loss unit. They are ro
 fixed-point format of the spec (barrier_frac_bits, gain_frac_bits).
 
 The run follows the curve asked for (through its parameters rounded to the format) within
-`TOLERANCE_SPAN` of its span plus `TOLERANCE_STEPS` steps of the format, at every step. The schedule units' ramps have 16 fraction bits per step,
-so over a long run a linear or exponential rate can round far from the one asked (exp:0.1,6
-over 300 000 steps would end at 2.2 u): such a curve is run as a table instead (the fewest
-entries, from `MIN_TABLE_ENTRIES` up, that follow it within the tolerance), and refused when
-no table does.
+`TOLERANCE_SPAN` of its span plus `TOLERANCE_STEPS` steps of the format, at every step. The
+schedule units' ramps have 16 fraction bits per step, so over a long run a linear or
+exponential rate can round far from the one asked (exp:0.1,6 over 300 000 steps would end at
+2.2 u): such a curve is run as a table instead (the fewest entries, from `MIN_TABLE_ENTRIES`
+up, that follow it within the tolerance), and refused when no table does.
 """
 
 import math
@@ -24,6 +24,7 @@ import numpy as np
 
 from limemu.model.errors import ConfigError
 from limemu.model.schedules import (
+    MAX_STEPS_PER_ENTRY,
     MAX_TABLE_ENTRIES,
     MIN_TABLE_ENTRIES,
     RATE_FRAC_BITS,
@@ -120,6 +121,9 @@ def _faithful(schedule, curve, where, frac_bits, bits, steps):
     entries = MIN_TABLE_ENTRIES
     while entries <= MAX_TABLE_ENTRIES:
         per_entry = -(-steps // entries)
+        if per_entry > MAX_STEPS_PER_ENTRY:
+            entries *= 2
+            continue
         starts = np.arange(entries, dtype=np.float64) * per_entry
         values = np.clip(np.round(curve(starts)), 0, top).astype(np.int64)
         table = Schedule.table(values.tolist(), steps_per_entry=per_entry)
@@ -129,9 +133,9 @@ def _faithful(schedule, curve, where, frac_bits, bits, steps):
     step = 2.0**-frac_bits
     raise ConfigError(f"{where}: over {steps} steps the schedule units cannot follow this curve "
                       f"within {TOLERANCE_SPAN:.0%} of its span + {TOLERANCE_STEPS * step:g} "
-                      f"(off by {error * step:g} at step {at}, and a table of "
-                      f"{MAX_TABLE_ENTRIES} entries is too coarse); give fewer steps or a "
-                      "gentler curve")
+                      f"(off by {error * step:g} at step {at}; no table of at most "
+                      f"{MAX_TABLE_ENTRIES} entries of at most 2**32 steps follows it either); "
+                      "give fewer steps or a gentler curve")
 
 
 def _table(path, option, scale, steps):

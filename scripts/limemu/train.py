@@ -402,6 +402,8 @@ def mh_throughput(trainer, seconds):
     link = getattr(trainer.array, "link_estimate", None)
     if link is not None:
         out.update(link(steps))
+        cycles = trainer.array.cycles            # the core's own count of its run cycles
+        out.update(core_cycles=cycles, core_cycles_per_step=cycles / max(steps, 1))
     return out
 
 
@@ -545,7 +547,8 @@ def print_train_summary(r):
             line += (f" ({t['host_calls_per_step']:.1f} device calls a step); over a serial "
                      f"link {t['link_requests_per_step']:.1f} requests, "
                      f"{t['link_bytes_per_step']:.0f} bytes a step: at most "
-                     f"{t['link_steps_per_s']:.0f} steps/s at {t['link_baud']} baud")
+                     f"{t['link_steps_per_s']:.0f} steps/s at {t['link_baud']} baud; "
+                     f"{t['core_cycles_per_step']:.1f} core cycles a step")
         print(line)
     else:
         f = r["ideal_float"]
