@@ -110,9 +110,9 @@ def tx_harness(mutant):
 
 
 PROPERTIES = [
-    Property("uart_rx.no_lost_byte", rx_harness, "bmc", 48,
+    Property("uart_rx.no_lost_byte", rx_harness, "bmc", 46,
              "UartRx delivers every byte unchanged at +-2 % baud error, any phase and gaps",
-             mutant="samples at the end of each bit", deep=90),
+             mutant="samples at the end of each bit", deep=90, timeout=1800),
     Property("uart_tx.framing", tx_harness, "bmc", 45,
              "UartTx: start, 8 data bits LSB first, stop, divisor cycles each; idle high"),
 ]
