@@ -143,8 +143,8 @@ PROPERTIES = [
     Property("bridge_executor.safety", executor_harness, "bmc", 10,
              "no write without a good frame and admitted addresses; stop only during a run; "
              "no duplicate applied; one answer per request",
-             mutant="the executor sees every crc as good", deep=16),
+             mutant="the executor sees every crc as good", deep=14),
     Property("frame_receiver.returns_to_hunt", receiver_harness, "bmc", 16,
              "after timeout + 2 silent cycles the receiver hunts or holds a request",
-             mutant="silence inside a frame never noticed", deep=32),
+             mutant="silence inside a frame never noticed", deep=24),
 ]
