@@ -66,9 +66,15 @@ class Result:
             return self.status == "FAIL"
         return self.status == "PASS"
 
+    @property
+    def where(self):
+        """' (file:line)' of the failed assertion, if the log names one."""
+        found = re.search(r"(\w+\.py:\d+)", self.detail) if self.status == "FAIL" else None
+        return f" ({found.group(1)})" if found else ""
+
     def line(self):
         if self.mutant:
-            verdict = ("fails as expected" if self.status == "FAIL"
+            verdict = (f"fails as expected{self.where}" if self.status == "FAIL"
                        else f"MUTATION NOT CAUGHT ({self.status})")
             name = f"{self.name} [mutant]"
         elif self.status == "PASS":
