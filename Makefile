@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-rtl bench-vboard clean
+.PHONY: demo test formal bench bench-rtl bench-vboard clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("limemu needs Python >= 3.10, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
@@ -22,6 +22,12 @@ demo: $(STAMP)
 # Whole test suite.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto
+
+# Formal proofs of the RTL (SymbiYosys) and their mutations (docs/formal.md); FORMAL_JOBS
+# runs at once; LIMEMU_FORMAL_DEEP=1 checks the bounded ones deeper
+FORMAL_JOBS ?= 2
+formal: $(STAMP)
+	$(BIN)/python -m formal --jobs $(FORMAL_JOBS)
 
 # The golden model against dwave-samplers' simulated annealer (the bench extra)
 BENCH_STAMP := $(VENV)/.bench-installed

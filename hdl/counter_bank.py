@@ -68,8 +68,7 @@ class CounterBank(wiring.Component):
             inc = getattr(self, f"inc_{name}")
             exact = Signal(signed(max(width, len(inc)) + 2), name=f"{name}_exact")
             m.d.comb += exact.eq(value + inc)
-            lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if is_signed else \
-                (0, (1 << width) - 1)
+            lo, hi = self._range(width, is_signed)
             outside = (exact < lo) | (exact > hi)
             flag = Signal(name=f"{name}_overflow")
             flags.append(flag)
@@ -81,6 +80,12 @@ class CounterBank(wiring.Component):
                     m.d.sync += flag.eq(1)
         m.d.comb += self.overflow.eq(Cat(*flags))
         return m
+
+    @staticmethod
+    def _range(width, is_signed):
+        """(lowest, highest) value a counter holds without its overflow flag."""
+        return ((-(1 << (width - 1)), (1 << (width - 1)) - 1) if is_signed else
+                (0, (1 << width) - 1))
 
     def __repr__(self):
         return f"CounterBank(layout={self.layout!r}, amount_bits={self.amount_bits})"

@@ -58,6 +58,10 @@ class UartRx(_Uart):
     frame_error: Out(1)
     busy: Out(1)
 
+    def first_sample(self):
+        """Cycles from the falling edge to the start bit's sample: half a bit."""
+        return self.divisor // 2
+
     def elaborate(self, platform):
         m = Module()
         line = Signal(init=1)
@@ -74,7 +78,7 @@ class UartRx(_Uart):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~line):
-                    m.d.sync += timer.eq(self.divisor // 2 - 1)
+                    m.d.sync += timer.eq(self.first_sample() - 1)
                     m.next = "START"
             with m.State("START"):
                 m.d.comb += self.busy.eq(1)
