@@ -55,6 +55,7 @@ def test_run_is_reproducible_for_a_seed(tmp_path):
     (["--graph", "/nonexistent/g.txt"], "g.txt"),
     (["--workload", "lsq", "--cells", "11"], "cells"),
     (["--barrier", "table:/nonexistent"], "cannot read"),
+    (["--backend", "vboard", "--resyncs", "-1"], "resyncs = -1"),
 ])
 def test_bad_run_options_give_a_clear_error(argv, fragment, capsys):
     steps = [] if "--steps" in argv else ["--steps", "10"]

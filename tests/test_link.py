@@ -3,6 +3,7 @@ timeouts, duplicates, refusals, garbage, stale answers, and the bursts it coales
 into."""
 
 import struct
+import time
 
 import pytest
 from limemu.hdl import protocol
@@ -134,3 +135,83 @@ def test_board_device_run_polls_until_the_core_is_idle():
     link, port = link_to(respond)
     assert BoardDevice(link, rmap).run([(rmap["control"].base, 1)]) == 1234
     assert len(port.requests) == 5             # write, 3 polls, info
+
+
+def test_bad_length_is_line_damage_and_retried():
+    """This driver's frames always have a valid length, and the bridge checks the length
+    before the CRC: BAD_LENGTH means the length field was damaged on the way."""
+    answers = iter(["BAD_LENGTH", "OK"])
+    link, port = link_to(lambda f: protocol.encode_response(next(answers), request_seq(f)))
+    link.write([(0, 0)])
+    assert len(port.requests) == 2 and link.resent == 1
+
+
+def test_a_write_never_reuses_the_seq_of_the_write_before_it():
+    """After 255 reads the next seq wraps to the last WRITE's: the bridge would answer that
+    WRITE DUPLICATE and not apply it, so the host skips that seq."""
+    last_write = {}
+
+    def respond(frame):
+        seq, command = request_seq(frame), frame[1]
+        if command == protocol.COMMANDS["WRITE"]:
+            if last_write.get("seq") == seq:
+                return protocol.encode_response("DUPLICATE", seq)
+            last_write["seq"] = seq
+            return protocol.encode_response("OK", seq)
+        return protocol.encode_response("OK", seq, payload=b"\0" * 4)
+
+    link, port = link_to(respond)
+    link.write([(0, 1)])
+    for _ in range(255):
+        link.read([0])
+    link.write([(0, 2)])
+    writes = [f for f in port.requests if f[1] == protocol.COMMANDS["WRITE"]]
+    assert len(writes) == 2 and request_seq(writes[0]) != request_seq(writes[1])
+    assert link.resent == 0
+
+
+def test_resync_rounds_retry_after_the_retries_are_spent():
+    answers = iter([b""] * 5 + [None])
+
+    def respond(frame):
+        answer = next(answers)
+        return protocol.encode_response("OK", request_seq(frame)) if answer is None else answer
+
+    link, port = link_to(respond, retries=1, resyncs=2)
+    link.write([(0, 0)])
+    assert len(port.requests) == 6 and len(set(port.requests)) == 1     # same frame, same seq
+    assert link.resynced == 2 and link.resent == 5
+    link, port = link_to(lambda f: b"", retries=1, resyncs=1)
+    with pytest.raises(LinkError, match="failed 4 times"):
+        link.write([(0, 0)])
+    assert link.resynced == 1
+
+
+class SlowPort(ScriptedPort):
+    """A port whose answers stop after `cut` bytes: what the host sees when the line lost the
+    rest of one; read() waits like pyserial's until its timeout when nothing comes."""
+
+    def __init__(self, respond, cut):
+        super().__init__(respond)
+        self.cut = cut
+
+    def write(self, data):
+        super().write(data)
+        if len(self.requests) == 1:
+            self.pending = self.pending[:self.cut]
+
+    def read(self, n):
+        out = super().read(n)
+        if not out:
+            time.sleep(0.01)
+        return out
+
+
+def test_an_answer_cut_short_is_resent_after_the_gap_not_the_timeout():
+    words = struct.pack("<4I", 1, 2, 3, 4)
+    port = SlowPort(lambda f: protocol.encode_response("OK", request_seq(f), payload=words), 9)
+    link = Link("scripted", serial_factory=lambda *a, **k: port, log=lambda m: None,
+                timeout=30, answer_gap=0.1)
+    started = time.monotonic()
+    assert link.read([0, 1, 2, 3]) == [1, 2, 3, 4]
+    assert link.resent == 1 and time.monotonic() - started < 5

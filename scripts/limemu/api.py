@@ -197,7 +197,7 @@ def open_session(backend: str, problem: Workload, spec: Spec, *, trace_every: in
     trace_every: record a trace point every K steps (segmented backends only). progress:
     show progress bars (only when stderr is a terminal). options of the RTL backends: core
     (``pipelined`` or ``compact``; verilator, vboard), waves (a VCD file; verilator), port,
-    baud (board), timeout, retries (vboard, board: the serial link)."""
+    baud (board), timeout, retries, resyncs (vboard, board: the serial link)."""
     return Session(backend, problem, spec, trace_every=trace_every, progress=progress,
                    **options)
 

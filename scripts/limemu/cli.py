@@ -72,6 +72,10 @@ def add_hardware_options(p):
     p.add_argument("--retries", type=int, default=3,
                    help="board, vboard: resends of a request whose answer is lost or "
                    "damaged (default 3)")
+    p.add_argument("--resyncs", type=int, default=0,
+                   help="board, vboard: once the retries are spent, rounds of as many again "
+                   "after waiting for the line to fall quiet (default 0; a long run on a "
+                   "noisy line wants some, see docs/soak.md)")
 
 
 def main(argv=None):
@@ -309,7 +313,8 @@ def backend_options(args):
     if args.backend in ("vboard", "board"):
         require(args.link_timeout > 0, "link-timeout", args.link_timeout, "must be > 0")
         require(0 <= args.retries <= 100, "retries", args.retries, "must be in [0, 100]")
-        options.update(timeout=args.link_timeout, retries=args.retries)
+        require(0 <= args.resyncs <= 1000, "resyncs", args.resyncs, "must be in [0, 1000]")
+        options.update(timeout=args.link_timeout, retries=args.retries, resyncs=args.resyncs)
     return options
 
 

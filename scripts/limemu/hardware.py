@@ -34,7 +34,7 @@ SEGMENT_EVALUATIONS = 2_000_000        # cell evaluations per run request (progr
 
 
 def open_device(backend, spec, geometry, *, waves=None, log=None, port=None, baud=None,
-                timeout=1.0, retries=3):
+                timeout=1.0, retries=3, resyncs=0):
     """A device of `backend` that holds a run of `spec` needing `geometry`; its `rmap` is the
     register map it speaks (a board's own build, which may be larger)."""
     from limemu.hdl.regmap import RegisterMap  # noqa: PLC0415
@@ -52,7 +52,8 @@ def open_device(backend, spec, geometry, *, waves=None, log=None, port=None, bau
         from .vboard import VirtualBoard  # noqa: PLC0415
         board = VirtualBoard(spec, geometry, log=log)
         try:
-            link = Link(board.port, baud=board.baud, timeout=timeout, retries=retries)
+            link = Link(board.port, baud=board.baud, timeout=timeout, retries=retries,
+                        resyncs=resyncs)
             rmap = RegisterMap(spec, geometry)
             expect_build(link.info(), rmap, "the virtual board")
         except BaseException:
@@ -62,7 +63,8 @@ def open_device(backend, spec, geometry, *, waves=None, log=None, port=None, bau
     if backend == "board":
         if port is None:
             raise ConfigError("port: --backend board needs --port (e.g. /dev/ttyUSB1)")
-        link = Link(port, baud=baud or 1_000_000, timeout=timeout, retries=retries)
+        link = Link(port, baud=baud or 1_000_000, timeout=timeout, retries=retries,
+                    resyncs=resyncs)
         try:
             rmap = RegisterMap(*board_spec(link.info(), spec, geometry, port))
         except BaseException:

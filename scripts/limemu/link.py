@@ -2,10 +2,19 @@
 virtual board, which differ only in the port they open.
 
 `Link` sends requests and waits for their answers, with explicit timeouts and retries: a
-request whose answer is lost, damaged, or reports a damaged request (BAD_CRC, TRUNCATED) is
-sent again with the same sequence number, so the bridge never applies a WRITE twice
-(DUPLICATE). Refusals that a retry cannot cure (BAD_ADDRESS, BUSY, BAD_LENGTH,
-UNKNOWN_COMMAND) raise `LinkError` at once.
+request whose answer is lost, damaged, or reports a damaged request (BAD_CRC, TRUNCATED,
+BAD_LENGTH) is sent again with the same sequence number, so the bridge never applies a WRITE
+twice (DUPLICATE). BAD_LENGTH is retried because this driver's frames always have a valid
+length: the bridge checks the length before the CRC, so a length field damaged on the line is
+answered BAD_LENGTH. Refusals that a retry cannot cure (BAD_ADDRESS, BUSY, UNKNOWN_COMMAND)
+raise `LinkError` at once. A WRITE never gets the seq of the WRITE before it: after 255 other
+requests the bridge would take it for a resend and answer DUPLICATE without applying it.
+
+With `resyncs` > 0, a request that failed every retry is not given up yet: the host waits for
+the line to fall quiet (any partial frame at the bridge is dropped by then), discards what it
+received, and sends the same frame (same seq) through another round of retries, up to
+`resyncs` rounds (counted in `resynced`): what a board left running overnight on a noisy line
+needs.
 
 `BoardDevice` moves the core's words over a Link with the interface the hardware sessions use
 (write, read, run, close), like the Verilator testbench's.
@@ -21,7 +30,7 @@ from limemu.model.errors import ConfigError
 
 from .progress import bar
 
-RETRIED = ("BAD_CRC", "TRUNCATED")
+RETRIED = ("BAD_CRC", "TRUNCATED", "BAD_LENGTH")
 POLL_SECONDS = 0.002          # status polls while the core runs
 
 
@@ -33,10 +42,13 @@ class Link:
     """Requests over a serial port (a path: /dev/ttyUSB1, or the virtual board's pty).
 
     timeout: seconds to wait for an answer beyond the time its bytes need on the wire;
-    retries: how many times a request is sent again after a lost or damaged answer."""
+    retries: how many times a request is sent again after a lost or damaged answer;
+    resyncs: rounds of retries after a resync once those are spent (0: give up then);
+    answer_gap: seconds without a byte after which a started answer counts as cut short
+    (None: wait until the timeout)."""
 
-    def __init__(self, port, *, baud=1_000_000, timeout=1.0, retries=3, log=None,
-                 serial_factory=None):
+    def __init__(self, port, *, baud=1_000_000, timeout=1.0, retries=3, resyncs=0,
+                 answer_gap=None, log=None, serial_factory=None):
         if serial_factory is None:
             import serial  # noqa: PLC0415 (host extra)
             serial_factory = serial.Serial
@@ -46,25 +58,40 @@ class Link:
             raise ConfigError(f"port {port!r}: cannot open it ({error}); is the board "
                               f"connected and the port right (--port)?") from None
         self.port, self.baud = port, baud
-        self.timeout, self.retries = timeout, retries
+        self.timeout, self.retries, self.resyncs = timeout, retries, resyncs
+        self.answer_gap = answer_gap
         self.log = log or (lambda message: sys.stderr.write(f"  link: {message}\n"))
         self.seq = 0
+        self.write_seq = None     # the seq of the last WRITE sent
+        self.requests = 0         # requests made (each counted once, however often sent)
         self.skipped = 0          # garbage bytes the board reported discarding
         self.resent = 0           # requests sent again
+        self.resynced = 0         # resyncs after a round of retries failed
         self.serial.reset_input_buffer()
 
     # -- requests ------------------------------------------------------------------------------
     def request(self, command, payload=b"", answer_words=0):
         """Send one request; return the answer's payload. Retries as documented above."""
         self.seq = (self.seq + 1) & 0xFF
+        if command == "WRITE":
+            if self.seq == self.write_seq:
+                self.seq = (self.seq + 1) & 0xFF
+            self.write_seq = self.seq
+        self.requests += 1
         frame = protocol.encode_request(command, self.seq, payload)
         wire = (len(frame) + protocol.RESPONSE_HEADER + protocol.CRC_BYTES
                 + 4 * answer_words) * 10 / self.baud
-        failure = None
-        for attempt in range(self.retries + 1):
+        failure, sent = None, 0
+        for attempt in range((self.retries + 1) * (self.resyncs + 1)):
+            if attempt and attempt % (self.retries + 1) == 0:
+                self.resynced += 1
+                self.log(f"{command} (seq {self.seq}): {self.retries + 1} attempts failed "
+                         f"(last: {failure}); resync {self.resynced}")
+                self.resync()
             if attempt:
                 self.resent += 1
             self.serial.write(frame)
+            sent += 1
             status, payload_in, why = self._answer(self.seq, wire + self.timeout)
             if status in ("OK",) or (status == "DUPLICATE" and attempt):
                 return payload_in
@@ -73,8 +100,20 @@ class Link:
                 continue
             raise LinkError(f"{command} refused by the board: {status} "
                             f"({protocol.STATUS_MEANING[status]})")
-        raise LinkError(f"{command} (seq {self.seq}) failed {self.retries + 1} times on "
+        raise LinkError(f"{command} (seq {self.seq}) failed {sent} times on "
                         f"{self.port}; last: {failure}")
+
+    def resync(self, quiet=None):
+        """Wait until nothing has arrived for `quiet` seconds (the timeout by default; at most
+        20 of them), then discard the input: a partial frame at the bridge has timed out and
+        been answered, and no late answer is left to confuse the next one."""
+        quiet = self.timeout if quiet is None else quiet
+        deadline = time.monotonic() + 20 * quiet
+        last = time.monotonic()
+        while time.monotonic() - last < quiet and time.monotonic() < deadline:
+            if self.serial.read(4096):
+                last = time.monotonic()
+        self.serial.reset_input_buffer()
 
     def _answer(self, seq, seconds):
         """(status, payload, None) of the answer to `seq`; (None, None, why) when none came in
@@ -120,11 +159,19 @@ class Link:
         return protocol.STATUS_NAMES[status], seq, skipped, payload
 
     def _exactly(self, count, deadline):
+        """`count` bytes, or None at the deadline or, with `answer_gap`, when the answer's
+        bytes stop arriving for that long (the bridge sends an answer back to back: a byte lost
+        on the line need not cost the whole timeout)."""
         data = b""
+        last = time.monotonic()
         while len(data) < count:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline or (self.answer_gap is not None and now - last > self.answer_gap):
                 return None
-            data += self.serial.read(count - len(data))
+            got = self.serial.read(count - len(data))
+            if got:
+                data += got
+                last = time.monotonic()
         return data
 
     # -- commands ------------------------------------------------------------------------------

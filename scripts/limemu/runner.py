@@ -191,7 +191,7 @@ SESSIONS = {"model": ModelSession, "reference": ReferenceSession}
 def open_session(backend, workload, spec, progress=True, **options):
     """A session of `backend` loaded with the workload (see ModelSession for the methods).
     Options of the RTL backends: waves (verilator: a VCD file to write); port, baud, timeout,
-    retries (board: the serial link)."""
+    retries, resyncs (board: the serial link)."""
     if backend in HARDWARE:
         from .hardware import HardwareSession  # noqa: PLC0415 (amaranth only for the RTL)
         return HardwareSession(workload, spec, progress, name=backend,
