@@ -14,27 +14,7 @@ import random
 import sys
 import time
 
-from limemu.hdl.regmap import Geometry
-from limemu.link_fuzz import Fuzzer
-from limemu.model import Spec
-from limemu.vboard import VirtualBoard
-
-#: small builds, with holes in the lane banks (3 lanes of 4) and a wide memory entry (tilt)
-BUILDS = {
-    "pipelined": (Spec(cells=6, lanes=3, weight_bits=4),
-                  Geometry(lanes=3, groups=2, q_storage="dense", q_capacity=1, table_depth=256)),
-    "compact": (Spec(cells=6, lanes=1, weight_bits=4),
-                Geometry(lanes=1, groups=6, q_storage="dense", q_capacity=1, table_depth=256,
-                         core="compact")),
-}
-#: cycles of silence that end a frame: short, so that truncated frames are answered quickly
-#: (the pty hands the board a request written at once without gaps of this length)
-TIMEOUT_CYCLES = 4096
-
-
-def board(core):
-    spec, geometry = BUILDS[core]
-    return VirtualBoard(spec, geometry, timeout_cycles=TIMEOUT_CYCLES), spec, geometry
+from limemu.link_fuzz import BUILDS, Fuzzer, fuzz_board
 
 
 def main(argv=None):
@@ -48,7 +28,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     start = time.monotonic()
-    vb, spec, geometry = board(args.core)
+    vb, spec, geometry = fuzz_board(args.core)
     print(f"fuzz_link: {args.core} core, virtual board up in {time.monotonic() - start:.1f} s; "
           f"{args.frames} frames, seed {args.seed}", flush=True)
     fuzzer = Fuzzer(vb, spec, geometry)

@@ -35,9 +35,22 @@ import time
 from dataclasses import dataclass, field
 
 from limemu.hdl import protocol
-from limemu.hdl.regmap import CONTROL, STATUS, WORD_BITS, RegisterMap, from_words, words
+from limemu.hdl.regmap import CONTROL, STATUS, WORD_BITS, Geometry, RegisterMap, from_words, words
+from limemu.model.spec import Spec
 
 MASK32 = 0xFFFFFFFF
+#: the builds fuzzed: small, with holes in the lane banks (3 lanes of 4) and a wide memory entry
+#: (tilt, two words: the staging of its lower word); the compact core holds the bus off at times
+BUILDS = {
+    "pipelined": (Spec(cells=6, lanes=3, weight_bits=4),
+                  Geometry(lanes=3, groups=2, q_storage="dense", q_capacity=1, table_depth=256)),
+    "compact": (Spec(cells=6, lanes=1, weight_bits=4),
+                Geometry(lanes=1, groups=6, q_storage="dense", q_capacity=1, table_depth=256,
+                         core="compact")),
+}
+#: cycles of silence that end a frame: short, so that truncated frames are answered quickly
+#: (the pty hands the board a request written at once, without gaps of this length)
+TIMEOUT_CYCLES = 4096
 #: readable words the core itself changes (runs, init_field, accept, clear): the model learns
 #: them again after the core was active, and leaves them unchecked while it runs
 CORE_WRITTEN = ("status", "step", "loss2", "run_steps", "overflow", "weight", "field",
@@ -47,6 +60,13 @@ CORE_WRITTEN = ("status", "step", "loss2", "run_steps", "overflow", "weight", "f
 DERIVED = ("barrier_now", "gain_now")
 FOREVER_STEPS = (1 << 40) - 1          # run_steps of the runs the fuzzer starts: until a stop
 CONTROL_BITS = {name: 1 << bit for name, bit in CONTROL.items()}
+
+
+def fuzz_board(core="pipelined"):
+    """(VirtualBoard, spec, geometry) of the build fuzzed for `core`."""
+    from limemu.vboard import VirtualBoard  # noqa: PLC0415 (builds with Verilator)
+    spec, geometry = BUILDS[core]
+    return VirtualBoard(spec, geometry, timeout_cycles=TIMEOUT_CYCLES), spec, geometry
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -662,7 +682,11 @@ def make_case(draw, model, rmap):
     control = rmap["control"].base
     if kind == 0:
         frame = protocol.encode_request("INFO", seq)
-        address = None
+    elif kind == 1:                                    # a command the bridge does not know
+        command = draw(0, 255)
+        while command in protocol.COMMANDS.values():
+            command = (command + 4) & 0xFF
+        frame = raw_request(command, seq, bytes(draw(0, 255) for _ in range(draw(0, 12))))
     else:
         pick = draw(0, 9)
         if pick < 4:
@@ -679,7 +703,7 @@ def make_case(draw, model, rmap):
         size = draw(0, 19)
         n = (1 if size < 10 else draw(2, 8) if size < 17 else draw(9, protocol.MAX_WORDS)
              if size < 19 else draw(protocol.MAX_WORDS + 1, protocol.MAX_WORDS + 8))
-        if kind < 10:                                  # a WRITE
+        if kind < 11:                                  # a WRITE
             values = [draw(0, MASK32) if draw(0, 3) else draw(0, 3) for _ in range(n)]
             if address == control or draw(0, 4) == 0:
                 values[0] = 1 << draw(0, 7) | (draw(0, 1) << draw(0, 7))
@@ -688,10 +712,10 @@ def make_case(draw, model, rmap):
             payload = struct.pack(f"<I{n}I", address, *values)
         else:                                          # a READ
             payload = struct.pack("<IH", address, n & 0xFFFF if draw(0, 15) else draw(0, 0xFFFF))
-        command = "WRITE" if kind < 10 else "READ"
+        command = "WRITE" if kind < 11 else "READ"
         frame = raw_request(protocol.COMMANDS[command], seq, payload)
     stream = bytearray(frame)
-    for _ in range(draw(0, 3) if draw(0, 2) == 0 else 0):
+    for _ in range(draw(1, 3) if draw(0, 1) == 0 else 0):
         stream = mutate(draw, stream, frame)
     return bytes(stream)
 
@@ -711,6 +735,8 @@ def mutate(draw, stream, frame):
     """One damage to `stream` (`frame`: the request it was made from)."""
     how = draw(0, 9)
     n = len(stream)
+    if n == 0:                                         # cut to nothing before: start again
+        return bytearray(frame)
     if how == 0:                                       # a bit flipped
         i = draw(0, n - 1)
         stream[i] ^= 1 << draw(0, 7)
@@ -725,8 +751,10 @@ def mutate(draw, stream, frame):
         stream += _garbage(draw)
     elif how == 5:                                     # the frame again
         stream += frame
-    elif how == 6 and n > 1:                           # another command
+    elif how == 6 and n > 1:                           # another command, crc made right
         stream[1] = draw(0, 255) if draw(0, 1) else draw(0, 4)
+        if draw(0, 3) and n >= 7:
+            stream[-2:] = struct.pack("<H", protocol.crc16(stream[1:-2]))
     elif how == 7 and n > 4:                           # another length, crc made right again
         length = draw(0, 0xFFFF) if draw(0, 1) else len(frame) - 7 + draw(-5, 5)
         stream[3:5] = struct.pack("<H", length & 0xFFFF)
