@@ -25,7 +25,7 @@ def board():
 
 @pytest.fixture(scope="module")
 def fuzzer(board):
-    fuzzer = Fuzzer(*board)
+    fuzzer = Fuzzer(*board, answer_seconds=10.0)    # a loaded CI machine is slow, not hung
     yield fuzzer
     fuzzer.close()
 
@@ -70,7 +70,7 @@ class WithoutMissingLanes(BridgeModel):
 
 @pytest.mark.parametrize("model_class", [WithoutDuplicateFilter, WithoutMissingLanes])
 def test_a_bridge_that_differs_by_one_rule_is_caught(board, model_class):
-    fuzzer = Fuzzer(*board, model_class=model_class)
+    fuzzer = Fuzzer(*board, model_class=model_class, answer_seconds=10.0)
     rng = random.Random(1)
     try:
         while not fuzzer.findings and fuzzer.cases < 2000:

@@ -69,7 +69,7 @@ def fuzz_board(core="pipelined"):
     return VirtualBoard(spec, geometry, timeout_cycles=TIMEOUT_CYCLES), spec, geometry
 
 
-# -- the model -------------------------------------------------------------------------------
+# -- the model -------------------------------------------------------------------------------------
 
 @dataclass
 class Request:
@@ -105,6 +105,7 @@ class Answer:
     seq: int
     skipped: int
     words: list = field(default_factory=list)
+    masks: list = None          # the bits of each word the model knows (None: all)
 
     def __str__(self):
         return f"{self.status} seq={self.seq} skipped={self.skipped} words={len(self.words)}"
@@ -224,9 +225,22 @@ class BridgeModel:
         value = self.entries.get((region.name, index))
         if value is None:
             return None
-        if region.is_memory:                # a memory answers its entry's bits as stored
+        if region.is_memory:                # the entry's bits (see `mask`)
             return (value >> (WORD_BITS * w)) & MASK32
         return (from_words([value], region.width, region.signed) >> (WORD_BITS * w)) & MASK32
+
+    def mask(self, address):
+        """The bits of `address`'s word that the register map defines: all of a register's
+        (sign-extended when signed); a memory entry's bits only, since the cores answer
+        different bits above them (the pipelined core zeros, the compact core the sign)."""
+        region, _, w = self.place[address]
+        if not region.is_memory:
+            return MASK32
+        return (1 << max(0, min(WORD_BITS, region.width - WORD_BITS * w))) - 1
+
+    def differs(self, address, got):
+        expected = self.word(address)
+        return expected is not None and (expected ^ got) & self.mask(address)
 
     def checked(self, address, count):
         """The readable addresses of a burst, whose words the model knows."""
@@ -289,8 +303,9 @@ class BridgeModel:
         address = r.address
         if r.command == protocol.COMMANDS["READ"]:
             count = struct.unpack_from("<H", r.payload, 4)[0]
-            return Answer("OK", r.seq, skipped, [self.word(a) for a in
-                                                 range(address, address + count)])
+            burst = range(address, address + count)
+            return Answer("OK", r.seq, skipped, [self.word(a) for a in burst],
+                          [self.mask(a) for a in burst])
         for i, word in enumerate(protocol.words_of(r.payload[4:])):
             self._apply(address + i, word)
         self.last_write_seq = r.seq
@@ -338,7 +353,7 @@ class BridgeModel:
         return len(stream), None
 
 
-# -- the board's end ---------------------------------------------------------------------------
+# -- the board's end -------------------------------------------------------------------------------
 
 class Port:
     """The virtual board's pty, raw, non-blocking: bytes out, bytes in with a deadline."""
@@ -379,8 +394,7 @@ class Port:
 
     def drain(self, seconds):
         """Everything that arrives within `seconds`."""
-        out = self.read(1 << 30, time.monotonic() + seconds)
-        return out
+        return self.read(1 << 30, time.monotonic() + seconds)
 
     def close(self):
         os.close(self.fd)
@@ -428,15 +442,15 @@ class Fuzzer:
         self.cases = self.requests = self.clean = 0
         self.statuses = {}
         self.sent = []                       # the fuzzed bytes since the last state check
-        self.timeout_seconds = 0.0
         self.model = None
+        self._seq = 0                        # of the clean requests
         self.core_written = [n for n in self.rmap.regions
                              if n in CORE_WRITTEN or n.startswith("counter_")]
 
     def close(self):
         self.port.close()
 
-    # -- exchanges -----------------------------------------------------------------------------------
+    # -- exchanges ---------------------------------------------------------------------------------
     def send(self, stream, *, fuzzed):
         """Sends `stream` cut where the model's receiver holds a request; checks each answer.
         Returns the requests and answers [(Request, Answer got)]."""
@@ -482,11 +496,12 @@ class Fuzzer:
                           f"expected {expected}")
             self.resync()
             return None
-        if (got.status, got.seq, got.skipped, len(got.words)) != (
-                expected.status, expected.seq, expected.skipped, len(expected.words)) or any(
-                e is not None and e != g for e, g in zip(expected.words, got.words)):
-            differ = [f"word {i}: {g:#x} not {e:#x}" for i, (e, g) in
-                      enumerate(zip(expected.words, got.words)) if e is not None and e != g]
+        masks = expected.masks or [MASK32] * len(expected.words)
+        differ = [f"word {i}: {g:#x} not {e:#x}" for i, (e, g, mask) in
+                  enumerate(zip(expected.words, got.words, masks))
+                  if e is not None and (e ^ g) & mask]
+        if differ or (got.status, got.seq, got.skipped, len(got.words)) != (
+                expected.status, expected.seq, expected.skipped, len(expected.words)):
             self._finding("answer", f"answered {got}, expected {expected}"
                           + (f" ({', '.join(differ[:4])})" if differ else ""))
         return got
@@ -501,7 +516,7 @@ class Fuzzer:
         return results[-1][2] if results else None
 
     def _fresh_seq(self):
-        self._seq = (getattr(self, "_seq", 0) + 37) & 0xFF
+        self._seq = (self._seq + 37) & 0xFF
         if self.model.last_write_seq == self._seq:
             self._seq = (self._seq + 1) & 0xFF
         return self._seq
@@ -524,7 +539,7 @@ class Fuzzer:
         got = self.read_words([self.rmap["status"].base])
         return None if got is None else got[self.rmap["status"].base]
 
-    # -- state ---------------------------------------------------------------------------------------
+    # -- state -------------------------------------------------------------------------------------
     def resync(self):
         """A fresh model of the board as it is: the line drained, INFO, no run, the staging
         words known, every readable word read."""
@@ -579,13 +594,13 @@ class Fuzzer:
             return
         for a, word in got.items():
             expected = self.model.word(a)
-            if expected is not None and word != expected:
+            if self.model.differs(a, word):
                 region, index, w = self.model.place[a]
                 self._finding("state", f"{region.name}[{index}] word {w} (address {a:#x}) reads "
                               f"{word:#x}, the model says {expected:#x}")
                 self.model.load({a: word})
 
-    # -- cases ---------------------------------------------------------------------------------------
+    # -- cases -------------------------------------------------------------------------------------
     def case(self, draw):
         """One fuzzed case from `draw(lo, hi)`; then the checks."""
         if self.model is None:
@@ -657,7 +672,7 @@ class Fuzzer:
             self.compare(self.model.readable)
 
 
-# -- the cases -----------------------------------------------------------------------------------
+# -- the cases -------------------------------------------------------------------------------------
 
 def interesting_addresses(rmap):
     """Addresses near the map's edges: region bases and ends, holes, beyond the map."""
