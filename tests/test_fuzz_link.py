@@ -111,3 +111,43 @@ def test_the_host_loads_no_entry_of_a_missing_lane():
     q = rmap["q"]
     assert len(plan) == q.size * spec.lanes // geometry.lanes_p2
     assert all(rmap.refusal(a, write=True, running=False) is None for a, _ in plan)
+
+
+def test_the_model_answers_as_the_protocol_documents():
+    """The model alone, on frames whose answers hdl/protocol.py states."""
+    from limemu.link_fuzz import BUILDS  # noqa: PLC0415
+    spec, geometry = BUILDS["pipelined"]
+    rmap = RegisterMap(spec, geometry)
+    model = BridgeModel(rmap, protocol.info_words(spec, geometry, clock_hz=1, baud=1))
+    model.staging = [0] * 6
+    model.load({a: 0 for a in model.readable})
+    weight = rmap["weight"].address(1)
+
+    def answers(stream):
+        out = []
+        while stream:
+            used, request = model.split(stream)
+            stream = stream[used:]
+            request = request or model.receiver.silence()
+            if request is not None:
+                answer = model.answer(request)
+                out.append((answer.status, answer.seq, answer.skipped))
+        return out
+
+    def write(seq, address, values):
+        return protocol.encode_request("WRITE", seq, protocol.write_payload(address, values))
+
+    assert answers(b"\x00\x11" + write(7, weight, [3])) == [("OK", 7, 2)]
+    assert answers(write(7, weight, [5])) == [("DUPLICATE", 7, 0)]
+    assert model.word(weight) == 3
+    assert answers(write(8, weight, [5])[:-1] + b"\x00") == [("BAD_CRC", 8, 0)]
+    assert answers(write(9, weight, [5])[:6]) == [("TRUNCATED", 9, 0)]
+    assert answers(b"\xa5\x02\x0a\xff\xff") == [("BAD_LENGTH", 10, 0)]      # from its header
+    assert answers(b"\x01\x02") == [("GARBAGE", 0, 2)]
+    assert answers(write(11, rmap["q"].address(3), [5])) == [("BAD_ADDRESS", 11, 0)]
+    model.running = True
+    assert answers(write(12, weight, [5])) == [("BUSY", 12, 0)]
+    assert answers(write(13, rmap["control"].base, [1 << 1])) == [("OK", 13, 0)]
+    assert model.word(weight) is None                 # the run moves weights
+    assert answers(protocol.encode_request("INFO", 14)) == [("OK", 14, 0)]
+    assert model.last_write_seq is None
