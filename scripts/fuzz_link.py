@@ -34,9 +34,13 @@ def main(argv=None):
     fuzzer = Fuzzer(vb, spec, geometry)
     start = time.monotonic()
     last = start
+    reported = 0
     try:
         while fuzzer.requests < args.frames and len(fuzzer.findings) < args.max_findings:
             fuzzer.case(rng.randint)
+            for finding in fuzzer.findings[reported:]:
+                print(f"  finding at frame {fuzzer.requests}: {finding}", flush=True)
+            reported = len(fuzzer.findings)
             now = time.monotonic()
             if now - last >= 10:
                 last = now
@@ -52,9 +56,7 @@ def main(argv=None):
           f"{fuzzer.requests / elapsed:.0f} fuzzed frames/s")
     print("  answers: " + ", ".join(f"{name} {count}" for name, count in
                                     sorted(fuzzer.statuses.items())))
-    print(f"  findings: {len(fuzzer.findings)}")
-    for finding in fuzzer.findings:
-        print(f"  {finding}")
+    print(f"  findings: {len(fuzzer.findings)} (printed above as they came)")
     return 1 if fuzzer.findings else 0
 
 

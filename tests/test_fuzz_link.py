@@ -119,7 +119,6 @@ def test_the_model_answers_as_the_protocol_documents():
     spec, geometry = BUILDS["pipelined"]
     rmap = RegisterMap(spec, geometry)
     model = BridgeModel(rmap, protocol.info_words(spec, geometry, clock_hz=1, baud=1))
-    model.staging = [0] * 6
     model.load({a: 0 for a in model.readable})
     weight = rmap["weight"].address(1)
 

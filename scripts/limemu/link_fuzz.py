@@ -192,7 +192,11 @@ class BridgeModel:
         self.receiver = Receiver()
         self.last_write_seq = None          # seq of the last applied WRITE (None: none since INFO)
         self.running = False
-        self.staging = None                 # the core's staged lower words of a wide entry
+        # the staged lower words of a wide entry: (region name, word) per word. Which regions
+        # share the staging is the core's business (the compact core's seed has its own), so
+        # an entry committed with words staged by another region is not known, and read again
+        self.staging = [(None, 0)] * (max(words(r.width) for r in rmap if r.is_memory) - 1)
+        self.unknown = set()                # (region name, index) of such entries
         self.entries = {}                   # (region name, index) -> entry value (unsigned bits)
         top = 1 << rmap.address_bits
         self.readable = [a for a in range(top)
@@ -258,14 +262,16 @@ class BridgeModel:
             return
         last = words(region.width) - 1
         if region.is_memory and w < last:
-            if self.staging is not None:
-                self.staging[w] = word
+            self.staging[w] = (region.name, word)
             return
         if region.is_memory:
-            if self.staging is None:                     # the lower words are not known
+            staged = self.staging[:last]
+            if any(name != region.name for name, _ in staged):
                 self.entries.pop((region.name, index), None)
+                self.unknown.add((region.name, index))
                 return
-            value = sum(self.staging[i] << (WORD_BITS * i) for i in range(last))
+            value = sum(staged_word << (WORD_BITS * i) for i, (_, staged_word) in
+                        enumerate(staged))
             value |= word << (WORD_BITS * last)
         else:
             old = self.entries.get((region.name, index))
@@ -541,8 +547,8 @@ class Fuzzer:
 
     # -- state -------------------------------------------------------------------------------------
     def resync(self):
-        """A fresh model of the board as it is: the line drained, INFO, no run, the staging
-        words known, every readable word read."""
+        """A fresh model of the board as it is: the line drained, INFO, no run, every readable
+        word read."""
         self.port.drain(0.05 + 2 * self.board.timeout_cycles / 2e5)
         self.model = self.model_class(self.rmap, self.info)
         self.model.receiver.skipped = None               # unknown until the next answer
@@ -556,9 +562,6 @@ class Fuzzer:
         self.model.last_write_seq = None
         self.write_words(self.rmap["control"].base, [CONTROL_BITS["stop"]])
         self._wait_idle()
-        seed = self.rmap["seed"]
-        self.model.staging = [0] * (words(seed.width) - 1)
-        self.write_words(seed.base, self.model.staging)
         self.write_words(self.rmap["run_steps"].base, [FOREVER_STEPS & MASK32,
                                                         FOREVER_STEPS >> 32])
         self.model.running = False
@@ -580,6 +583,16 @@ class Fuzzer:
         names = self.core_written
         self.model.forget(names)
         addresses = [a for a in self.model.readable if self.model.place[a][0].name in names]
+        self.model.load(self.read_words(addresses) or {})
+
+    def relearn_unknown(self):
+        """The entries the model does not know (committed with another region's staged
+        words), read again."""
+        if not self.model.unknown:
+            return
+        addresses = [self.rmap[name].address(index, w) for name, index in self.model.unknown
+                     for w in range(words(self.rmap[name].width))]
+        self.model.unknown = set()
         self.model.load(self.read_words(addresses) or {})
 
     def compare(self, addresses):
@@ -615,6 +628,7 @@ class Fuzzer:
         for request, expected, got in results:
             if expected.status == "OK" and request.command == protocol.COMMANDS["WRITE"]:
                 self._after_write(request)
+        self.relearn_unknown()
         for request, _, _ in results:
             named = request.named()
             if named is not None:
