@@ -422,7 +422,7 @@ def parse_response(data):
 
 @dataclass
 class Finding:
-    kind: str           # hang, answer, state, extra
+    kind: str           # hang, answer, state
     what: str
     sent: list          # the byte strings sent since the last check, oldest first
 
@@ -459,7 +459,7 @@ class Fuzzer:
     # -- exchanges ---------------------------------------------------------------------------------
     def send(self, stream, *, fuzzed):
         """Sends `stream` cut where the model's receiver holds a request; checks each answer.
-        Returns the requests and answers [(Request, Answer got)]."""
+        Returns [(Request, the model's Answer, the Answer received or None)]."""
         out = []
         while stream:
             used, request = self.model.split(stream)
@@ -486,10 +486,11 @@ class Fuzzer:
         cycles = (len(chunk) + 8 + 4 * len(expected.words)) * 10 * self.board.divisor
         if expected.status in ("TRUNCATED", "GARBAGE"):
             cycles += self.board.timeout_cycles
-        deadline = time.monotonic() + self.answer_seconds + cycles / 2e5
+        bound = self.answer_seconds + cycles / 2e5
+        deadline = time.monotonic() + bound
         head = self.port.read(protocol.RESPONSE_HEADER, deadline)
         if len(head) < protocol.RESPONSE_HEADER:
-            self._finding("hang", f"no answer within {deadline - time.monotonic() + 0:.1f} s "
+            self._finding("hang", f"no answer within {bound:.1f} s "
                           f"(expected {expected}; got {head.hex() or 'nothing'})")
             self.resync()
             return None
