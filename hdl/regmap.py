@@ -91,6 +91,9 @@ BANKED_CORES = ("throughput",)
 #: the memories indexed by slot (group * lanes_p2 + lane), one entry per cell
 LANE_REGIONS = ("weight", "valid", "field", "diag", "bias", "tilt", "cell_up", "cell_down",
                 "column")
+#: the memories whose entry i lives in lane ``i % lanes_p2``'s bank but is not one per cell:
+#: a dense Q's entry ``(column * groups_p2 + row group) * lanes_p2 + row lane``
+LANE_BANKED_REGIONS = ("q",)
 
 
 #: the cores with the Metropolis-Hastings commands (python_model/mh.py) for a multi-level array:
@@ -312,8 +315,9 @@ class RegisterMap:
 
     def lane_limited(self, region):
         """Whether entry i of `region` belongs to lane ``i % lanes_p2``, which must be < lanes
-        (lane banks and the field; seeds are indexed by lane alone)."""
-        return region.name in LANE_REGIONS
+        (lane banks, the field and a dense Q; seeds are indexed by lane alone). A lane that
+        does not exist has no bank: its entries are refused, not silently dropped."""
+        return region.name in LANE_REGIONS + LANE_BANKED_REGIONS
 
     def index_limit(self, region):
         """Entries of a memory region that exist (seed: one per lane)."""

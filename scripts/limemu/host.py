@@ -154,7 +154,8 @@ def q_plan(rmap, problem, index):
         dense[((index[cols] * geo.groups_p2 + row_group) << geo.lane_bits) + row_lane] = \
             Q[rows, cols]
         for i, value in enumerate(dense.tolist()):
-            plan += entry_writes(rmap, "q", i, value)
+            if i % geo.lanes_p2 < geo.lanes:           # a lane that does not exist has no bank
+                plan += entry_writes(rmap, "q", i, value)
         return plan
     require(problem.nnz <= geo.q_capacity, "q_capacity", geo.q_capacity,
             f"the problem has {problem.nnz} nonzeros")
