@@ -162,9 +162,10 @@ def run(prop, *, mutant=False, deep=False, build=None):
 
 
 def all_properties():
-    from . import address_rule, bridge, counters, crossing, uart
-    return [*address_rule.PROPERTIES, *counters.PROPERTIES, *crossing.PROPERTIES,
-            *uart.PROPERTIES, *bridge.PROPERTIES]
+    from . import address_rule, bridge, counter_ram, counters, crossing, serial_crossing, uart
+    return [*address_rule.PROPERTIES, *counters.PROPERTIES, *counter_ram.PROPERTIES,
+            *crossing.PROPERTIES, *serial_crossing.PROPERTIES, *uart.PROPERTIES,
+            *bridge.PROPERTIES]
 
 
 def jobs_of(properties):

@@ -183,6 +183,11 @@ class SerialCrossingUnit(wiring.Component):
                     with m.Default():
                         m.next = "SCALED"
 
+    @staticmethod
+    def _goes_up(u, t_up):
+        """The admissible up compare (a method: formal/serial_crossing.py's mutation moves it)."""
+        return u < t_up
+
     def _check_states(self, m, p):
         """UP_CHECK, DOWN_CHECK (admissible: the outcome; else the distance's threshold) and
         SCALED, the inadmissible compare: a = T'+ >> 17, s = (T'+ + T'-) >> 17 with the lower
@@ -201,7 +206,7 @@ class SerialCrossingUnit(wiring.Component):
             m.next = "IDLE"
 
         with m.State("UP_CHECK"):                         # acc = T+; the ROM reads B-
-            m.d.sync += [p.up_admissible.eq(p.u < acc),
+            m.d.sync += [p.up_admissible.eq(self._goes_up(p.u, acc)),
                          p.shifts_left.eq(p.clipped[frac_bits:]),
                          p.negative.eq(p.negative | (p.value < 0))]        # B- < 0
             m.next = "LOAD"

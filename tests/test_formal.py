@@ -1,6 +1,7 @@
 """The formal proofs of formal/ (SymbiYosys on the RTL) at CI's bounds, and their mutations:
 each proof passes, each deliberately broken component fails its proof. The receiver's
-tolerance check (uart_rx.no_lost_byte, minutes of solver time) runs in `make formal` only."""
+tolerance check (uart_rx.no_lost_byte, minutes of solver time) runs in `make formal` only; the
+serial crossing unit's simulation runs on a fifth of its cases here, all of them there."""
 
 import random
 import sys
@@ -10,11 +11,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))           # formal/ is a folder of the checkout, not the package
-from formal import crossing, runner  # noqa: E402
+from formal import crossing, runner, serial_crossing  # noqa: E402
 
 MAKE_FORMAL_ONLY = {"uart_rx.no_lost_byte"}
+SUBSET_HERE = {"serial_crossing_unit.equals_model"}      # test_serial_crossing_unit below
 RUNS = [(p, mutant) for p, mutant in runner.jobs_of(runner.all_properties())
-        if p.name not in MAKE_FORMAL_ONLY]
+        if p.name not in MAKE_FORMAL_ONLY | SUBSET_HERE]
 
 
 def test_the_tools_are_installed():
@@ -32,11 +34,20 @@ def test_proof(prop, mutant, tmp_path):
 def test_every_component_family_has_a_proof_and_a_mutation():
     properties = runner.all_properties()
     families = {p.name.split(".")[0] for p in properties}
-    assert families >= {"address_rule", "counter_bank", "crossing_unit", "uart_rx", "uart_tx",
-                        "bridge_executor", "frame_receiver"}
+    assert families >= {"address_rule", "counter_bank", "counter_ram", "crossing_unit",
+                        "serial_crossing_unit", "uart_rx", "uart_tx", "bridge_executor",
+                        "frame_receiver"}
     broken = {p.name.split(".")[0] for p in properties if p.mutant}
-    assert broken >= {"address_rule", "counter_bank", "crossing_unit", "uart_rx",
-                      "bridge_executor", "frame_receiver"}
+    assert broken >= {"address_rule", "counter_bank", "counter_ram", "crossing_unit",
+                      "serial_crossing_unit", "uart_rx", "bridge_executor", "frame_receiver"}
+
+
+@pytest.mark.parametrize("mutant", [False, True], ids=["proof", "mutant"])
+def test_serial_crossing_unit(mutant):
+    """SerialCrossingUnit against the specification on CI's subset of the case set (every
+    fifth B- of each B+); the mutation fails on it."""
+    ok, detail = serial_crossing.simulate(mutant, stride=serial_crossing.CI_STRIDE)
+    assert ok != mutant, detail
 
 
 def test_the_crossing_specification_is_the_golden_decision():
