@@ -1,14 +1,16 @@
-"""The compact core's counters in RAM (hdl/counter_ram.py's CounterRam), every counter of a spin
-array's layout (11 counters, 48 to 110 bits, 29 words), each given amounts as wide as itself,
-any additions and subtractions back to back and any clears (never both in one cycle), read
-through the host read port at any address:
+"""The compact core's counters in RAM (hdl/counter_ram.py's CounterRam) of a spin array's layout
+(11 counters, 48 to 110 bits, 29 words), each given amounts as wide as itself, with additions
+and subtractions back to back and clears (never both in one cycle):
 
-* ``exact`` (bounded): whenever no word is being written, the word read is that word of the
-  exact sum of what was added to its counter since the last clear (a shadow two bits wider
-  than the counter's words), unless the counter's overflow flag is set. So a counter changes
+* ``exact_<counter>`` (bounded): additions to that one counter (``steps``: unsigned, 2 words;
+  ``heat_net``: signed, 4 words; all counters at once take the solver minutes a step), any
+  word of it read through the host read port: whenever no word is being written, the word
+  read is that word of the exact sum of what was added since the last clear (a shadow two bits
+  wider than the counter's words), unless the counter's overflow flag is set. So a counter changes
   only by what is added to it (adding a non-negative amount never makes it smaller: it never
   decreases except by clear) and never wraps without its flag.
-* ``sticky`` (proven): an overflow flag once set stays set until a clear is taken.
+* ``sticky`` (proven; additions to any counter): an overflow flag once set stays set until a
+  clear is taken.
 
 ``exact`` speaks about the RAM's words, which a harness cannot name, so the induction step
 cannot tie its shadows to them: it is a bounded check from reset (the RAM zeroed), deep enough

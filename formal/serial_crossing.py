@@ -14,7 +14,7 @@ specification's; up and down never both; a negative barrier is flagged inadmissi
 from the cycle after ``start`` until ``done``, ``done`` for one cycle, exactly
 `SerialCrossingUnit.latency` cycles after ``start``.
 
-The full set (112 173 decisions, about 2.5 million cycles) runs in ``make formal``; CI's run
+The full set (112 173 decisions, about 4 minutes) runs in ``make formal``; CI's run
 (tests/test_formal.py) takes every fifth B- of every B+ (and all pairs with a negative
 barrier), a fifth of the set.
 
