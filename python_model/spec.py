@@ -21,7 +21,7 @@ from .crossing import threshold_table
 from .errors import require
 from .schedules import Schedule
 
-ORDERS = ("natural", "colour")
+ORDERS = ("natural", "colour", "banked")
 INITS = ("random", "zero", "low", "high")
 TILT_MODES = ("field", "external")
 Q_STORAGES = ("dense", "sparse")
@@ -71,7 +71,7 @@ class Spec:
     barrier: Schedule | None = None      # None: constant DEFAULT_BARRIER_U
     gain: Schedule | None = None         # None: constant DEFAULT_GAIN_U_PER_LOSS
     seed: int = 1
-    order: str = "natural"               # natural | colour (groups are independent sets)
+    order: str = "natural"               # natural | colour | banked (python_model/order.py)
     init: str = "random"                 # initial weights: random | zero | low | high
     tilt: str = "field"                  # field: tilt from Q, b | external: caller supplies it
     q_storage: str = "dense"             # dense | sparse: how the field engine stores Q

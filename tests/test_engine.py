@@ -46,7 +46,7 @@ def assert_matches_reference(spec, problem, steps, split=(), snapshot_every=0):
 @pytest.mark.parametrize("lanes", [1, 3, 4, 8])
 @pytest.mark.parametrize("bits", [1, 3, 8, 16])
 @pytest.mark.parametrize("storage", ["dense", "sparse"])
-@pytest.mark.parametrize("order", ["natural", "colour"])
+@pytest.mark.parametrize("order", ["natural", "colour", "banked"])
 def test_model_matches_reference(lanes, bits, storage, order, rng):
     problem = random_problem(rng, 11, density=0.4)
     spec = Spec(cells=11, lanes=lanes, weight_bits=bits, q_storage=storage, order=order,
@@ -67,7 +67,7 @@ def random_spec(rng, n, **fixed):
     fields = dict(cells=n, lanes=int(rng.integers(1, n + 1)),
                   weight_bits=int(rng.choice([1, 2, 4, 5, 16])),
                   q_storage=str(rng.choice(["dense", "sparse"])),
-                  order=str(rng.choice(["natural", "colour"])),
+                  order=str(rng.choice(["natural", "colour", "banked"])),
                   seed=int(rng.integers(2**63)),
                   barrier=Schedule.linear(int(rng.integers(0, 1200)),
                                           int(rng.integers(-2**18, 2**18))),
@@ -218,7 +218,7 @@ def test_first_law_is_exact_with_annealing_schedules(seed):
     n = int(rng.integers(4, 60))
     problem = random_problem(rng, n, density=0.3, magnitude=9)
     spec = Spec(cells=n, lanes=int(rng.integers(1, 6)), weight_bits=int(rng.choice([1, 4, 8])),
-                order=str(rng.choice(["natural", "colour"])), seed=seed,
+                order=str(rng.choice(["natural", "colour", "banked"])), seed=seed,
                 barrier=Schedule.exponential(256, 2**12), gain=Schedule.logarithmic(16, 64, 20))
     array = LimArray(spec, problem)
     eta0 = int(spec.gain.values_at([0])[0])

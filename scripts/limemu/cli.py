@@ -36,7 +36,9 @@ def add_run_options(p, extra_workloads=()):
     p.add_argument("--steps", type=int, help="steps to run")
     p.add_argument("--seed", type=int, default=1, help="run seed (default 1)")
     p.add_argument("--order", choices=ORDERS,
-                   help="update order; colour makes every group an independent set")
+                   help="update order; colour makes every group an independent set, banked too and "
+                        "spreads each column of Q over the lanes (fewer cycles on the "
+                        "throughput core)")
     p.add_argument("--init", choices=INITS,
                    help="initial weights")
     p.add_argument("--barrier", metavar="SCHEDULE", help="barrier E0 in u: constant:V, "

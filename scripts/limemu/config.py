@@ -8,7 +8,7 @@ of the same name means (``limemu run --help``)::
     # graph = "G14.txt"          # Max-Cut: a G-set file instead (relative to this file)
     bits = 1
     lanes = 4
-    order = "colour"             # natural | colour
+    order = "colour"             # natural | colour | banked
     init = "random"              # random | zero | low | high
     steps = 2000
     seed = 3

@@ -20,6 +20,7 @@ from limemu.hdl.regmap import (
 )
 from limemu.model.counters import counter_layout
 from limemu.model.errors import require
+from limemu.model.order import bank_rows
 from limemu.model.schedules import schedule_register_values, schedule_table_values
 
 
@@ -195,13 +196,7 @@ def banked_rows_needed(problem, order, lanes):
     most nonzeros that fall in one lane's bank."""
     slot = np.empty(problem.n, dtype=np.int64)
     slot[order.sequence] = order.slot
-    lane = slot % lanes
-    rows = np.diff(problem.indptr)
-    total = 0
-    for cell in range(problem.n):
-        targets = lane[problem.indices[problem.indptr[cell]:problem.indptr[cell + 1]]]
-        total += int(np.bincount(targets).max()) if rows[cell] else 0
-    return total
+    return int(bank_rows(problem, slot % lanes).sum()) if problem.n else 0
 
 
 def group_waits(problem, order):
