@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test formal bench bench-rtl bench-vboard clean
+.PHONY: demo test formal bench bench-board bench-rtl bench-vboard clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("limemu needs Python >= 3.10, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
@@ -37,6 +37,10 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python scripts/bench_model.py
+
+# The ULX3S build's core (Verilator) against dwave-samplers: time to 99 % of a reference cut
+bench-board: $(BENCH_STAMP)
+	$(BIN)/python scripts/bench_board.py
 
 bench-rtl: $(STAMP)
 	$(BIN)/python scripts/bench_rtl.py
