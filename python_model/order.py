@@ -70,6 +70,7 @@ def lane_balanced_ranks(problem, colour, lanes):
     rows = np.zeros(n, dtype=np.int32)              # rows of column m so far (its fullest lane)
     rank = np.empty(n, dtype=np.int64)
     lane_index = np.arange(lanes, dtype=np.int64)
+    tie_weight = len(problem.indices) + 1               # added rows first, then nonzeros there
     for k in range(int(colour.max()) + 1 if n else 0):
         cells = np.flatnonzero(colour == k)
         groups = -(-len(cells) // lanes)
@@ -80,7 +81,7 @@ def lane_balanced_ranks(problem, colour, lanes):
             columns = problem.indices[problem.indptr[cell]:problem.indptr[cell + 1]]
             here = load[columns]
             added_rows = (here >= rows[columns, None]).sum(axis=0)
-            key = (added_rows.astype(np.int64) * (n + 1) + here.sum(axis=0)) * lanes + lane_index
+            key = (added_rows.astype(np.int64) * tie_weight + here.sum(axis=0)) * lanes + lane_index
             lane = int(np.argmin(np.where(placed < room, key, np.iinfo(np.int64).max)))
             rank[cell] = placed[lane] * lanes + lane
             placed[lane] += 1
@@ -92,7 +93,7 @@ def lane_balanced_ranks(problem, colour, lanes):
 def bank_rows(problem, lane):
     """Per column of Q, the most nonzeros it has on one lane (`lane`: each cell's lane): the
     rows of the lane banks that the throughput core stores and applies for that column."""
-    counts = np.zeros((problem.n, int(lane.max()) + 1 if problem.n else 1), dtype=np.int64)
+    counts = np.zeros((problem.n, int(lane.max()) + 1 if problem.n else 1), dtype=np.int32)
     columns = np.repeat(np.arange(problem.n), np.diff(problem.indptr))
     np.add.at(counts, (columns, lane[problem.indices]), 1)
     return counts.max(axis=1)
