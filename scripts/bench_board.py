@@ -143,9 +143,9 @@ def model_cut(graph, spec, steps):
 
 def cycle_budget(graph, spec, steps):
     """Where a run's cycles go on the throughput core, from the model's run (the core's is the
-    same bit for bit): per step, the groups issued, the groups that wait, the moves, and the
-    rows of the lane banks the moves apply (the field engine takes one row a cycle and at least
-    one cycle a move)."""
+    same bit for bit): per step, the groups issued, the groups that wait, the moves, the rows
+    of the lane banks per column, and the field engine's cycles estimated as the moves times
+    the mean rows of a column (one row a cycle, at least one cycle a move)."""
     session = ModelSession(Workload(maxcut_problem(graph)), spec, progress=False)
     session.run(steps)
     array, counts = session.array, session.counters()
@@ -257,8 +257,8 @@ def print_table(rows, build):
               f"{fmt(r['board_steps'], '11d')} {fmt(r['board_cycles'], '9.0f')} "
               f"{fmt(r['board_s'], '9.3g')} {fmt(ratio, '11.1f')} "
               f"{'yes' if r['equal'] else 'NO'}")
-    print(f"\nper step (seed 1's run; 'engine': the field engine's cycles, a move at least one "
-          f"and a row of the banks one; 'for {TARGET_RATIO}x': the cycles a step may take for "
+    print(f"\nper step (seed 1's run; 'engine': the field engine's cycles, estimated as moves "
+          f"x mean rows a column, a move at least one cycle; 'for {TARGET_RATIO}x': the cycles a step may take for "
           f"the board to be {TARGET_RATIO} times faster than dwave; 'groups only': dwave/board "
           f"at one cycle a group):")
     print(f"{'graph':10s} {'groups':>7s} {'waits':>6s} {'moves':>7s} {'rows/col':>8s} "
