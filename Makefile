@@ -19,9 +19,9 @@ demo: $(STAMP)
 	$(BIN)/limemu run --workload maxcut --json runs/demo.json
 	$(BIN)/limemu crosscheck --backend verilator --workload maxcut --cells 48 --steps 300
 
-# Whole test suite.
+# Whole test suite; the 25 slowest tests listed at the end (where the suite's time goes)
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --durations=25
 
 # Formal proofs of the RTL (SymbiYosys) and their mutations (docs/formal.md); FORMAL_JOBS
 # runs at once; LIMEMU_FORMAL_DEEP=1 checks the bounded ones deeper

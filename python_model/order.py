@@ -38,6 +38,12 @@ class UpdateOrder:
         """Position just after the last cell of each position's group."""
         return np.searchsorted(self.group, self.group, side="right")
 
+    def cell_lanes(self, lanes):
+        """Each cell's lane (indexed by cell, not by position)."""
+        lane = np.empty(len(self.sequence), dtype=np.int64)
+        lane[self.sequence] = self.slot % lanes
+        return lane
+
 
 def greedy_colouring(problem):
     """Colour per cell; neighbours (Q_ij != 0, i != j) get different colours."""

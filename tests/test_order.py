@@ -8,12 +8,6 @@ from limemu.workloads.gset import Graph
 from limemu.workloads.maxcut import maxcut_problem
 
 
-def lanes_of(order, lanes):
-    lane = np.empty(len(order.sequence), dtype=np.int64)
-    lane[order.sequence] = order.slot % lanes
-    return lane
-
-
 def torus(rows, cols):
     node = np.arange(rows * cols).reshape(rows, cols)
     i = np.concatenate([node.ravel(), node.ravel()])
@@ -37,8 +31,8 @@ def test_banked_order_keeps_the_colour_classes_and_their_groups(lanes):
 
 def test_banked_order_spreads_the_columns_of_a_gset_graph_over_the_lanes():
     problem = maxcut_problem(random_graph(800, m=19_176, seed=1))
-    colour, banked = (bank_rows(problem, lanes_of(update_order(problem.n, 32, kind, problem), 32))
-                      for kind in ("colour", "banked"))
+    colour, banked = (bank_rows(problem, update_order(problem.n, 32, kind, problem)
+                                .cell_lanes(32)) for kind in ("colour", "banked"))
     assert colour.mean() > 4.4 and banked.mean() < 3.7           # 4.48 and 3.63 rows a column
     assert np.all(banked >= np.ceil(np.diff(problem.indptr) / 32))
 
@@ -46,7 +40,7 @@ def test_banked_order_spreads_the_columns_of_a_gset_graph_over_the_lanes():
 def test_banked_order_is_the_colour_order_where_that_is_already_balanced():
     problem = maxcut_problem(torus(40, 20))                       # one row a column already
     colour, banked = (update_order(problem.n, 32, kind, problem) for kind in ("colour", "banked"))
-    assert bank_rows(problem, lanes_of(colour, 32)).max() == 1
+    assert bank_rows(problem, colour.cell_lanes(32)).max() == 1
     assert np.array_equal(banked.sequence, colour.sequence)
 
 

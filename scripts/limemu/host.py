@@ -194,9 +194,7 @@ def banked_columns(problem, lanes, group_of, lane_of):
 def banked_rows_needed(problem, order, lanes):
     """Rows of Q a banked core needs for `problem` in this update order: per column, the
     most nonzeros that fall in one lane's bank."""
-    slot = np.empty(problem.n, dtype=np.int64)
-    slot[order.sequence] = order.slot
-    return int(bank_rows(problem, slot % lanes).sum()) if problem.n else 0
+    return int(bank_rows(problem, order.cell_lanes(lanes)).sum()) if problem.n else 0
 
 
 def group_waits(problem, order):
