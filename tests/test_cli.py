@@ -137,3 +137,14 @@ def test_energy_report_shows_the_clausius_bound_of_small_arrays(tmp_path, capsys
     assert "clausius_bound_u" not in json.loads(out.read_text())["energy"]
     text = capsys.readouterr().out
     assert "Clausius bound" not in text and BELOW_LANDAUER in text
+
+
+def test_a_board_with_the_throughput_core_runs_colour_workloads_in_banked_order():
+    from limemu.board_build import board_run_options
+    board = {"board": "ulx3s", "backend": "verilator"}
+    assert board_run_options({**board, "workload": "maxcut"})["order"] == "banked"
+    assert board_run_options({**board, "workload": "maxcut", "order": "colour"})["order"] \
+        == "colour"                                                  # asked for: kept
+    assert board_run_options({**board, "workload": "lsq"})["order"] is None  # natural: its own
+    assert board_run_options({**board, "board": "icebreaker",
+                              "workload": "maxcut"})["order"] is None       # compact core

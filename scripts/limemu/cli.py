@@ -38,7 +38,8 @@ def add_run_options(p, extra_workloads=()):
     p.add_argument("--order", choices=ORDERS,
                    help="update order; colour makes every group an independent set, banked too and "
                         "spreads each column of Q over the lanes (fewer cycles on the "
-                        "throughput core)")
+                        "throughput core; the default of colour-order workloads on a "
+                        "--board whose build has it)")
     p.add_argument("--init", choices=INITS,
                    help="initial weights")
     p.add_argument("--barrier", metavar="SCHEDULE", help="barrier E0 in u: constant:V, "
