@@ -33,9 +33,13 @@ where its field is zero, against Metropolis' min(1, ...) in dwave's default. ``-
 Gibbs`` times dwave with the heat bath as well, to tell the rule's share of a gap in sweeps from
 the core's (the reference cut stays the best of Metropolis runs).
 
-The board schedule: a constant barrier (``--barrier``, u) and a geometric gain over dwave's
-default inverse temperatures for the same graph (``beta / ln 2`` in u per loss unit, at least
-one LSB of the gain format): both anneal between the same temperatures. Prints a table, the
+The board schedule: a constant barrier (``--barrier``, u, default 0: the fastest crossings)
+and the gain schedule of ``limemu run --workload maxcut`` (``--gain``, default its preset,
+exp:0.2,10 u per loss unit, chosen on G-set-like graphs: docs/engine.md); ``--gain dwave``
+anneals instead between dwave's default inverse temperatures for the graph (``beta / ln 2``
+in u per loss unit, at least one LSB of the gain format), whose hot end (a flip of the
+largest possible tilt at even odds) keeps most spins moving for the first third of a short
+anneal, and each move costs the core field-engine cycles. Prints a table, the
 build's peak evaluations per second, and where the core's cycles go: per step, the groups it
 issues, the groups that wait for every earlier move to land (colour classes), the moves and
 the rows of the lane banks they apply (one row a cycle), beside the cycles a step may take
@@ -59,9 +63,10 @@ import numpy as np
 from limemu.board_build import board_build
 from limemu.hardware import HardwareSession
 from limemu.host import group_waits
+from limemu.model.errors import ConfigError
 from limemu.model.order import bank_rows
 from limemu.model.spec import Spec
-from limemu.runner import ModelSession
+from limemu.runner import WORKLOAD_DEFAULTS, ModelSession
 from limemu.schedule_options import parse_schedule
 from limemu.workloads.gset import Graph, random_graph
 from limemu.workloads.maxcut import cut_value, maxcut_problem
@@ -100,7 +105,7 @@ GRAPHS = {
 class Dwave:
     """dwave-samplers' SimulatedAnnealingSampler on a graph's Ising model (H = sum w s s)."""
 
-    def __init__(self, graph, acceptance="Metropolis"):
+    def __init__(self, graph, acceptance="Metropolis", beta_range=None):
         import dimod  # noqa: PLC0415 (the bench's extra dependencies)
         from dwave.samplers import SimulatedAnnealingSampler  # noqa: PLC0415
 
@@ -110,12 +115,15 @@ class Dwave:
                                              zip(graph.i, graph.j, graph.w)})
         from dwave.samplers.sa.sampler import default_beta_range  # noqa: PLC0415
         self.beta_range = [float(b) for b in default_beta_range(self.bqm)]
+        self.timed_beta_range = beta_range          # None: dwave's default
 
-    def run(self, sweeps, seed, acceptance=None):
-        """(cut, seconds of dwave's own anneal time); `acceptance`: its proposal acceptance
-        criterion, this run's (default) or "Metropolis"."""
-        result = self.sampler.sample(self.bqm, num_reads=1, num_sweeps=sweeps, seed=seed,
-                                     proposal_acceptance_criteria=acceptance or self.acceptance)
+    def run(self, sweeps, seed, reference=False):
+        """(cut, seconds of dwave's own anneal time): a timed run with this bench's acceptance
+        and inverse temperatures, or a reference run with dwave's defaults."""
+        result = self.sampler.sample(
+            self.bqm, num_reads=1, num_sweeps=sweeps, seed=seed,
+            proposal_acceptance_criteria="Metropolis" if reference else self.acceptance,
+            beta_range=None if reference else self.timed_beta_range)
         spins = np.zeros(self.graph.n, dtype=np.int64)
         spins[list(result.variables)] = result.record.sample[0]
         return cut_value(self.graph, spins), result.info["timing"]["sampling_ns"] * 1e-9
@@ -130,17 +138,25 @@ class Dwave:
         return float(np.median(list(best.values())))
 
     def reference(self):
-        return max(self.run(REFERENCE_SWEEPS, seed, "Metropolis")[0]
+        return max(self.run(REFERENCE_SWEEPS, seed, reference=True)[0]
                    for seed in range(1, REFERENCE_READS + 1))
 
 
 # -- the board --------------------------------------------------------------------------------
 
-def board_spec(graph, steps, seed, build, barrier_u, beta_range, order="banked"):
-    """The run's Spec: the build's formats and lanes, the order, the board schedule."""
+def board_gain(gain, beta_range, built):
+    """The board's gain schedule: `gain` (a schedule), or with "dwave" a geometric gain between
+    dwave's inverse temperatures `beta_range`."""
+    if gain != "dwave":
+        return gain
+    hot, cold = (max(2.0 ** -built.gain_frac_bits, beta / math.log(2)) for beta in beta_range)
+    return f"exp:{hot},{cold}"
+
+
+def board_spec(graph, steps, seed, build, barrier_u, gain, order="banked"):
+    """The run's Spec: the build's formats and lanes, the order, the board schedule (`gain`:
+    a gain schedule)."""
     _, built, _ = build
-    gain_lsb = 2.0 ** -built.gain_frac_bits
-    hot, cold = (max(gain_lsb, beta / math.log(2)) for beta in beta_range)
     formats = {k: getattr(built, k) for k in ("barrier_bits", "barrier_frac_bits", "gain_bits",
                                                "gain_frac_bits", "field_bits", "q_bits",
                                                "mantissa_bits")}
@@ -148,7 +164,7 @@ def board_spec(graph, steps, seed, build, barrier_u, beta_range, order="banked")
                 order=order, seed=seed, **formats,
                 barrier=parse_schedule(f"constant:{barrier_u}", "--barrier",
                                        built.barrier_frac_bits, steps, built.barrier_bits),
-                gain=parse_schedule(f"exp:{hot},{cold}", "--gain", built.gain_frac_bits, steps,
+                gain=parse_schedule(gain, "--gain", built.gain_frac_bits, steps,
                                     built.gain_bits))
 
 
@@ -211,7 +227,7 @@ def median_reaches(cuts, target):
 
 def bench_graph(name, graph, args, build, log):
     board, built, _ = build
-    dwave = Dwave(graph, args.dwave_acceptance)
+    dwave = Dwave(graph, args.dwave_acceptance, args.dwave_beta_range)
     started = time.perf_counter()
     reference = dwave.reference()
     target = TARGET * reference
@@ -219,6 +235,7 @@ def bench_graph(name, graph, args, build, log):
         f"{REFERENCE_READS} dwave runs of {REFERENCE_SWEEPS} sweeps, "
         f"{time.perf_counter() - started:.0f} s); target {target:.1f}")
     seeds = range(1, args.seeds + 1)
+    gain = board_gain(args.gain, dwave.beta_range, built)
 
     def dwave_reaches(sweeps):
         cuts = [dwave.run(sweeps, seed)[0] for seed in seeds]
@@ -227,7 +244,7 @@ def bench_graph(name, graph, args, build, log):
 
     def board_reaches(steps):
         cuts = [model_cut(graph, board_spec(graph, steps, seed, build, args.barrier,
-                                            dwave.beta_range, args.order), steps)
+                                            gain, args.order), steps)
                 for seed in seeds]
         log(f"  board {steps:6d} steps:  median cut {np.median(cuts):g} (golden model)")
         return median_reaches(cuts, target)
@@ -242,8 +259,7 @@ def bench_graph(name, graph, args, build, log):
     if steps is not None:
         cycles = []
         for seed in seeds[:args.core_seeds]:
-            spec = board_spec(graph, steps, seed, build, args.barrier, dwave.beta_range,
-                              args.order)
+            spec = board_spec(graph, steps, seed, build, args.barrier, gain, args.order)
             cut, count = core_run(graph, spec, steps, args.board)
             row["equal"] &= cut == model_cut(graph, spec, steps)
             cycles.append(count)
@@ -251,14 +267,16 @@ def bench_graph(name, graph, args, build, log):
         row["board_cycles"] = float(np.median(cycles))
         row["board_s"] = row["board_cycles"] / board.clock_hz
         row["budget"] = cycle_budget(graph, board_spec(graph, steps, 1, build, args.barrier,
-                                                       dwave.beta_range, args.order), steps)
+                                                       gain, args.order), steps)
     return row
 
 
 def print_table(rows, build, args):
     board, built, geometry = build
     print(f"\n{board.title}: the {geometry.core} core, {built.lanes} lanes at "
-          f"{board.clock_hz / 1e6:g} MHz (dwave: {args.dwave_acceptance} acceptance): peak "
+          f"{board.clock_hz / 1e6:g} MHz (board: gain {args.gain}, barrier {args.barrier:g} u; "
+          f"dwave: {args.dwave_acceptance} acceptance, beta range "
+          f"{args.dwave_beta_range or 'its default'}): peak "
           f"{built.lanes * board.clock_hz:.3g} cell "
           f"evaluations/s; time to {TARGET:.0%} of the reference cut (the fewest sweeps whose "
           f"median cut over {args.seeds} seeds reaches it; the board's cycles: median of "
@@ -308,6 +326,14 @@ def main(argv=None):
                         help="of those, the runs on the core under Verilator (default 3)")
     parser.add_argument("--barrier", type=float, default=0.0,
                         help="the board schedule's constant barrier in u (default 0)")
+    parser.add_argument("--dwave-beta-range", type=float, nargs=2, metavar=("HOT", "COLD"),
+                        help="dwave's inverse temperatures in the timed runs (default its "
+                             "own for each graph; the board's gain g u per loss unit is "
+                             "beta = g ln 2)")
+    parser.add_argument("--gain", default=WORKLOAD_DEFAULTS["maxcut"]["gain"],
+                        help="the board's gain schedule (default limemu's Max-Cut preset, "
+                             f"{WORKLOAD_DEFAULTS['maxcut']['gain']}), or dwave: between "
+                             "dwave's default inverse temperatures")
     parser.add_argument("--board", default="ulx3s", help="the build to simulate")
     parser.add_argument("--order", choices=("banked", "colour"), default="banked",
                         help="the board's update order (default banked)")
@@ -322,7 +348,15 @@ def main(argv=None):
     if not 1 <= args.core_seeds <= args.seeds:
         parser.error(f"--core-seeds {args.core_seeds}: must be between 1 and --seeds "
                      f"({args.seeds})")
+    if args.dwave_beta_range and not 0 < args.dwave_beta_range[0] <= args.dwave_beta_range[1]:
+        parser.error(f"--dwave-beta-range {args.dwave_beta_range[0]:g} "
+                     f"{args.dwave_beta_range[1]:g}: must be 0 < HOT <= COLD")
     build = board_build(args.board)
+    if args.gain != "dwave":
+        try:
+            parse_schedule(args.gain, "--gain", build[1].gain_frac_bits, 2, build[1].gain_bits)
+        except ConfigError as error:
+            parser.error(str(error))
 
     def log(line):
         print(line, file=sys.stderr, flush=True)

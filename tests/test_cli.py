@@ -140,11 +140,17 @@ def test_energy_report_shows_the_clausius_bound_of_small_arrays(tmp_path, capsys
 
 
 def test_a_board_with_the_throughput_core_runs_colour_workloads_in_banked_order():
-    from limemu.board_build import board_run_options
-    board = {"board": "ulx3s", "backend": "verilator"}
-    assert board_run_options({**board, "workload": "maxcut"})["order"] == "banked"
-    assert board_run_options({**board, "workload": "maxcut", "order": "colour"})["order"] \
-        == "colour"                                                  # asked for: kept
-    assert board_run_options({**board, "workload": "lsq"})["order"] is None  # natural: its own
-    assert board_run_options({**board, "board": "icebreaker",
-                              "workload": "maxcut"})["order"] is None       # compact core
+    from types import SimpleNamespace
+
+    from limemu.cli import run_options
+
+    def order(**given):
+        args = {"board": "ulx3s", "backend": "verilator", "workload": "maxcut", "order": None,
+                "lanes": None, "core": None, "set": None, **given}
+        return run_options(SimpleNamespace(**args)).get("order")
+
+    assert order() == "banked"
+    assert order(order="colour") == "colour"                  # asked for: kept
+    assert order(workload="lsq") is None                      # natural order: its own default
+    assert order(board="icebreaker") is None                  # the compact core
+    assert order(board=None, backend="model") is None         # no board

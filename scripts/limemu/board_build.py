@@ -27,9 +27,7 @@ def board_build(name):
 
 def board_run_options(options):
     """The run options with the board's formats, lanes and core; ConfigError when the command
-    line asks for others. On a throughput core a workload whose default order is colour runs
-    in banked order unless --order says otherwise: the same independent sets, each column of Q
-    spread over the lanes' banks, fewer cycles a step (python_model/order.py)."""
+    line asks for others."""
     name = options.get("board")
     if not name:
         return options
@@ -46,17 +44,7 @@ def board_run_options(options):
         raise ConfigError(f"--set {', '.join(clash)}: the {name} build fixes the formats "
                           f"({', '.join(f'{k}={getattr(spec, k)}' for k in clash)})")
     settings += [f"{key}={getattr(spec, key)}" for key in BOARD_FORMATS]
-    return {**options, "lanes": spec.lanes, "core": geometry.core, "set": settings,
-            "order": options.get("order") or _board_order(options, geometry)}
-
-
-def _board_order(options, geometry):
-    """The default order of a run on the board's core (None: the workload's own)."""
-    from .runner import WORKLOAD_DEFAULTS  # noqa: PLC0415 (runner -> hardware -> this module)
-
-    workload = WORKLOAD_DEFAULTS.get(options.get("workload") or "maxcut", {})
-    return "banked" if geometry.core == "throughput" and workload.get("order") == "colour" \
-        else None
+    return {**options, "lanes": spec.lanes, "core": geometry.core, "set": settings}
 
 
 def board_geometry(name, spec, needed):
