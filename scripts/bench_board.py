@@ -1,7 +1,9 @@
 """Time to 99 % of the reference cut: the ULX3S build's core against dwave-samplers on one core.
 
     python scripts/bench_board.py [--graphs g1 torus g22] [--seeds 21] [--core-seeds 3]
-                                  [--order banked|colour] [--dwave-acceptance Metropolis|Gibbs]
+                                  [--order banked|colour] [--gain SCHEDULE|dwave] [--barrier U]
+                                  [--dwave-acceptance Metropolis|Gibbs]
+                                  [--dwave-beta-range HOT COLD]
 
 For G-set-like Max-Cut graphs (a random graph of 800 nodes and 19 176 edges like G1, an
 800-node toroidal grid with weights +-1 like G11, a random graph of 2000 nodes and 19 990
