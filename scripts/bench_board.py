@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from limemu.board_build import board_build
+from limemu.board_build import BOARD_FORMATS, board_build
 from limemu.hardware import HardwareSession
 from limemu.host import group_waits
 from limemu.model.errors import ConfigError
@@ -159,9 +159,7 @@ def board_spec(graph, steps, seed, build, barrier_u, gain, order="banked"):
     """The run's Spec: the build's formats and lanes, the order, the board schedule (`gain`:
     a gain schedule)."""
     _, built, _ = build
-    formats = {k: getattr(built, k) for k in ("barrier_bits", "barrier_frac_bits", "gain_bits",
-                                               "gain_frac_bits", "field_bits", "q_bits",
-                                               "mantissa_bits")}
+    formats = {k: getattr(built, k) for k in BOARD_FORMATS}
     return Spec(cells=graph.n, weight_bits=1, lanes=built.lanes, q_storage="sparse",
                 order=order, seed=seed, **formats,
                 barrier=parse_schedule(f"constant:{barrier_u}", "--barrier",
@@ -298,8 +296,7 @@ def print_table(rows, build, args):
     print(f"\nper step (seed 1's run; 'engine': the field engine's cycles, estimated as moves "
           f"x mean rows a column, a move at least one cycle; 'for {TARGET_RATIO}x': the cycles a "
           f"step may take for the board to be {TARGET_RATIO} times faster than dwave; 'groups "
-          f"only': dwave/board "
-          f"at one cycle a group):")
+          f"only': dwave/board at one cycle a group):")
     print(f"{'graph':10s} {'groups':>7s} {'waits':>6s} {'moves':>7s} {'rows/col':>8s} "
           f"{'engine':>7s} {'cycles':>8s} {f'for {TARGET_RATIO}x':>8s} {'groups only':>11s}")
     for r in rows:
