@@ -3,6 +3,7 @@
 import json
 
 from limemu.cli import main
+from limemu.synth.boards import ULX3S
 
 OPTIONS = ["--workload", "maxcut", "--cells", "24", "--lanes", "4", "--steps", "400",
            "--seed", "5", "--quiet"]
@@ -39,14 +40,14 @@ def test_run_on_the_ulx3s_builds_core_reports_cycles_and_board_time(tmp_path, ca
     """--board ulx3s: the core and array of `limemu build --board ulx3s` (its formats, lanes
     and capacities), the same results as the model with those formats, the core's own cycle
     count and the time at the board's clock."""
-    from limemu.synth.boards import ULX3S
     options = ["--workload", "maxcut", "--cells", "96", "--steps", "60", "--seed", "3",
                "--order", "colour", "--barrier", "constant:1", "--gain", "exp:0.1,4",
                "--quiet"]
     formats = [f"--set={key}={ULX3S.array[key]}" for key in
                ("barrier_bits", "barrier_frac_bits", "gain_bits", "gain_frac_bits",
                 "field_bits", "q_bits", "mantissa_bits")]
-    assert main(["run", *options, *formats, "--lanes", "32", "--backend", "model",
+    assert main(["run", *options, *formats, "--lanes", str(ULX3S.array["lanes"]),
+                 "--backend", "model",
                  "--json", str(tmp_path / "model.json")]) == 0
     assert main(["run", *options, "--backend", "verilator", "--board", "ulx3s",
                  "--json", str(tmp_path / "board.json")]) == 0
@@ -68,6 +69,6 @@ def test_board_fixes_the_formats(capsys):
     assert "the ulx3s build fixes the formats (field_bits=8)" in capsys.readouterr().err
     assert main(["run", "--workload", "maxcut", "--cells", "24", "--lanes", "4",
                  "--backend", "verilator", "--board", "ulx3s"]) == 2
-    assert "lanes = 4: the ulx3s build has 32" in capsys.readouterr().err
+    assert f"lanes = 4: the ulx3s build has {ULX3S.array['lanes']}" in capsys.readouterr().err
     assert main(["run", "--workload", "maxcut", "--cells", "24", "--board", "ulx3s"]) == 2
     assert "needs --backend verilator" in capsys.readouterr().err

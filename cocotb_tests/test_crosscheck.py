@@ -125,16 +125,25 @@ CASES = {
         spec=dict(weight_bits=4, lanes=5, q_storage="sparse", order="colour",
                   barrier=Schedule.logarithmic(2 * U, U, 64),
                   gain=Schedule.logarithmic(ETA_ONE // 4, ETA_ONE, 100))),
-    # throughput: the ULX3S build's core and array (32 lanes, its formats: 8-bit field,
+    # throughput: the ULX3S build's core and array (16 lanes, its formats: 8-bit field,
     # 2-bit Q, 12-bit gain) on a G-set-like Max-Cut (mean degree 24), banked order, barriers
     # from 0 (heat bath) up, tables for both schedules
-    "throughput-ulx3s-lanes32-spins-sparse-table-narrow-banked": dict(
+    "throughput-ulx3s-lanes16-spins-sparse-table-narrow-banked": dict(
         core="throughput", board="ulx3s",
         problem=lambda: build_workload("maxcut", cells=256, seed=5, degree=24).problem,
         steps=400,
-        spec=dict(weight_bits=1, lanes=32, q_storage="sparse", order="banked", field_bits=8,
+        spec=dict(weight_bits=1, lanes=16, q_storage="sparse", order="banked", field_bits=8,
                   q_bits=2, gain_bits=12, barrier=table([(i * 3) % U for i in range(256)]),
                   gain=table([ETA_ONE // 16 + i for i in range(256)]))),
+    # throughput: 32 lanes, the same formats and workload kind, banked order, an exponential
+    # anneal of the gain at a constant barrier
+    "throughput-lanes32-spins-sparse-narrow-banked-exponential": dict(
+        core="throughput",
+        problem=lambda: build_workload("maxcut", cells=320, seed=6, degree=24).problem,
+        steps=320,
+        spec=dict(weight_bits=1, lanes=32, q_storage="sparse", order="banked", field_bits=8,
+                  q_bits=2, gain_bits=12, barrier=Schedule.constant(U // 2),
+                  gain=Schedule.exponential(ETA_ONE // 8, 2**16 // 300))),
 }
 
 

@@ -53,8 +53,8 @@ def test_board_names_match():
 def test_default_configurations():
     spec, geometry = configuration(ULX3S)
     assert (spec.cells, spec.weight_bits, geometry.q_storage) == (2048, 1, "sparse")
-    assert (geometry.core, spec.lanes) == ("throughput", 32)
-    assert geometry.groups == spec.cells // 32 + ULX3S.group_slack
+    assert (geometry.core, spec.lanes, geometry.q_capacity) == ("throughput", 16, 8192)
+    assert geometry.groups == spec.cells // 16 + ULX3S.group_slack
     assert not ULX3S.uses_pll and ULX3S.clock_hz == ULX3S.oscillator_hz == 25_000_000
     spec, geometry = configuration(ICEBREAKER, cells=8, lanes=2, weight_bits=4,
                                    core="pipelined", q_storage="dense")
