@@ -135,9 +135,9 @@ ULX3S = Board(
     capacity={"lut4": 83640, "ff": 83640, "ram": 208, "dsp": 156},
     # the throughput core: 16 lanes (32 fit but did not route in an hour on a 2-core machine),
     # 2048 spins, 8192 rows of Q (G1, G14 and G22 need 5076, 2007 and 7025 rows in colour
-    # order, 4245, 1410 and 5181 in banked order), an 8-bit field (G-set degrees stay below 128) and 2-bit entries of Q
-    # (weights +-1), a gain of up to 64 u per loss unit (dwave's default coldest temperature
-    # for the G-set is about 9); synth/README.md has the measurements
+    # order, 4245, 1410 and 5181 in banked order), an 8-bit field (G-set degrees stay below
+    # 128) and 2-bit entries of Q (weights +-1), a gain of up to 64 u per loss unit (dwave's
+    # default coldest temperature for the G-set is about 9); synth/README.md has the measurements
     array=dict(cells=2048, weight_bits=1, lanes=16, barrier_bits=14, barrier_frac_bits=8,
                gain_bits=12, gain_frac_bits=6, field_bits=8, q_bits=2, mantissa_bits=14,
                cell_counter_bits=0, q_storage="sparse", q_capacity=8192, table_depth=1024,
