@@ -10,8 +10,9 @@ register bit (load, seed bit, one or two state bits) plus 32 for the draw; no ca
 import functools
 import operator
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from limemu.model.rng import COMPONENTS, DRAW_BITS, STATE_BITS, register_seeds
 
@@ -70,4 +71,53 @@ class LaneRng(wiring.Component):
         with m.If(self.shift & ~self.load):
             m.d.sync += chain.eq(Cat(chain[DRAW_BITS:], self.shift_data))
         m.d.comb += self.draw.eq(functools.reduce(operator.xor, outputs))
+        return m
+
+
+#: draws a ReplayRng keeps to give again (a power of two, more than a core ever takes back)
+REPLAY_DEPTH = 16
+
+
+class ReplayRng(wiring.Component):
+    """A LaneRng whose last draws can be given back and taken again, in the same order: the
+    throughput core cancels groups that have taken their draws, and the groups issued again
+    must take the same ones.
+
+    Ports: ``seed``/``load`` as LaneRng's (a load forgets what was given back); ``take`` high
+    at a clock edge consumes the current ``draw``; otherwise ``undo`` = d gives back the last d
+    draws taken: the next d draws are those again, then the generator's new ones. The generator
+    never steps back: each new draw taken is also written into a ring of REPLAY_DEPTH words
+    (distributed RAM, 32 bits a word), from which given-back draws are read. A caller must not
+    have more than REPLAY_DEPTH - 1 draws given back and not yet taken again.
+    """
+
+    seed: In(STATE_BITS)
+    load: In(1)
+    take: In(1)
+    undo: In(range(REPLAY_DEPTH))
+    draw: Out(DRAW_BITS)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.generator = generator = LaneRng()
+        m.submodules.ring = ring = Memory(shape=DRAW_BITS, depth=REPLAY_DEPTH, init=[])
+        write, read = ring.write_port(), ring.read_port(domain="comb")
+        position = Signal(range(REPLAY_DEPTH))      # the ring word of the next draw taken
+        given_back = Signal(range(REPLAY_DEPTH))    # draws to take again before new ones
+        replaying = given_back != 0
+        m.d.comb += [generator.seed.eq(self.seed), generator.load.eq(self.load),
+                     read.addr.eq(position),
+                     self.draw.eq(Mux(replaying, read.data, generator.draw))]
+        with m.If(self.load):
+            m.d.sync += [position.eq(0), given_back.eq(0)]
+        with m.Elif(self.take):
+            m.d.sync += position.eq(position + 1)
+            with m.If(replaying):
+                m.d.sync += given_back.eq(given_back - 1)
+            with m.Else():
+                m.d.comb += [generator.next.eq(1), write.en.eq(1), write.addr.eq(position),
+                             write.data.eq(generator.draw)]
+        with m.Elif(self.undo != 0):
+            m.d.sync += [position.eq(position - self.undo),
+                         given_back.eq(given_back + self.undo)]
         return m

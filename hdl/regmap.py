@@ -77,8 +77,9 @@ class Region:
 #: the array cores: ``pipelined`` (hdl/array_core.py: every lane in one cycle, a speculative
 #: group pipeline), ``compact`` (hdl/compact_core.py: one lane, one evaluation at a time, for
 #: the smallest FPGAs) and ``throughput`` (hdl/throughput_core.py: many lanes, Q in rows banked
-#: by lane, groups streamed under an exact hazard rule). They speak the same register map
-#: (less what a core leaves out, see RegisterMap) and give the same results.
+#: by lane, groups streamed under an exact hazard rule, speculating past its boundaries). They
+#: speak the same register map (less what a core leaves out, see RegisterMap) and give the same
+#: results.
 CORES = ("pipelined", "compact", "throughput")
 #: the schedule kinds each core's schedule units compute. The compact core has the constant and
 #: the table (piecewise constant, any curve in up to table_depth pieces): the datapaths of the

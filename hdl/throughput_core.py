@@ -8,12 +8,15 @@ second on an FPGA of a few hundred block RAMs:
   inside the lanes;
 * the field and Q banked by lane (hdl/banked_field.py): a move's column is applied in all banks
   at once, one row a cycle, while later groups keep streaming;
-* an exact hazard rule instead of speculation: the host marks the groups that must wait
-  (``group_wait``): a group waits until every earlier group has decided and every move has
-  landed in the field, when one of its cells is coupled to a cell of an earlier group since the
-  last wait (in colour order: the first group of each colour class). Every other group reads
-  fields that no pending move can change. The first group of a step always waits (the
-  schedules advance between steps);
+* an exact hazard rule with speculation: the host marks the boundaries (``group_wait``), the
+  groups with a cell coupled to a cell of an earlier group since the last boundary (in colour
+  order: the first group of each colour class). A boundary issues once every decided move has
+  landed in the field, betting that the groups still in flight move nothing; when one of them
+  moves a cell, the oldest boundary issued after it and every later group are cancelled
+  (decisions dropped, draws given back to be taken again: ``_cancel``, ReplayRng) and issued
+  again once the move has landed. Every other group reads fields that no pending move can
+  change. The results are those of waiting, bit for bit. The first group of a step issues on
+  a quiet core (the schedules advance between steps);
 * the heat counted per step: every move's heat is -2 eta dL2 << shift with eta constant over a
   step, so the core sums dL2 and |dL2| of the step's moves (adder trees, hdl/adder_tree.py) and
   multiplies once at the end of the step; the loss register moves by the same sum.
@@ -43,7 +46,7 @@ from .adder_tree import pipelined_sum, tree_latency
 from .banked_field import TARGET_COLUMN, TARGET_FIELD, TARGET_ROW, BankedField
 from .core_control import CoreBase
 from .counter_bank import CounterBank, increment_bits
-from .lane_rng import LaneRng
+from .lane_rng import REPLAY_DEPTH, ReplayRng
 from .regmap import RUN_CYCLES_BITS, WORD_BITS, words
 from .schedule_unit import ScheduleUnit
 from .throughput_lane import LANE_LATENCY, ThroughputLane, mantissa_roms
@@ -53,6 +56,10 @@ LANE_BANKS = ("weight", "valid", "diag", "bias")
 MOVER_QUEUE_DEPTH = 32
 #: cycles a group spends between issue and its registered decision
 ISSUE_TO_DECISION = 1 + LANE_LATENCY
+#: the age (index in ``flight``) at which a group's lanes take their draws
+DRAW_AGE = 3
+# the draws given back and not yet taken again never exceed the groups in flight past the draw
+assert ISSUE_TO_DECISION - DRAW_AGE < REPLAY_DEPTH
 
 
 class ThroughputCore(CoreBase):
@@ -95,7 +102,7 @@ class ThroughputCore(CoreBase):
         self.lanes, self.rngs = [], []
         for lane in range(g.lanes):
             self.lanes.append(ThroughputLane(spec))
-            self.rngs.append(LaneRng())
+            self.rngs.append(ReplayRng())
             m.submodules[f"lane_{lane}"] = self.lanes[-1]
             m.submodules[f"rng_{lane}"] = self.rngs[-1]
         mantissa_roms(m, spec, self.lanes)
@@ -144,6 +151,9 @@ class ThroughputCore(CoreBase):
         self.next_group = Signal(g.group_bits + 1)
         self.issue = Signal()
         self.flight = Signal(ISSUE_TO_DECISION)         # issued groups, by age
+        self.flight_boundary = Signal(ISSUE_TO_DECISION)    # ... those marked in group_wait
+        self.advanced = Signal()                        # the schedules advanced this step
+        self.moved = Signal()                           # the deciding group moves a cell
         self.flight_group = [Signal(g.group_bits, name=f"flight_group_{k}")
                              for k in range(ISSUE_TO_DECISION)]
         self.e0 = Signal(spec.barrier_bits)
@@ -159,24 +169,24 @@ class ThroughputCore(CoreBase):
                            "dw": [Signal(signed(self.field.dw_bits), name=f"init_dw_{k}")
                                   for k in range(g.lanes)]}
 
-    # -- issue: one group a cycle unless it must wait ------------------------------------------
+    # -- issue: one group a cycle, boundaries speculative ------------------------------------
     def _issue(self, m):
         g, regs = self.geometry, self.regs
         field = self.field
-        quiet = ~self.flight.any() & ~field.busy & (self.movers.level == 0)
-        self.quiet = quiet
+        landed = ~field.busy & (self.movers.level == 0)
+        self.quiet = landed & ~self.flight.any()
         must_wait = self.group_wait.bit_select(self.next_group[:g.group_bits], 1)
         room = self.movers.level <= MOVER_QUEUE_DEPTH - ISSUE_TO_DECISION - 1
         m.d.comb += self.issue.eq(self.issuing & (self.next_group < regs["groups"]) & room
-                                  & (~must_wait | quiet))
+                                  & (~must_wait | landed))
         address = self.next_group[:g.group_bits]
         with m.If(self.issue):
             m.d.comb += field.eval_addr.eq(address)
             for bank in self.banks.values():
                 m.d.comb += bank["read"].addr.eq(address)
             m.d.sync += self.next_group.eq(self.next_group + 1)
-        m.d.sync += [self.flight.eq(Cat(self.issue, self.flight[:-1])),
-                     self.flight_group[0].eq(address)]
+        draw_cancelled, draws_given_back = self._cancel(m, must_wait, address)
+        m.d.sync += self.flight_group[0].eq(address)
         m.d.sync += [self.flight_group[k].eq(self.flight_group[k - 1])
                      for k in range(1, ISSUE_TO_DECISION)]
         s1_valid = self.flight[0]
@@ -187,29 +197,60 @@ class ThroughputCore(CoreBase):
                          unit.valid.eq(self.bank_lane("valid", lane)),
                          unit.diag.eq(self.bank_lane("diag", lane)),
                          unit.e0.eq(self.e0), unit.eta_shifted.eq(eta_shifted),
-                         unit.draw.eq(rng.draw), rng.next.eq(unit.next_draw)]
+                         unit.draw.eq(rng.draw),
+                         rng.take.eq(unit.next_draw & self.flight[DRAW_AGE] & ~draw_cancelled),
+                         rng.undo.eq(draws_given_back)]
+
+    def _cancel(self, m, must_wait, address):
+        """The groups in flight, shifted by one cycle; when the deciding group moves a cell,
+        the oldest boundary issued after it and every later group are cancelled: they read
+        fields the move changes. The next issue is that boundary again (it waits until the move
+        has landed), and the cancelled groups' draws go back to the generators, to be taken
+        again in the same order. Returns whether the group drawing now is cancelled (its draw
+        is not taken) and the number of draws given back."""
+        g, depth = self.geometry, ISSUE_TO_DECISION
+        shifted = Cat(self.issue, self.flight[:-1])
+        boundary = Cat(self.issue & must_wait, self.flight_boundary[:-1])
+        groups = [address] + self.flight_group[:-1]
+        kill = Signal(depth)
+        restart = Signal(g.group_bits)
+        for age in range(depth):          # the oldest boundary wins (the last assignment)
+            with m.If(shifted[age] & boundary[age]):
+                m.d.comb += [kill.eq((1 << (age + 1)) - 1), restart.eq(groups[age])]
+        self.squash = squash = Signal()
+        m.d.comb += squash.eq(self.moved & (kill != 0))
+        # the cancelled groups that took their draws (ages past the draw, shifted)
+        drawn = sum((kill[age] & shifted[age] for age in range(DRAW_AGE + 2, depth)),
+                    Const(0, range(depth + 1)))
+        m.d.sync += [self.flight.eq(shifted), self.flight_boundary.eq(boundary)]
+        with m.If(squash):
+            m.d.sync += [self.flight.eq(shifted & ~kill), self.flight_boundary.eq(boundary & ~kill),
+                         self.next_group.eq(restart)]
+        return squash & kill[DRAW_AGE + 1], Mux(squash, drawn, 0)
 
     # -- decisions: weights, counts, movers ----------------------------------------------------
     def _decide(self, m):
         g, spec, lanes = self.geometry, self.spec, self.lanes
-        decided = lanes[0].out_valid
+        decided = self.flight[-1]                   # the lanes' decision, unless cancelled
         group = self.flight_group[-1]
         ups = Cat(*[u.move_up for u in lanes])
-        moves = Cat(*[u.move_up | u.move_down for u in lanes])
+        moves = Cat(*[(u.move_up | u.move_down) & decided for u in lanes])
         write = self.banks["weight"]["write"]
         with m.If(decided):
             m.d.comb += [write.addr.eq(group), write.en.eq(moves),
                          write.data.eq(Cat(*[u.new_weight for u in lanes]))]
-        m.d.comb += [self.movers.w_en.eq(decided & (moves != 0)),
+        m.d.comb += self.moved.eq(decided & (moves != 0))
+        m.d.comb += [self.movers.w_en.eq(self.moved),
                      self.movers.w_data.eq(Cat(group, moves, ups))]
         counters = self.counters
         for name, bit in (("up_moves", "move_up"), ("down_moves", "move_down"),
                           ("blocked_moves", "blocked"), ("inadmissible", "inadmissible")):
-            total = pipelined_sum(m, [getattr(u, bit) for u in lanes], f"sum_{name}")
+            total = pipelined_sum(m, [getattr(u, bit) & decided for u in lanes], f"sum_{name}")
             m.d.comb += getattr(counters, f"inc_{name}").eq(total)
-        dl2 = pipelined_sum(m, [u.dl2 for u in lanes], "sum_dl2")
-        abs_dl2 = pipelined_sum(m, [Mux(u.dl2 < 0, -u.dl2, u.dl2)[:spec.dl2_bits]
-                                    for u in lanes], "sum_abs_dl2")
+        dl2s = [Mux(decided, u.dl2, 0) for u in lanes]
+        dl2 = pipelined_sum(m, dl2s, "sum_dl2")
+        abs_dl2 = pipelined_sum(m, [Mux(d < 0, -d, d)[:spec.dl2_bits] for d in dl2s],
+                                "sum_abs_dl2")
         m.d.sync += self.tree_flight.eq(Cat(decided, self.tree_flight[:-1]))
         self.step_increment = (dl2, abs_dl2)
         with m.If(self.in_run & self.field.adds_valid):
@@ -248,15 +289,17 @@ class ThroughputCore(CoreBase):
                 m.d.comb += self.in_run.eq(1)
                 with m.If(~self.barrier.busy & ~self.gain.busy):
                     m.d.sync += [self.e0.eq(self.barrier.value), self.eta.eq(self.gain.value),
-                                 self.next_group.eq(0)]
+                                 self.next_group.eq(0), self.advanced.eq(0)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.in_run.eq(1), self.issuing.eq(1)]
                 m.d.sync += [self.step_dl2.eq(self.step_dl2 + dl2),
                              self.step_abs_dl2.eq(self.step_abs_dl2 + abs_dl2)]
                 # the schedules compute the next step's values while the last groups drain
-                with m.If(self.issue & (self.next_group + 1 >= regs["groups"])):
+                # (once: a cancellation may issue the last groups again)
+                with m.If(~self.advanced & (self.next_group >= regs["groups"])):
                     m.d.comb += [self.barrier.advance.eq(1), self.gain.advance.eq(1)]
+                    m.d.sync += self.advanced.eq(1)
                 with m.If((self.next_group >= regs["groups"]) & self.quiet
                           & ~self.tree_flight.any()):
                     m.next = "STEP_SUM"
@@ -299,7 +342,8 @@ class ThroughputCore(CoreBase):
                                          self.barrier, self.gain)
                 m.d.comb += counters.inc_evaluations.eq(regs["cells"])
                 m.d.sync += [self.e0.eq(self.barrier.value), self.eta.eq(self.gain.value),
-                             self.remaining.eq(self.remaining - 1), self.next_group.eq(0)]
+                             self.remaining.eq(self.remaining - 1), self.next_group.eq(0),
+                             self.advanced.eq(0)]
                 with m.If((self.remaining == 1) | self.ctl.stop_requested):
                     m.d.comb += self.ctl.finish.eq(1)
                     m.next = "IDLE"

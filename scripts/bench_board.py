@@ -43,10 +43,10 @@ in u per loss unit, at least one LSB of the gain format), whose hot end (a flip 
 largest possible tilt at even odds) keeps most spins moving for the first third of a short
 anneal, and each move costs the core field-engine cycles. Prints a table, the
 build's peak evaluations per second, and where the core's cycles go: per step, the groups it
-issues, the groups that wait for every earlier move to land (colour classes), the moves and
-the rows of the lane banks they apply (one row a cycle), beside the cycles a step may take
+issues, the boundaries (the first group of each colour class: it issues once every decided
+move has landed, and again when a group still in flight moves), the moves and the rows of the lane banks they apply (one row a cycle), beside the cycles a step may take
 for the board to be 30 times faster than dwave and the ratio a core taking one cycle a group
-(no wait, no field-engine stall) would reach with the same steps. Exits 1 when the core's
+(no boundary, no field-engine stall) would reach with the same steps. Exits 1 when the core's
 results differ from the model's. The machine's load average is printed first and last:
 dwave's times are wall clock, so a loaded machine makes them longer and the ratios better
 than they are. The board runs the banked order (the colour order spread over the lanes'
@@ -176,7 +176,7 @@ def model_cut(graph, spec, steps):
 
 def cycle_budget(graph, spec, steps):
     """Where a run's cycles go on the throughput core, from the model's run (the core's is the
-    same bit for bit): per step, the groups issued, the groups that wait, the moves, the rows
+    same bit for bit): per step, the groups issued, the boundaries, the moves, the rows
     of the lane banks per column, and the field engine's cycles estimated as the moves times
     the mean rows of a column (one row a cycle, at least one cycle a move)."""
     session = ModelSession(Workload(maxcut_problem(graph)), spec, progress=False)
@@ -185,7 +185,7 @@ def cycle_budget(graph, spec, steps):
     order, problem = array.order, array.problem
     rows = bank_rows(problem, order.cell_lanes(spec.lanes))
     moves = (counts["up_moves"] + counts["down_moves"]) / steps
-    return {"groups": order.groups, "waits": int(group_waits(problem, order).sum()),
+    return {"groups": order.groups, "boundaries": int(group_waits(problem, order).sum()),
             "rows_per_column": float(rows.mean()), "moves": moves,
             "engine": moves * float(np.maximum(rows, 1).mean())}
 
@@ -297,16 +297,16 @@ def print_table(rows, build, args):
           f"x mean rows a column, a move at least one cycle; 'for {TARGET_RATIO}x': the cycles a "
           f"step may take for the board to be {TARGET_RATIO} times faster than dwave; 'groups "
           f"only': dwave/board at one cycle a group):")
-    print(f"{'graph':10s} {'groups':>7s} {'waits':>6s} {'moves':>7s} {'rows/col':>8s} "
+    print(f"{'graph':10s} {'groups':>7s} {'bounds':>6s} {'moves':>7s} {'rows/col':>8s} "
           f"{'engine':>7s} {'cycles':>8s} {f'for {TARGET_RATIO}x':>8s} {'groups only':>11s}")
     for r in rows:
         b = r.get("budget")
         if b is None or not r["dwave_s"]:
             continue
         allowed = r["dwave_s"] / TARGET_RATIO * board.clock_hz / r["board_steps"]
-        # the ratio of a core that took one cycle a group: no wait, no field-engine stall
+        # the ratio of a core that took one cycle a group: no boundary, no engine stall
         ceiling = r["dwave_s"] * board.clock_hz / (b["groups"] * r["board_steps"])
-        print(f"{r['graph']:10s} {b['groups']:7d} {b['waits']:6d} {b['moves']:7.1f} "
+        print(f"{r['graph']:10s} {b['groups']:7d} {b['boundaries']:6d} {b['moves']:7.1f} "
               f"{b['rows_per_column']:8.2f} {b['engine']:7.0f} "
               f"{r['board_cycles'] / r['board_steps']:8.0f} {allowed:8.1f} {ceiling:10.1f}x")
 

@@ -47,10 +47,13 @@ from limemu.model.schedules import Schedule
 from limemu.model.spec import Spec
 
 
-def simulate(dut, testbench):
+def simulate(dut, testbench, *watchers):
+    """Run `testbench` to its end, with `watchers` (testbenches that never end) beside it."""
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
+    for watcher in watchers:
+        sim.add_testbench(watcher, background=True)
     sim.run()
 
 

@@ -8,7 +8,7 @@ from amaranth.back import verilog
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 from limemu.hdl.crossing_unit import CrossingUnit, crossing_barrier_width
-from limemu.hdl.lane_rng import SEED_WORDS, LaneRng, seed_word
+from limemu.hdl.lane_rng import REPLAY_DEPTH, SEED_WORDS, LaneRng, ReplayRng, seed_word
 from limemu.hdl.regmap import to_words
 from limemu.hdl.serial_crossing_unit import SerialCrossingUnit
 from limemu.model.crossing import ONE, ZERO_FROM_U, decide_one, mantissa_rom, threshold
@@ -74,6 +74,39 @@ def test_lane_rng_loads_a_seed_a_word_at_a_time():
         for _ in range(100):
             assert ctx.get(dut.draw) == reference.next_draw()
             await ctx.tick()
+
+    simulate(dut, testbench)
+
+
+def test_replay_rng_gives_back_draws_and_gives_them_again(rng):
+    """Random takes, holds and give-backs (never past the first draw, never more than
+    REPLAY_DEPTH - 1 waiting to be taken again): the draw is always LaneGenerator's draw number (taken - given back), whether it
+    comes from the generator or from the ring."""
+    dut = ReplayRng()
+    seed, lane = 424242, 5
+    reference = LaneGenerator(seed, lane)
+    draws = [reference.next_draw() for _ in range(2000)]
+
+    async def testbench(ctx):
+        ctx.set(dut.seed, seed_word(seed, lane))
+        ctx.set(dut.load, 1)
+        await ctx.tick()
+        ctx.set(dut.load, 0)
+        position, newest, undone = 0, 0, 0
+        for step in range(3000):
+            assert ctx.get(dut.draw) == draws[position], f"step {step}, position {position}"
+            action = rng.choice(["take", "undo", "hold"], p=[0.75, 0.1, 0.15])
+            most = min(position, REPLAY_DEPTH - 1 - (newest - position))
+            back = int(rng.integers(1, most + 1)) if action == "undo" and most > 0 else 0
+            ctx.set(dut.take, action == "take")
+            ctx.set(dut.undo, back)
+            await ctx.tick()
+            if action == "take":
+                position += 1
+                newest = max(newest, position)
+            position -= back
+            undone += back
+        assert undone > 500 and newest > 500
 
     simulate(dut, testbench)
 

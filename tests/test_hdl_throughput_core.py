@@ -198,6 +198,13 @@ def test_throughput_core_matches_model_in_amaranth_simulator(storage, lanes, bit
     rmap = RegisterMap(spec, geometry)
     dut = make_core(spec, geometry)
 
+    seen = {"cancellations": 0, "draws_given_back": 0}
+
+    async def watch_cancellations(ctx):
+        async for _, _, squash, undo in ctx.tick().sample(dut.squash, dut.rngs[0].undo):
+            seen["cancellations"] += squash
+            seen["draws_given_back"] += undo
+
     async def testbench(ctx):
         bus = Bus(ctx, dut)
         await bus.load(load_sequence(rmap, problem, model.order, model.W0))
@@ -217,4 +224,6 @@ def test_throughput_core_matches_model_in_amaranth_simulator(storage, lanes, bit
         moves = model.counters.exact["up_moves"] + model.counters.exact["down_moves"]
         assert moves > 0, "nothing moved: the comparison would prove little"
 
-    simulate(dut, testbench)
+    simulate(dut, testbench, watch_cancellations)
+    # boundaries issued while moves were in flight, cancelled and issued again
+    assert seen["cancellations"] > 0 and seen["draws_given_back"] > 0, seen

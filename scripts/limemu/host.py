@@ -198,10 +198,12 @@ def banked_rows_needed(problem, order, lanes):
 
 
 def group_waits(problem, order):
-    """Per group of the update order, whether it must wait for every earlier group's moves:
-    the first group, and every group with a cell coupled (Q_ij != 0, i != j) to a cell of an
-    earlier group since the last wait. The groups in between read fields that no pending
-    move can change (in colour order a wait starts each colour class)."""
+    """Per group of the update order, whether it is a boundary, which must not read its fields
+    before every earlier group's moves have landed: the first group, and every group with a
+    cell coupled (Q_ij != 0, i != j) to a cell of an earlier group since the last boundary.
+    The groups in between read fields that no pending move can change (in colour order a
+    boundary starts each colour class). The throughput core issues a boundary speculatively
+    and cancels it when an earlier group still in flight moves."""
     group_of = np.empty(problem.n, dtype=np.int64)
     group_of[order.sequence] = order.group
     since_wait = np.zeros(problem.n, dtype=bool)
