@@ -41,16 +41,20 @@ exp:0.2,10 u per loss unit, chosen on G-set-like graphs: docs/engine.md); ``--ga
 anneals instead between dwave's default inverse temperatures for the graph (``beta / ln 2``
 in u per loss unit, at least one LSB of the gain format), whose hot end (a flip of the
 largest possible tilt at even odds) keeps most spins moving for the first third of a short
-anneal, and each move costs the core field-engine cycles. Prints a table, the
-build's peak evaluations per second, and where the core's cycles go: per step, the groups it
-issues, the boundaries (the first group of each colour class: it issues once every decided
-move has landed, and again when a group still in flight moves), the moves and the rows of the lane banks they apply (one row a cycle), beside the cycles a step may take
+anneal, and each move costs the core field-engine cycles.
+
+Prints a table, the build's peak evaluations per second, and where the core's cycles go: per
+step, the groups it issues, the boundaries (the first group of each colour class: it issues
+once every decided move has landed, and again when a group still in flight moves), the moves
+and the rows of the lane banks they apply (one row a cycle), beside the cycles a step may take
 for the board to be 30 times faster than dwave and the ratio a core taking one cycle a group
-(no boundary, no field-engine stall) would reach with the same steps. Exits 1 when the core's
-results differ from the model's. The machine's load average is printed first and last:
-dwave's times are wall clock, so a loaded machine makes them longer and the ratios better
-than they are. The board runs the banked order (the colour order spread over the lanes'
-banks, python_model/order.py) unless ``--order colour``.
+(no boundary, no field-engine stall) would reach with the same steps. A last table gives the
+cycles of the same moves on other designs (WHAT_IF, through limemu/core_timing.py's cycle
+model, whose prediction for the core as built must equal the core's count). Exits 1 when the
+core's results differ from the model's or its cycles from the cycle model's. The machine's
+load average is printed first and last: dwave's times are wall clock, so a loaded machine
+makes them longer and the ratios better than they are. The board runs the banked order (the
+colour order spread over the lanes' banks, python_model/order.py) unless ``--order colour``.
 """
 
 import argparse
@@ -63,8 +67,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from limemu.board_build import BOARD_FORMATS, board_build
-from limemu.hardware import HardwareSession
-from limemu.host import group_waits
+from limemu.core_timing import Design, record_moves, run_cycles
+from limemu.hardware import HardwareSession, run_segments
+from limemu.hdl.throughput_core import ISSUE_TO_DECISION
 from limemu.model.errors import ConfigError
 from limemu.model.order import bank_rows
 from limemu.model.spec import Spec
@@ -78,6 +83,15 @@ REFERENCE_READS = 8
 TARGET = 0.99
 TIMING_REPEATS = 5
 TARGET_RATIO = 30
+#: the designs whose cycles the benchmark predicts on the board's moves (Design changes)
+WHAT_IF = {
+    "as built": {},
+    "1-cycle columns": {"one_cycle_columns": True},
+    "latency 4": {"decision_latency": 4},
+    "both": {"one_cycle_columns": True, "decision_latency": 4},
+    "both, decided": {"one_cycle_columns": True, "decision_latency": 4,
+                      "boundaries": "decided"},
+}
 
 
 @dataclass
@@ -178,16 +192,23 @@ def cycle_budget(graph, spec, steps):
     """Where a run's cycles go on the throughput core, from the model's run (the core's is the
     same bit for bit): per step, the groups issued, the boundaries, the moves, the rows
     of the lane banks per column, and the field engine's cycles estimated as the moves times
-    the mean rows of a column (one row a cycle, at least one cycle a move)."""
+    the mean rows of a column (one row a cycle, at least one cycle a move); and the cycles
+    the same moves take on the core as built and on the WHAT_IF designs
+    (limemu/core_timing.py)."""
     session = ModelSession(Workload(maxcut_problem(graph)), spec, progress=False)
-    session.run(steps)
+    moves = record_moves(session.array, steps)
     array, counts = session.array, session.counters()
     order, problem = array.order, array.problem
     rows = bank_rows(problem, order.cell_lanes(spec.lanes))
-    moves = (counts["up_moves"] + counts["down_moves"]) / steps
-    return {"groups": order.groups, "boundaries": int(group_waits(problem, order).sum()),
-            "rows_per_column": float(rows.mean()), "moves": moves,
-            "engine": moves * float(np.maximum(rows, 1).mean())}
+    moved = (counts["up_moves"] + counts["down_moves"]) / steps
+    built = Design.as_built(spec)
+    return {"groups": order.groups, "boundaries": int(moves.boundaries.sum()),
+            "rows_per_column": float(rows.mean()), "moves": moved,
+            "engine": moved * float(np.maximum(rows, 1).mean()),
+            # as the core runs them: in run requests, the first right after the load's clear
+            "predicted": {label: run_cycles(moves, built.but(**changes),
+                                            run_segments(steps, graph.n), after_clear=True)
+                          for label, changes in WHAT_IF.items()}}
 
 
 def core_run(graph, spec, steps, board):
@@ -263,6 +284,7 @@ def bench_graph(name, graph, args, build, log):
             cut, count = core_run(graph, spec, steps, args.board)
             row["equal"] &= cut == model_cut(graph, spec, steps)
             cycles.append(count)
+            row.setdefault("core_cycles", {})[seed] = count
             log(f"  core (Verilator), seed {seed}: cut {cut}, {count} cycles")
         row["board_cycles"] = float(np.median(cycles))
         row["board_s"] = row["board_cycles"] / board.clock_hz
@@ -309,6 +331,30 @@ def print_table(rows, build, args):
         print(f"{r['graph']:10s} {b['groups']:7d} {b['boundaries']:6d} {b['moves']:7.1f} "
               f"{b['rows_per_column']:8.2f} {b['engine']:7.0f} "
               f"{r['board_cycles'] / r['board_steps']:8.0f} {allowed:8.1f} {ceiling:10.1f}x")
+    print_what_if(rows, board)
+
+
+def print_what_if(rows, board):
+    """The cycles a step of seed 1's run on the WHAT_IF designs, and dwave/board with each."""
+    print(f"\nthe same moves (seed 1's run) on other designs, cycles a step (dwave/board): "
+          f"'1-cycle columns' a field engine that applies a column a cycle, 'latency 4' a "
+          f"decision 4 cycles after issue (as built: {ISSUE_TO_DECISION}), 'decided' "
+          f"boundaries that wait for the decisions before them, not their landing "
+          f"(limemu/core_timing.py; 'as built' must equal the core's count):")
+    print(f"{'graph':10s} " + " ".join(f"{label:>16s}" for label in WHAT_IF) + "  core (seed 1)")
+    for r in rows:
+        b = r.get("budget")
+        if b is None or not r["dwave_s"]:
+            continue
+        cells = []
+        for label in WHAT_IF:
+            cycles = b["predicted"][label]
+            ratio = r["dwave_s"] * board.clock_hz / cycles
+            cells.append(f"{cycles / r['board_steps']:8.1f} ({ratio:4.1f}x)")
+        core = r.get("core_cycles", {}).get(1)
+        check = "-" if core is None else f"{core} cycles: " + (
+            "exact" if timing_matches(r) else f"PREDICTED {b['predicted']['as built']}")
+        print(f"{r['graph']:10s} " + " ".join(f"{c:>16s}" for c in cells) + f"  {check}")
 
 
 def load_average():
@@ -364,7 +410,13 @@ def main(argv=None):
     rows = [bench_graph(name, GRAPHS[name](), args, build, log) for name in args.graphs]
     log(f"end: {load_average()}")
     print_table(rows, build, args)
-    return 0 if all(r["equal"] for r in rows) else 1
+    return 0 if all(r["equal"] and timing_matches(r) for r in rows) else 1
+
+
+def timing_matches(row):
+    """Whether the cycle model gave seed 1's run on the core its own cycle count."""
+    core, budget = row.get("core_cycles", {}).get(1), row.get("budget")
+    return core is None or budget is None or core == budget["predicted"]["as built"]
 
 
 if __name__ == "__main__":

@@ -4,13 +4,15 @@
 The whole core runs the host plan the Verilator backend uses and must equal the golden model
 after every segment (weights, field, counters, loss register); its parts are tested on their
 own: the adder tree against sum(), the banked field engine against g + sum dw Q[:, m], the
-host's group waits against the rule they implement.
+host's group waits against the rule they implement. The core's cycle count must equal the one
+limemu/core_timing.py predicts from the model's moves.
 """
 
 import numpy as np
 import pytest
 from amaranth import Module, Signal, signed
 from amaranth.sim import Simulator
+from limemu.core_timing import Design, record_moves, run_cycles
 from limemu.hdl.adder_tree import pipelined_sum, tree_latency
 from limemu.hdl.banked_field import TARGET_COLUMN, TARGET_FIELD, TARGET_ROW, BankedField
 from limemu.hdl.cores import make_core
@@ -205,13 +207,21 @@ def test_throughput_core_matches_model_in_amaranth_simulator(storage, lanes, bit
             seen["cancellations"] += squash
             seen["draws_given_back"] += undo
 
+    timing, design = LimArray(spec, problem), Design.as_built(spec)
+
     async def testbench(ctx):
         bus = Bus(ctx, dut)
         await bus.load(load_sequence(rmap, problem, model.order, model.W0))
-        for steps in (1, 4, 12, 30):
+        for segment, steps in enumerate((1, 4, 12, 30)):
+            cycles = ctx.get(dut.run_cycles)
             await bus.write(run_plan(rmap, steps))
             await ctx.tick()
             await bus.wait_done()
+            # the core's cycles are those the cycle model predicts from the model's moves
+            # (the first start waits for the schedules that the load's clear restarted)
+            predicted = run_cycles(record_moves(timing, steps), design,
+                                   after_clear=segment == 0)
+            assert ctx.get(dut.run_cycles) - cycles == predicted, (steps, predicted)
             model.run(steps)
             state = decode_state(rmap, model.order,
                                  await bus.read(state_addresses(rmap, model.order)))

@@ -33,6 +33,12 @@ from .progress import StepProgress
 SEGMENT_EVALUATIONS = 2_000_000        # cell evaluations per run request (progress output)
 
 
+def run_segments(steps, cells):
+    """The step counts of the run requests that make a run of `steps` steps."""
+    segment = max(1, SEGMENT_EVALUATIONS // cells)
+    return [min(segment, steps - done) for done in range(0, steps, segment)]
+
+
 def open_device(backend, spec, geometry, *, waves=None, log=None, port=None, baud=None,
                 timeout=1.0, retries=3, resyncs=0):
     """A device of `backend` that holds a run of `spec` needing `geometry`; its `rmap` is the
@@ -159,11 +165,9 @@ class HardwareSession:
 
     def run(self, steps):
         target = self.step + int(steps)
-        segment = max(1, SEGMENT_EVALUATIONS // self.spec.cells)
         self.progress.begin(self.step, target)
         try:
-            while self.step < target:
-                count = min(segment, target - self.step)
+            for count in run_segments(target - self.step, self.spec.cells):
                 started = time.perf_counter()
                 self.cycles += self.device.run(run_plan(self.rmap, count))
                 self.run_seconds += time.perf_counter() - started
