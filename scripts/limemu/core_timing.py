@@ -139,7 +139,7 @@ def step_cycles(groups, boundaries, moved, design):
         landed = engine.landed()
         in_flight = any(f is not None for f in flight)
         if advanced_at is None and next_group >= groups:
-            advanced_at = cycle
+            advanced_at = cycle                   # the schedule units start the next step's
         if next_group >= groups and landed and not in_flight and not any(tree):
             break
         issued = None
@@ -162,6 +162,7 @@ def step_cycles(groups, boundaries, moved, design):
                 flight[:oldest + 1] = [None] * (oldest + 1)
         engine.clock(cycle)
         cycle += 1
+    # STEP_SUM, STEP_END, then SCHEDULE, which waits until the schedule units are done
     last = max(cycle + STEP_END_CYCLES, advanced_at + design.schedule_latency + 1)
     return last + 1
 
