@@ -60,7 +60,8 @@ def test_run_on_the_ulx3s_builds_core_reports_cycles_and_board_time(tmp_path, ca
     assert board["board_seconds"] == board["cycles"] / ULX3S.clock_hz
     evaluations = board["counters"]["evaluations"]
     assert 60 * 96 == evaluations and board["cycles"] >= 60 * 3      # >= 3 groups a step
-    assert "cell-evaluations per cycle" in out and "on the ulx3s board at 25 MHz" in out
+    assert "cell-evaluations per cycle" in out
+    assert f"on the ulx3s board at {ULX3S.clock_hz / 1e6:g} MHz" in out
 
 
 def test_board_fixes_the_formats(capsys):

@@ -18,10 +18,12 @@ A column table gives, per slot, the column's first row, its number of rows and i
   columns; a column of no rows costs one cycle.
 
 Each bank's field memory has two read ports: ``eval_addr`` -> ``eval_field`` (the lanes'
-evaluations, one cycle of latency) and the engine's (transparent for its own write, so that
-consecutive updates of one cell add up), and one write port. ``busy`` is high while any move
-is queued or in flight; a core reads a group's fields only when no pending move can change
-them. ``adds``/``adds_valid`` report each column's additions as its table entry is read
+evaluations, one cycle of latency) and the engine's, both transparent for the write port (the
+engine's so that consecutive updates of one cell add up; the lanes' so that a read in the
+cycle of a field's last write already sees it), and one write port. ``busy`` is high while
+any move is queued or in flight, ``eval_stale`` while an evaluation could still read a field
+that a pending move changes (``busy`` but for the last write); a core reads a group's fields
+only when no pending move can change them. ``adds``/``adds_valid`` report each column's additions as its table entry is read
 (``cells`` for every column when Q is counted dense, as the model counts it).
 
 Host ports (while idle): ``host_we``/``host_re``, ``host_target`` (TARGET_FIELD, TARGET_COLUMN,
@@ -67,6 +69,7 @@ class BankedField(wiring.Component):
             "mover_mask": In(g.lanes),
             "mover_dw": In(signed(self.dw_bits)).array(g.lanes),
             "busy": Out(1),
+            "eval_stale": Out(1),
             "adds": Out(max(g.adds_bits, spec.cells.bit_length())),
             "adds_valid": Out(1),
             "cells": In(max(1, spec.cells.bit_length())),
@@ -108,8 +111,8 @@ class BankedField(wiring.Component):
             mem = Memory(shape=signed(spec.field_bits), depth=g.groups_p2, init=[])
             m.submodules[f"field_{lane}"] = mem
             write = mem.write_port()
-            bank = {"eval": mem.read_port(), "update": mem.read_port(transparent_for=(write,)),
-                    "write": write}
+            bank = {"eval": mem.read_port(transparent_for=(write,)),
+                    "update": mem.read_port(transparent_for=(write,)), "write": write}
             m.d.comb += [bank["eval"].addr.eq(self.eval_addr),
                          self.eval_field[lane].eq(bank["eval"].data)]
             with m.If(self.fill_we):
@@ -204,8 +207,9 @@ class BankedField(wiring.Component):
                 m.d.comb += [bank["write"].addr.eq(r2_addr),
                              bank["write"].data.eq(bank["update"].data + r2_delta),
                              bank["write"].en.eq(1)]
-        m.d.comb += self.busy.eq(self._selector_busy | loaded | (rows_left != 0) | r1_valid
-                                 | r2_valid)
+        m.d.comb += [self.eval_stale.eq(self._selector_busy | loaded | (rows_left != 0)
+                                        | r1_valid),
+                     self.busy.eq(self.eval_stale | r2_valid)]
 
     # -- the host ------------------------------------------------------------------------------
     def _host(self, m, col_read, col_write, row_read, row_write, banks):

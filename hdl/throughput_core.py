@@ -36,7 +36,7 @@ three cycles after its strobe; ``ready`` always high).
 from types import SimpleNamespace
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from limemu.model.counters import counter_layout
 from limemu.model.errors import require
@@ -49,7 +49,7 @@ from .counter_bank import CounterBank, increment_bits
 from .lane_rng import REPLAY_DEPTH, ReplayRng
 from .regmap import RUN_CYCLES_BITS, WORD_BITS, words
 from .schedule_unit import ScheduleUnit
-from .throughput_lane import LANE_LATENCY, ThroughputLane, mantissa_roms
+from .throughput_lane import BARRIER_STAGES, LANE_LATENCY, ThroughputLane, mantissa_roms
 
 FIELD_TARGETS = {"field": TARGET_FIELD, "column": TARGET_COLUMN, "qrow": TARGET_ROW}
 LANE_BANKS = ("weight", "valid", "diag", "bias")
@@ -57,7 +57,7 @@ MOVER_QUEUE_DEPTH = 32
 #: cycles a group spends between issue and its registered decision
 ISSUE_TO_DECISION = 1 + LANE_LATENCY
 #: the age (index in ``flight``) at which a group's lanes take their draws
-DRAW_AGE = 3
+DRAW_AGE = BARRIER_STAGES
 # the draws given back and not yet taken again never exceed the groups in flight past the draw
 assert ISSUE_TO_DECISION - DRAW_AGE < REPLAY_DEPTH
 
@@ -97,7 +97,7 @@ class ThroughputCore(CoreBase):
         self.gain = ScheduleUnit(bits=spec.gain_bits, table_depth=g.table_depth,
                                  kinds=g.schedule_kinds)
         m.submodules.barrier, m.submodules.gain = self.barrier, self.gain
-        m.submodules.movers = self.movers = SyncFIFOBuffered(
+        m.submodules.movers = self.movers = SyncFIFO(
             width=g.group_bits + 2 * g.lanes, depth=MOVER_QUEUE_DEPTH)
         self.lanes, self.rngs = [], []
         for lane in range(g.lanes):
@@ -173,7 +173,7 @@ class ThroughputCore(CoreBase):
     def _issue(self, m):
         g, regs = self.geometry, self.regs
         field = self.field
-        landed = ~field.busy & (self.movers.level == 0)
+        landed = ~field.eval_stale & (self.movers.level == 0)
         self.quiet = landed & ~self.flight.any()
         must_wait = self.group_wait.bit_select(self.next_group[:g.group_bits], 1)
         room = self.movers.level <= MOVER_QUEUE_DEPTH - ISSUE_TO_DECISION - 1
@@ -240,8 +240,8 @@ class ThroughputCore(CoreBase):
             m.d.comb += [write.addr.eq(group), write.en.eq(moves),
                          write.data.eq(Cat(*[u.new_weight for u in lanes]))]
         m.d.comb += self.moved.eq(decided & (moves != 0))
-        m.d.comb += [self.movers.w_en.eq(self.moved),
-                     self.movers.w_data.eq(Cat(group, moves, ups))]
+        decided_movers = Cat(group, moves, ups)
+        m.d.comb += self.movers.w_data.eq(decided_movers)
         counters = self.counters
         for name, bit in (("up_moves", "move_up"), ("down_moves", "move_down"),
                           ("blocked_moves", "blocked"), ("inadmissible", "inadmissible")):
@@ -255,16 +255,21 @@ class ThroughputCore(CoreBase):
         self.step_increment = (dl2, abs_dl2)
         with m.If(self.in_run & self.field.adds_valid):
             m.d.comb += counters.inc_field_adds.eq(self.field.adds)
-        # the field engine takes the movers queue while a run is on, init_field's otherwise
-        entry = self.movers.r_data
+        # the field engine takes the movers while a run is on, init_field's otherwise: a
+        # group's movers go straight to it when the queue is empty (and into the queue unless
+        # it takes them at once), else they queue behind the others
+        bypass = self.movers.level == 0
+        entry = Mux(bypass, decided_movers, self.movers.r_data)
         group_bits = g.group_bits
         queued_ups = entry[group_bits + g.lanes:]
         init = self.init_mover
+        m.d.comb += self.movers.w_en.eq(self.moved & ~(bypass & self.in_run
+                                                       & self.field.mover_ready))
         with m.If(self.in_run):
-            m.d.comb += [self.field.mover_valid.eq(self.movers.r_rdy),
+            m.d.comb += [self.field.mover_valid.eq(Mux(bypass, self.moved, self.movers.r_rdy)),
                          self.field.mover_group.eq(entry[:group_bits]),
                          self.field.mover_mask.eq(entry[group_bits:group_bits + g.lanes]),
-                         self.movers.r_en.eq(self.field.mover_ready)]
+                         self.movers.r_en.eq(self.field.mover_ready & ~bypass)]
             for lane in range(g.lanes):
                 m.d.comb += self.field.mover_dw[lane].eq(
                     Mux(queued_ups[lane], spec.delta, -spec.delta))

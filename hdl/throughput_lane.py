@@ -1,10 +1,9 @@
 """One lane of the throughput core: a cell's field in, its decision out, one group a cycle.
 
-    s1  the cell's field g, weight w, valid bit and Q_nn (from the banks, read at issue)
-        dL2 = delta^2 Q_nn +- 2 delta g
-    s2  half tilts h = eta dL2 << shift (two multipliers)
-    s3  crossing barriers E0 + h
-    s4  the crossing unit takes them with the lane's draw (the generator advances: one draw
+    s1  the cell's field g, weight w, valid bit and Q_nn (from the banks, read at issue);
+        dL2 = delta^2 Q_nn +- 2 delta g, the half tilts h = eta dL2 << shift (two
+        multipliers) and the crossing barriers E0 + h, registered
+    s2  the crossing unit takes them with the lane's draw (the generator advances: one draw
         per group, idle lanes too); CrossingUnit.latency cycles later it decides
     out move up, move down, blocked (a move off the ladder's end), inadmissible, the chosen
         move's dL2 and the new weight, registered
@@ -25,8 +24,10 @@ from limemu.model.rng import DRAW_BITS
 
 from .crossing_unit import CrossingUnit, crossing_barrier_width
 
+#: cycles from a lane's inputs (s1) to the crossing unit's (s2, where the draw is taken)
+BARRIER_STAGES = 1
 #: cycles from a lane's inputs (s1) to its registered outputs
-LANE_LATENCY = 3 + CrossingUnit.latency + 1
+LANE_LATENCY = BARRIER_STAGES + CrossingUnit.latency + 1
 
 
 def delayed(m, value, cycles, name):
@@ -90,33 +91,30 @@ class ThroughputLane(wiring.Component):
         dl2_shape = signed(spec.dl2_bits)
         tilt_shape = signed(spec.tilt_bits + 1)
 
-        # s1 -> s2: dL2 of both moves
-        up_dl2, down_dl2 = self._dl2(self.field, self.diag)
-        s2_up, s2_down = Signal(dl2_shape), Signal(dl2_shape)
-        s2_valid = Signal()
-        m.d.sync += [s2_up.eq(up_dl2), s2_down.eq(down_dl2), s2_valid.eq(self.group_valid)]
-        # s2 -> s3: half tilts
-        s3_up, s3_down = Signal(tilt_shape), Signal(tilt_shape)
-        s3_valid = Signal()
-        m.d.sync += [s3_up.eq(self.eta_shifted * s2_up), s3_down.eq(self.eta_shifted * s2_down),
-                     s3_valid.eq(s2_valid)]
-        # s3 -> s4: crossing barriers
+        # s1 -> s2: dL2 of both moves, their half tilts (wrapped to the tilt's width, as the
+        # model holds them) and the crossing barriers, in one cycle
         width = crossing_barrier_width(spec)
-        s4_up, s4_down = Signal(signed(width)), Signal(signed(width))
-        s4_valid = Signal()
-        m.d.sync += [s4_up.eq(self.e0 + s3_up), s4_down.eq(self.e0 + s3_down),
-                     s4_valid.eq(s3_valid)]
+        s2_up, s2_down = Signal(signed(width)), Signal(signed(width))
+        s2_valid = Signal()
+        for value, barrier, name in zip(self._dl2(self.field, self.diag), (s2_up, s2_down),
+                                        ("up", "down")):
+            dl2 = Signal(dl2_shape, name=f"dl2_{name}")
+            half_tilt = Signal(tilt_shape, name=f"half_tilt_{name}")
+            m.d.comb += [dl2.eq(value), half_tilt.eq(self.eta_shifted * dl2)]
+            m.d.sync += barrier.eq(self.e0 + half_tilt)
+        m.d.sync += s2_valid.eq(self.group_valid)
 
         # what the decision needs, carried along
-        carried = {name: delayed(m, value, 3 + CrossingUnit.latency, f"carry_{name}")
+        carried = {name: delayed(m, value, BARRIER_STAGES + CrossingUnit.latency,
+                                 f"carry_{name}")
                    for name, value in (("field", self.field), ("diag", self.diag),
                                        ("weight", self.weight),
                                        ("valid", self.valid & self.group_valid))}
-        m.d.comb += [unit.valid_in.eq(s4_valid & delayed(m, self.valid & self.group_valid, 3,
-                                                          "cell_valid")),
-                     unit.u.eq(self.draw), unit.b_up.eq(s4_up), unit.b_down.eq(s4_down),
-                     self.next_draw.eq(s4_valid)]
-        group_valid = delayed(m, s4_valid, CrossingUnit.latency, "group_valid")
+        m.d.comb += [unit.valid_in.eq(s2_valid & delayed(m, self.valid & self.group_valid,
+                                                          BARRIER_STAGES, "cell_valid")),
+                     unit.u.eq(self.draw), unit.b_up.eq(s2_up), unit.b_down.eq(s2_down),
+                     self.next_draw.eq(s2_valid)]
+        group_valid = delayed(m, s2_valid, CrossingUnit.latency, "group_valid")
 
         # the decision
         w, valid = carried["weight"], carried["valid"]

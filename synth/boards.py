@@ -3,15 +3,15 @@
 A :class:`Board` describes one board: its amaranth-boards platform, clock, baud rate, default
 array (the largest measured to fit and meet timing, see synth/README.md), LEDs and how it is
 programmed. :class:`BoardWrapper` puts ``limemu.hdl.board_top.BoardTop`` on the board's pins: the
-``uart`` resource (rx, tx) and four LEDs. The ``sync`` domain is the board clock, created by
-the platform (``create_missing_domain``): on the iCE40 it holds reset for the ~3 us after
-configuration during which block RAMs read as zero; on the ECP5 it drives the global
-set/reset synchronously. No PLL: the array runs at the board's oscillator frequency.
+``uart`` resource (rx, tx) and four LEDs. The ``sync`` domain is the board clock: on the
+iCE40 the oscillator, created by the platform (``create_missing_domain``), which holds reset
+for the ~3 us after configuration during which block RAMs read as zero; on the ECP5 the PLL's
+output (synth/ecp5_pll.py), reset through the global set/reset until the PLL has locked.
 
 :func:`build_board` runs the toolchain in ``build_dir`` (the YoWASP tools are WebAssembly and
 see only the current directory tree, so every path handed to them is relative), prints the
 stages as they go, and writes ``report.json``: resources used / available, Fmax versus the
-board clock, whether the design fits and meets timing, the peak cell evaluations per second
+board clock (nextpnr may have been asked for less: ``Board.route_at_hz``), whether the design fits and meets timing, the peak cell evaluations per second
 (lanes x clock) and the bitstream. A design whose synthesised cells already exceed the
 device skips place and route.
 """
@@ -71,6 +71,15 @@ class Board:
     # the board's oscillator, when a PLL makes clock_hz from it (ECP5: synth/ecp5_pll.py);
     # 0: no PLL, the design runs at the oscillator's clock_hz
     oscillator_hz: int = 0
+    # the clock nextpnr is asked to meet, when lower than clock_hz (0: clock_hz): router1
+    # can stall on a tight target that a looser one routes; the build still checks the
+    # achieved Fmax against clock_hz (summarize)
+    route_at_hz: int = 0
+
+    def __post_init__(self):
+        require(isinstance(self.route_at_hz, int) and 0 <= self.route_at_hz <= self.clock_hz,
+                "route_at_hz", self.route_at_hz,
+                f"must be 0 (route at the clock) or at most clock_hz ({self.clock_hz})")
 
     @property
     def uses_pll(self):
@@ -125,12 +134,13 @@ ULX3S = Board(
     name="ulx3s",
     title="ULX3S (ECP5 LFE5U-85F-CABGA381)",
     platform=ULX3S_85F_Platform,
-    # the oscillator's clock: the throughput core missed 50 MHz through the PLL (30.8 MHz
-    # after placement at 32 lanes, 40.3 MHz at 8: synth/README.md); a board whose clock_hz
-    # differs from oscillator_hz gets it from the PLL (synth/ecp5_pll.py)
-    clock_hz=25_000_000,
+    # from the oscillator through the PLL (synth/ecp5_pll.py), routed at 25 MHz: asked for
+    # 30 MHz, router1 stalls on the 16-lane core, which reaches 30 MHz when routed at 25
+    # (synth/README.md); 50 MHz was out of reach at any lane count
+    clock_hz=30_000_000,
     oscillator_hz=25_000_000,
-    baud=DEFAULT_BAUD,             # 25 cycles a bit, exact
+    route_at_hz=25_000_000,
+    baud=DEFAULT_BAUD,             # 30 cycles a bit, exact
     family="ecp5",
     capacity={"lut4": 83640, "ff": 83640, "ram": 208, "dsp": 156},
     # the throughput core: 16 lanes (32 fit but did not route in an hour on a 2-core machine),
@@ -233,8 +243,10 @@ class BoardWrapper(Elaboratable):
         m = Module()
         if self.board.uses_pll:
             from .ecp5_pll import PllDomain  # noqa: PLC0415
-            m.domains.sync = ClockDomain("sync")       # defined here, driven by the PLL
-            m.submodules.clock = PllDomain(self.board.oscillator_hz, self.board.clock_hz)
+            # defined here, driven by the PLL; reset by the global set/reset (PllDomain)
+            m.domains.sync = ClockDomain("sync", reset_less=True)
+            m.submodules.clock = PllDomain(self.board.oscillator_hz, self.board.clock_hz,
+                                           route_at_hz=self.board.route_at_hz)
         m.submodules.top = top = self.top
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
@@ -351,8 +363,11 @@ FMAX_LINE = re.compile(r"^Info: Max frequency for clock '([^']+)': ([\d.]+) MHz 
 
 def parse_nextpnr_log(text):
     """The same from nextpnr's log (when it stopped before writing its report): the last
-    device utilisation table and the last Fmax line of each clock, plus the ERROR lines."""
+    device utilisation table and the last Fmax line of each clock, plus the ERROR lines and
+    the clock constraints it ignored (a net it did not find)."""
     utilization, fmax, errors = {}, {}, []
+    ignored = [line.split(":", 1)[1].strip() for line in text.splitlines()
+               if line.startswith("Warning:") and "ignoring clock constraint" in line]
     for line in text.splitlines():
         if line.startswith("Info: Device utilisation:"):
             utilization = {}
@@ -367,7 +382,8 @@ def parse_nextpnr_log(text):
                                                 "constraint": float(match.group(4))}
         elif line.startswith("ERROR:"):
             errors.append(line[len("ERROR:"):].strip())
-    return {"utilization": utilization, "fmax": fmax, "errors": errors}
+    return {"utilization": utilization, "fmax": fmax, "errors": errors,
+            "ignored_constraints": ignored}
 
 
 def summarize(board, synthesis, pnr):
@@ -388,10 +404,17 @@ def summarize(board, synthesis, pnr):
         for name, available in board.capacity.items():
             resources.setdefault(name, {"used": synthesis.get(name, 0),
                                         "available": available, "estimate": True})
+    # the design's one clock is `sync`, whatever nextpnr calls its net (the PLL's output);
+    # its target is the board's clock even when nextpnr was asked for less (route_at_hz)
+    fmax = (pnr or {}).get("fmax") or {}
+    if len(fmax) == 1:
+        fmax = {"sync": next(iter(fmax.values()))}
     timing = {}
-    for clock, f in ((pnr or {}).get("fmax") or {}).items():
-        timing[clock] = {"achieved_mhz": f["achieved"], "target_mhz": f["constraint"],
-                         "met": f["achieved"] >= f["constraint"]}
+    for clock, f in fmax.items():
+        target = max(f["constraint"], board.clock_hz / 1e6) if clock == "sync" \
+            else f["constraint"]
+        timing[clock] = {"achieved_mhz": f["achieved"], "target_mhz": target,
+                         "routed_at_mhz": f["constraint"], "met": f["achieved"] >= target}
     return resources, timing
 
 
@@ -589,6 +612,10 @@ def _read_place_and_route(report, board, synthesis, build_dir, logfile, code, ou
         raise BuildError(f"nextpnr failed (exit {code}): {errors[0]}; see "
                          f"{build_dir / logfile}")
     report["fits"] = not over
+    if parsed_log["ignored_constraints"]:
+        # the clock was then timed against another target (nextpnr's own, or none)
+        raise BuildError(f"nextpnr ignored a clock constraint: "
+                         f"{parsed_log['ignored_constraints'][0]}; see {build_dir / logfile}")
     report["meets_timing"] = bool(report["timing"]) and all(
         c["met"] for c in report["timing"].values())
     report["ok_so_far"] = report["fits"] and report["meets_timing"]

@@ -4,14 +4,14 @@
 CLKOP): f_out = f_in * CLKFB_DIV / CLKI_DIV with the phase detector at f_in / CLKI_DIV >=
 3.125 MHz and the VCO at f_out * CLKOP_DIV in [400, 800] MHz; it refuses a frequency it cannot
 make exactly. :class:`PllDomain` drives the ``sync`` domain (its parent defines it) from the
-PLL, holds the domain in reset until the PLL has locked (a two-flip-flop synchroniser on the
-output clock) and constrains the output clock for nextpnr.
+PLL, holds the domain in reset until the PLL has locked (the global set/reset, released by a
+two-flip-flop synchroniser on the output clock; the parent makes the domain reset-less) and constrains the output clock for nextpnr (at ``route_at_hz`` when that is
+lower: see synth/boards.py's ``Board.route_at_hz``).
 """
 
 from amaranth import ClockSignal, Elaboratable, Module, Signal
 from amaranth.hdl import Instance
 from amaranth.lib import io
-from amaranth.lib.cdc import ResetSynchronizer
 from limemu.model.errors import require
 
 PFD_MIN_HZ = 3_125_000
@@ -45,8 +45,9 @@ class PllDomain(Elaboratable):
     the platform's default clock (at ``in_hz``) through an EHXPLLL; reset until the PLL reports
     lock."""
 
-    def __init__(self, in_hz, out_hz):
+    def __init__(self, in_hz, out_hz, *, route_at_hz=0):
         self.in_hz, self.out_hz = in_hz, out_hz
+        self.route_at_hz = route_at_hz or out_hz
         self.dividers = pll_dividers(in_hz, out_hz)
 
     def elaborate(self, platform):
@@ -54,7 +55,9 @@ class PllDomain(Elaboratable):
         clki_div, clkfb_div, clkop_div = self.dividers
         m.submodules.clk_in = clk_in = io.Buffer("i", platform.request(platform.default_clk,
                                                                        dir="-"))
-        clk_out, locked = Signal(), Signal()
+        # kept by name: yosys drops the names of a net's aliases, and nextpnr then ignores the
+        # clock constraint on it (and derives one at out_hz from the input's)
+        clk_out, locked = Signal(name="pll_clk", attrs={"keep": 1}), Signal(name="pll_locked")
         m.submodules.pll = Instance(
             "EHXPLLL",
             a_FREQUENCY_PIN_CLKI=f"{self.in_hz / 1e6:g}",
@@ -71,6 +74,16 @@ class PllDomain(Elaboratable):
             i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
             o_CLKOP=clk_out, o_LOCK=locked)
         m.d.comb += ClockSignal("sync").eq(clk_out)
-        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
-        platform.add_clock_constraint(clk_out, self.out_hz)
+        # reset through the global set/reset network, as amaranth's own ECP5 domain does: a
+        # reset net of ordinary routing to every flip-flop of the array congests the router
+        # (the 8-lane array took ten times as long to route), so the domain is reset-less and
+        # SGSR returns every flip-flop to its initial value until the PLL has locked (two
+        # flip-flops outside GSR synchronise the lock to the output clock)
+        lock_sync, release = Signal(name="pll_lock_sync"), Signal(name="pll_release")
+        m.submodules.lock_ff0 = Instance("FD1S3AX", p_GSR="DISABLED", i_CK=clk_out,
+                                         i_D=locked, o_Q=lock_sync)
+        m.submodules.lock_ff1 = Instance("FD1S3AX", p_GSR="DISABLED", i_CK=clk_out,
+                                         i_D=lock_sync, o_Q=release)
+        m.submodules.gsr = Instance("SGSR", i_CLK=clk_out, i_GSR=release)
+        platform.add_clock_constraint(clk_out, self.route_at_hz)
         return m

@@ -56,7 +56,8 @@ def test_default_configurations():
     assert (spec.cells, spec.weight_bits, geometry.q_storage) == (2048, 1, "sparse")
     assert (geometry.core, spec.lanes, geometry.q_capacity) == ("throughput", 16, 8192)
     assert geometry.groups == spec.cells // 16 + ULX3S.group_slack
-    assert not ULX3S.uses_pll and ULX3S.clock_hz == ULX3S.oscillator_hz == 25_000_000
+    assert ULX3S.uses_pll and (ULX3S.oscillator_hz, ULX3S.clock_hz) == (25_000_000, 30_000_000)
+    assert ULX3S.clock_hz % ULX3S.baud == 0
     spec, geometry = configuration(ICEBREAKER, cells=8, lanes=2, weight_bits=4,
                                    core="pipelined", q_storage="dense")
     assert (spec.cells, spec.lanes, geometry.groups, geometry.q_capacity) == (8, 2, 4, 1)
@@ -203,8 +204,26 @@ def test_parse_nextpnr_report():
     assert resources["ram"] == {"used": 18, "available": 208}
     assert resources["dsp"] == {"used": 19, "available": 156}
     assert resources["pll"] == {"used": 0, "available": 4}
-    assert timing["sync"]["met"] and timing["sync"]["target_mhz"] == 25.0
+    # routed at 25 MHz (ULX3S.route_at_hz), checked against the board's clock, 30 MHz
+    assert timing["sync"]["met"] and timing["sync"]["target_mhz"] == 30.0
+    assert timing["sync"]["routed_at_mhz"] == 25.0
     assert not over_capacity(resources)
+
+
+def test_timing_is_checked_against_the_board_clock_not_the_routing_target():
+    parsed = parse_nextpnr_log("Info: Max frequency for clock '$glbnet$clock.pll_clk': "
+                               "28.90 MHz (PASS at 25.00 MHz)\n")
+    _, timing = summarize(ULX3S, None, parsed)
+    assert timing == {"sync": {"achieved_mhz": 28.9, "target_mhz": 30.0, "routed_at_mhz": 25.0,
+                               "met": False}}
+
+
+def test_an_ignored_clock_constraint_is_reported():
+    parsed = parse_nextpnr_log("Warning: net 'clock.$signal' does not exist in design, "
+                               "ignoring clock constraint\nInfo: Routing..\n")
+    assert parsed["ignored_constraints"] == [
+        "net 'clock.$signal' does not exist in design, ignoring clock constraint"]
+    assert parse_nextpnr_log(ICE40_TIMING_LOG)["ignored_constraints"] == []
 
 
 def test_parse_nextpnr_log_of_a_design_that_does_not_fit():
@@ -411,7 +430,10 @@ def test_ulx3s_small_array_fits_and_meets_timing(tmp_path):
     report, _ = run_build(ULX3S, tmp_path, **ULX3S_SMALL)
     assert report["ok"], report["failure"]
     assert report["geometry"]["core"] == "throughput"
-    assert report["timing"]["sync"]["achieved_mhz"] >= ULX3S.clock_hz / 1e6
+    # the PLL's clock, routed at route_at_hz and checked at clock_hz
+    timing = report["timing"]["sync"]
+    assert timing["achieved_mhz"] >= timing["target_mhz"] == ULX3S.clock_hz / 1e6
+    assert timing["routed_at_mhz"] == ULX3S.route_at_hz / 1e6
     assert (tmp_path / "limemu_ulx3s.bit").stat().st_size > 100_000
     assert report["peak_evaluations_per_s"] == 8 * ULX3S.clock_hz
 
@@ -425,6 +447,9 @@ def test_pll_dividers_make_the_clock_exactly():
         assert 400e6 <= out_hz * clkop <= 800e6 and 25e6 / clki >= 3.125e6
     with pytest.raises(ConfigError, match="clock_hz = 33333333"):
         pll_dividers(25_000_000, 33_333_333)
+    assert pll_dividers(25_000_000, ULX3S.clock_hz) == (5, 6, 20)     # VCO 600 MHz
+    with pytest.raises(ConfigError, match="route_at_hz = 31000000"):
+        replace(ULX3S, route_at_hz=31_000_000)
 
 
 def test_synth_breakdown_of_the_icebreaker_array(capsys):

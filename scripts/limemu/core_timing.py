@@ -27,10 +27,13 @@ from limemu.model.order import bank_rows
 
 from .host import group_waits
 
-#: a mover written into the queue (SyncFIFOBuffered) can be read two cycles later
-QUEUE_LATENCY = 2
-#: the field engine's pipeline after a row's issue: row read, field read, add and write
-ROW_PIPELINE = 2
+#: a group's movers reach the field engine's selector in their decision's cycle: straight
+#: when the queue is empty, else behind the queued ones (a queued entry can be read the next
+#: cycle, which the selector could not have taken earlier either)
+QUEUE_LATENCY = 0
+#: the field engine's cycles after a row's issue before an evaluation sees it: row read,
+#: field read (the add and write happen in a cycle whose evaluation reads see them)
+ROW_PIPELINE = 1
 #: the cycles of a step after its last RUN cycle before the next: STEP_SUM, STEP_END, SCHEDULE
 STEP_END_CYCLES = 3
 #: the schedule units' restart time that a start right after the clear does not wait: the
