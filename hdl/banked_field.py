@@ -23,8 +23,9 @@ engine's so that consecutive updates of one cell add up; the lanes' so that a re
 cycle of a field's last write already sees it), and one write port. ``busy`` is high while
 any move is queued or in flight, ``eval_stale`` while an evaluation could still read a field
 that a pending move changes (``busy`` but for the last write); a core reads a group's fields
-only when no pending move can change them. ``adds``/``adds_valid`` report each column's additions as its table entry is read
-(``cells`` for every column when Q is counted dense, as the model counts it).
+only when no pending move can change them. ``adds``/``adds_valid`` report each column's
+additions as its table entry is read (``cells`` for every column when Q is counted dense, as
+the model counts it).
 
 Host ports (while idle): ``host_we``/``host_re``, ``host_target`` (TARGET_FIELD, TARGET_COLUMN,
 TARGET_ROW), ``host_index``, ``host_wdata``; ``host_rdata`` is valid the cycle after

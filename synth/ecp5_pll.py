@@ -5,8 +5,9 @@ CLKOP): f_out = f_in * CLKFB_DIV / CLKI_DIV with the phase detector at f_in / CL
 3.125 MHz and the VCO at f_out * CLKOP_DIV in [400, 800] MHz; it refuses a frequency it cannot
 make exactly. :class:`PllDomain` drives the ``sync`` domain (its parent defines it) from the
 PLL, holds the domain in reset until the PLL has locked (the global set/reset, released by a
-two-flip-flop synchroniser on the output clock; the parent makes the domain reset-less) and constrains the output clock for nextpnr (at ``route_at_hz`` when that is
-lower: see synth/boards.py's ``Board.route_at_hz``).
+two-flip-flop synchroniser on the output clock; the parent makes the domain reset-less) and
+constrains the output clock for nextpnr (at ``route_at_hz`` when that is lower: see
+synth/boards.py's ``Board.route_at_hz``).
 """
 
 from amaranth import ClockSignal, Elaboratable, Module, Signal
